@@ -1,0 +1,5 @@
+//! rill-broker: Rill's Kafka-compatible broker.
+//!
+//! - [`log`]: segmented log storage (segments, indexes, recovery, retention, compaction).
+
+pub mod log;

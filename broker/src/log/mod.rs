@@ -1,0 +1,29 @@
+//! Log storage: topic -> partitions -> a directory of segments.
+//!
+//! A partition directory `<topic>-<partition>/` holds `<base>.log` files of magic-v2 record
+//! batches stored as received, each with a sparse `.index` and `.timeindex`, plus
+//! `leader-epoch-checkpoint`, `recovery-point` and `log-start-offset`. Names for the transaction
+//! index (`.txnindex`) and producer-state snapshots (`.snapshot`) are reserved per segment.
+
+pub mod batch;
+pub mod checkpoint;
+pub mod config;
+pub mod index;
+mod partition_log;
+pub mod segment;
+pub mod time_index;
+
+pub use config::{CleanupPolicy, ConfigError, LogConfig};
+pub use partition_log::{
+    AppendInfo, Log, LogError, OpenStats, ReadResult, SealedSegment, LEADER_EPOCH_FILE,
+    LOG_START_FILE, RECOVERY_POINT_FILE,
+};
+pub use segment::FileSlice;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,689 @@
+//! The log of one partition: an ordered set of segments, the last one active.
+//!
+//! Appends, reads and retention take one short lock over the segment map. Durability follows the
+//! topic's flush policy: by default writes sit in the page cache (Kafka's model); when
+//! `flush.messages` asks for it, [`Log::flush_to`] gives group commit, where one fsync covers
+//! every batch appended before it started.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use kafka_protocol::records::RecordBatchDecoder;
+
+use super::batch::{self, BatchError, BatchHeader};
+use super::checkpoint;
+use super::config::{LogConfig, TimestampType};
+use super::segment::{self, FileSlice, RecoveryStats, Segment};
+
+/// Name of the file holding the offset below which the log was last fsynced.
+pub const RECOVERY_POINT_FILE: &str = "recovery-point";
+/// Name of the file holding the log start offset.
+pub const LOG_START_FILE: &str = "log-start-offset";
+/// Name of the leader epoch checkpoint.
+pub const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
+
+/// Errors from a partition log. Each maps to one Kafka error code in the server.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// Disk I/O failed (KAFKA_STORAGE_ERROR).
+    #[error("log I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// A batch failed validation (CORRUPT_MESSAGE / UNSUPPORTED_FOR_MESSAGE_FORMAT).
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    /// A batch larger than `max.message.bytes` (MESSAGE_TOO_LARGE).
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
+    TooLarge {
+        /// Batch size.
+        size: usize,
+        /// The limit.
+        max: i64,
+    },
+    /// A batch that parses but breaks a rule (INVALID_RECORD).
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    /// An offset outside `[log start, log end]` (OFFSET_OUT_OF_RANGE).
+    #[error("offset {offset} is out of range [{start}, {end}]")]
+    OffsetOutOfRange {
+        /// Requested offset.
+        offset: i64,
+        /// Log start offset.
+        start: i64,
+        /// Log end offset.
+        end: i64,
+    },
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the first record appended.
+    pub base_offset: i64,
+    /// Offset of the last record appended.
+    pub last_offset: i64,
+    /// Broker time stamped into the batches under `LogAppendTime`, else -1.
+    pub log_append_time: i64,
+    /// Log start offset after the append.
+    pub log_start_offset: i64,
+    /// When the flush policy requires it: fsync up to here before acknowledging.
+    pub flush_to: Option<i64>,
+}
+
+/// What a read found.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    /// Whole batches starting with the one holding the requested offset; `None` at the end.
+    pub slice: Option<FileSlice>,
+    /// Offset consumers may read below (the log end offset on one node).
+    pub high_watermark: i64,
+    /// First offset still in the log.
+    pub log_start_offset: i64,
+}
+
+/// A sealed segment as the cleaner sees it.
+#[derive(Debug, Clone)]
+pub struct SealedSegment {
+    /// Base offset.
+    pub base_offset: i64,
+    /// Offset after its last batch.
+    pub next_offset: i64,
+    /// Bytes in the `.log` file.
+    pub size: u64,
+    /// Largest record timestamp.
+    pub max_timestamp: i64,
+    /// The file, for reading.
+    pub file: Arc<fs::File>,
+}
+
+struct Inner {
+    config: LogConfig,
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    next_offset: i64,
+    /// (epoch, start offset), ascending.
+    epochs: Vec<(i32, i64)>,
+    unflushed_messages: i64,
+    last_flush_ms: i64,
+    /// Reused buffer for offset-stamped batches before they hit the file.
+    scratch: Vec<u8>,
+}
+
+impl Inner {
+    fn active(&mut self) -> &mut Segment {
+        self.segments.values_mut().next_back().expect("a log always has an active segment")
+    }
+    fn leader_epoch(&self) -> i32 {
+        self.epochs.last().map(|e| e.0).unwrap_or(0)
+    }
+}
+
+/// One partition's log.
+pub struct Log {
+    dir: PathBuf,
+    inner: Mutex<Inner>,
+    flush_lock: Mutex<()>,
+    /// Everything below this offset has been fsynced (the recovery point).
+    flushed: AtomicI64,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log").field("dir", &self.dir).finish()
+    }
+}
+
+/// Outcome of opening a log, for the startup log line.
+#[derive(Debug, Default, Clone)]
+pub struct OpenStats {
+    /// Segments re-validated from the recovery point.
+    pub recovered_segments: usize,
+    /// Bytes cut from torn or corrupt tails.
+    pub truncated_bytes: u64,
+    /// Segments deleted because they followed a truncation.
+    pub dropped_segments: usize,
+}
+
+impl Log {
+    /// Open the log in `dir`, creating it if empty.
+    ///
+    /// With `clean` (the broker shut down cleanly) indexes are trusted; without it every segment
+    /// from the one holding the recovery point onwards is re-validated batch by batch, the first
+    /// torn or corrupt batch and everything after it is cut, and indexes are rebuilt.
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        clean: bool,
+        now_ms: i64,
+    ) -> Result<(Self, OpenStats), LogError> {
+        fs::create_dir_all(dir)?;
+        let swapped = finish_interrupted_swaps(dir)?;
+        let mut bases: Vec<i64> = fs::read_dir(dir)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                name.strip_suffix(".log")?.parse::<i64>().ok()
+            })
+            .collect();
+        bases.sort_unstable();
+        let recovery_point = checkpoint::read_i64(&dir.join(RECOVERY_POINT_FILE))?.unwrap_or(0);
+        let mut stats = OpenStats::default();
+        let mut segments = BTreeMap::new();
+        let index_interval = config.index_interval_bytes as u64;
+        let mut truncated = false;
+        for (i, &base) in bases.iter().enumerate() {
+            if truncated {
+                segment::delete_segment_files(dir, base)?;
+                stats.dropped_segments += 1;
+                continue;
+            }
+            let next_base = bases.get(i + 1).copied().unwrap_or(i64::MAX);
+            let trusted = !swapped.contains(&base) && (clean || next_base <= recovery_point);
+            let seg = if trusted {
+                match Segment::open(dir, base, now_ms) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(dir = %dir.display(), base, error = %e, "index inconsistent; recovering segment");
+                        recover_segment(dir, base, now_ms, index_interval, &mut stats, &mut truncated)?
+                    }
+                }
+            } else {
+                recover_segment(dir, base, now_ms, index_interval, &mut stats, &mut truncated)?
+            };
+            segments.insert(base, seg);
+        }
+        let mut log_start = checkpoint::read_i64(&dir.join(LOG_START_FILE))?.unwrap_or(0);
+        if segments.is_empty() {
+            let seg = Segment::create(dir, log_start, now_ms)?;
+            segments.insert(log_start, seg);
+        }
+        // Drop empty non-active segments a crash may leave behind.
+        let next_offset = segments.values().next_back().map(|s| s.next_offset()).unwrap_or(0);
+        let first_base = *segments.keys().next().expect("non-empty");
+        log_start = log_start.max(first_base).min(next_offset);
+        let mut epochs = checkpoint::read_epochs(&dir.join(LEADER_EPOCH_FILE))?.unwrap_or_default();
+        epochs.retain(|&(_, start)| start <= next_offset);
+        if epochs.is_empty() {
+            epochs.push((0, log_start));
+            checkpoint::write_epochs(&dir.join(LEADER_EPOCH_FILE), &epochs)?;
+        }
+        let log = Self {
+            dir: dir.to_path_buf(),
+            inner: Mutex::new(Inner {
+                config,
+                segments,
+                log_start_offset: log_start,
+                next_offset,
+                epochs,
+                unflushed_messages: 0,
+                last_flush_ms: now_ms,
+                scratch: Vec::new(),
+            }),
+            flush_lock: Mutex::new(()),
+            flushed: AtomicI64::new(if clean { next_offset } else { recovery_point.min(next_offset) }),
+        };
+        if stats.truncated_bytes > 0 || stats.recovered_segments > 0 {
+            log.flush()?;
+        }
+        Ok((log, stats))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves state we cannot trust; crash loudly.
+        self.inner.lock().expect("partition log lock poisoned")
+    }
+
+    /// Validate, offset-stamp and append the batches in `records` (as sent by a producer).
+    ///
+    /// All batches are validated before any is written: a request is appended whole or not at all.
+    pub fn append(&self, records: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+        let mut g = self.lock();
+        let inner = &mut *g;
+        let max = inner.config.max_message_bytes;
+        let mut headers = Vec::new();
+        for item in batch::batches(records) {
+            let (at, h) = item?;
+            if h.size as i64 > max {
+                return Err(LogError::TooLarge { size: h.size, max });
+            }
+            if h.record_count < 1 || h.last_offset_delta as i64 + 1 != h.record_count as i64 {
+                return Err(LogError::InvalidRecord(format!(
+                    "batch claims {} records but an offset range of {}",
+                    h.record_count,
+                    h.last_offset_delta as i64 + 1
+                )));
+            }
+            if h.is_control() {
+                return Err(LogError::InvalidRecord("producers may not write control batches".into()));
+            }
+            headers.push((at, h));
+        }
+        if headers.is_empty() {
+            return Err(LogError::InvalidRecord("produce request carries no record batch".into()));
+        }
+        if inner.config.cleanup_policy.compacts() {
+            check_keys(records, &headers)?;
+        }
+        let log_append = inner.config.timestamp_type == TimestampType::LogAppendTime;
+        self.maybe_roll(inner, records.len() as u64, now_ms)?;
+        let epoch = inner.leader_epoch();
+        let mut scratch = std::mem::take(&mut inner.scratch);
+        scratch.clear();
+        scratch.extend_from_slice(records);
+        let base_offset = inner.next_offset;
+        let mut next = base_offset;
+        let mut messages = 0i64;
+        for (at, h) in headers.iter_mut() {
+            let b = &mut scratch[*at..*at + h.size];
+            batch::patch_offset_and_epoch(b, next, epoch);
+            if log_append {
+                batch::set_log_append_time(b, now_ms);
+                h.max_timestamp = now_ms;
+            }
+            h.base_offset = next;
+            h.partition_leader_epoch = epoch;
+            next = h.next_offset();
+            messages += h.record_count as i64;
+        }
+        let interval = inner.config.index_interval_bytes as u64;
+        let res = inner.active().append(&scratch, &headers, interval);
+        inner.scratch = scratch;
+        res?;
+        inner.next_offset = next;
+        inner.unflushed_messages += messages;
+        let flush_to = (inner.unflushed_messages >= inner.config.flush_messages).then_some(next);
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            log_append_time: if log_append { now_ms } else { -1 },
+            log_start_offset: inner.log_start_offset,
+            flush_to,
+        })
+    }
+
+    fn maybe_roll(&self, inner: &mut Inner, incoming: u64, now_ms: i64) -> io::Result<()> {
+        let cfg = &inner.config;
+        let (segment_bytes, segment_ms) = (cfg.segment_bytes as u64, cfg.segment_ms);
+        let next_offset = inner.next_offset;
+        let active = inner.active();
+        if active.is_empty() {
+            return Ok(());
+        }
+        let full = active.size() + incoming > segment_bytes;
+        let old = now_ms - active.created_ms() >= segment_ms;
+        // Index entries hold 32-bit relative offsets and positions.
+        let overflow = next_offset - active.base_offset() > i32::MAX as i64
+            || active.size() + incoming > u32::MAX as u64;
+        if full || old || overflow {
+            self.roll(inner, now_ms)?;
+        }
+        Ok(())
+    }
+
+    fn roll(&self, inner: &mut Inner, now_ms: i64) -> io::Result<()> {
+        let next = inner.next_offset;
+        inner.active().seal()?;
+        let seg = Segment::create(&self.dir, next, now_ms)?;
+        inner.segments.insert(next, seg);
+        Ok(())
+    }
+
+    /// Make everything below `offset` durable. Concurrent callers share one fsync: whoever gets
+    /// the flush lock syncs everything appended so far, and later callers find their offset
+    /// already covered.
+    pub fn flush_to(&self, offset: i64) -> io::Result<()> {
+        if self.flushed.load(Ordering::Acquire) >= offset {
+            return Ok(());
+        }
+        let _f = self.flush_lock.lock().expect("flush lock poisoned");
+        let flushed = self.flushed.load(Ordering::Acquire);
+        if flushed >= offset {
+            return Ok(());
+        }
+        let (target, files) = {
+            let mut g = self.lock();
+            g.unflushed_messages = 0;
+            let files: Vec<Arc<fs::File>> = g
+                .segments
+                .values()
+                .filter(|s| s.next_offset() > flushed || s.is_empty())
+                .map(|s| s.file().clone())
+                .collect();
+            (g.next_offset, files)
+        };
+        for f in files {
+            f.sync_data()?;
+        }
+        self.flushed.store(target, Ordering::Release);
+        Ok(())
+    }
+
+    /// fsync everything appended so far, including the indexes and the recovery point.
+    pub fn flush(&self) -> io::Result<()> {
+        let _f = self.flush_lock.lock().expect("flush lock poisoned");
+        let target = {
+            let mut g = self.lock();
+            for s in g.segments.values() {
+                s.flush()?;
+            }
+            g.unflushed_messages = 0;
+            g.next_offset
+        };
+        self.flushed.store(target, Ordering::Release);
+        checkpoint::write_i64(&self.dir.join(RECOVERY_POINT_FILE), target)
+    }
+
+    /// Flush if `flush.ms` has passed since the last flush and there is something to flush.
+    pub fn flush_if_due(&self, now_ms: i64) -> io::Result<()> {
+        let due = {
+            let mut g = self.lock();
+            let due = g.unflushed_messages > 0
+                && g.config.flush_ms != i64::MAX
+                && now_ms - g.last_flush_ms >= g.config.flush_ms;
+            if due {
+                g.last_flush_ms = now_ms;
+            }
+            due
+        };
+        if due {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Read whole batches from `offset`, at most `max_bytes` (but at least one batch).
+    pub fn read(&self, offset: i64, max_bytes: u64) -> Result<ReadResult, LogError> {
+        let g = self.lock();
+        let (start, end) = (g.log_start_offset, g.next_offset);
+        if offset < start || offset > end {
+            return Err(LogError::OffsetOutOfRange { offset, start, end });
+        }
+        let mut slice = None;
+        if offset < end {
+            let first = g.segments.range(..=offset).next_back().map(|(b, _)| *b).unwrap_or(offset);
+            for (_, seg) in g.segments.range(first..) {
+                if let Some(s) = seg.read(offset, max_bytes)? {
+                    slice = Some(s);
+                    break;
+                }
+            }
+        }
+        Ok(ReadResult { slice, high_watermark: end, log_start_offset: start })
+    }
+
+    /// The first offset whose timestamp is `>= ts` (ListOffsets by time); `None` if no record is.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<i64>, LogError> {
+        let g = self.lock();
+        for seg in g.segments.values() {
+            if let Some(o) = seg.offset_for_timestamp(ts)? {
+                return Ok(Some(o.max(g.log_start_offset)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Offset and timestamp of the record with the largest timestamp (ListOffsets -3).
+    pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError> {
+        let g = self.lock();
+        let best = g.segments.values().map(|s| s.max_timestamp()).max().unwrap_or(-1);
+        drop(g);
+        if best < 0 {
+            return Ok(None);
+        }
+        Ok(self.offset_for_timestamp(best)?.map(|o| (o, best)))
+    }
+
+    /// Move the log start offset forward to `offset` (DeleteRecords) and drop whole segments
+    /// below it. Returns the new log start offset.
+    pub fn delete_records(&self, offset: i64) -> Result<i64, LogError> {
+        let mut g = self.lock();
+        let end = g.next_offset;
+        let offset = if offset == -1 { end } else { offset };
+        if offset < 0 || offset > end {
+            return Err(LogError::OffsetOutOfRange { offset, start: g.log_start_offset, end });
+        }
+        if offset > g.log_start_offset {
+            g.log_start_offset = offset;
+            checkpoint::write_i64(&self.dir.join(LOG_START_FILE), offset)?;
+        }
+        self.delete_segments_below_start(&mut g)?;
+        Ok(g.log_start_offset)
+    }
+
+    /// Delete sealed segments that lie wholly below the log start offset.
+    fn delete_segments_below_start(&self, g: &mut Inner) -> io::Result<usize> {
+        let start = g.log_start_offset;
+        let doomed: Vec<i64> = g
+            .segments
+            .iter()
+            .zip(g.segments.keys().skip(1))
+            .filter(|((_, seg), _)| seg.next_offset() <= start)
+            .map(|((b, _), _)| *b)
+            .collect();
+        for b in &doomed {
+            if let Some(seg) = g.segments.remove(b) {
+                seg.delete()?;
+            }
+        }
+        Ok(doomed.len())
+    }
+
+    /// Apply `retention.ms` and `retention.bytes` (for `cleanup.policy` with `delete`): delete
+    /// whole segments from the oldest, never the active one, and move the log start offset.
+    /// Returns the number of segments deleted.
+    pub fn apply_retention(&self, now_ms: i64) -> io::Result<usize> {
+        let mut g = self.lock();
+        if !g.config.cleanup_policy.deletes() {
+            return Ok(0);
+        }
+        let (retention_ms, retention_bytes) = (g.config.retention_ms, g.config.retention_bytes);
+        // An expired active segment is rolled first so that it can go too, as in Kafka.
+        if retention_ms >= 0 {
+            let active = g.segments.values().next_back().expect("active");
+            if !active.is_empty() && active.max_timestamp() >= 0 && now_ms - active.max_timestamp() > retention_ms {
+                self.roll(&mut g, now_ms)?;
+            }
+        }
+        let mut total: u64 = g.segments.values().map(|s| s.size()).sum();
+        let mut deleted = 0;
+        loop {
+            if g.segments.len() < 2 {
+                break;
+            }
+            let (&base, first) = g.segments.iter().next().expect("non-empty");
+            let expired = retention_ms >= 0 && first.max_timestamp() >= 0 && now_ms - first.max_timestamp() > retention_ms;
+            let oversized = retention_bytes >= 0 && total - first.size() >= retention_bytes as u64;
+            if !(expired || oversized) {
+                break;
+            }
+            let seg = g.segments.remove(&base).expect("present");
+            total -= seg.size();
+            seg.delete()?;
+            deleted += 1;
+        }
+        let first_base = *g.segments.keys().next().expect("non-empty");
+        if first_base > g.log_start_offset {
+            g.log_start_offset = first_base;
+            checkpoint::write_i64(&self.dir.join(LOG_START_FILE), first_base)?;
+        }
+        Ok(deleted)
+    }
+
+    /// Remove the batch holding `offset` and everything after it (recovery, replication).
+    pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
+        let mut g = self.lock();
+        if offset >= g.next_offset {
+            return Ok(());
+        }
+        let later: Vec<i64> = g.segments.range(offset + 1..).map(|(b, _)| *b).collect();
+        for b in later {
+            if g.segments.len() > 1 {
+                if let Some(s) = g.segments.remove(&b) {
+                    s.delete()?;
+                }
+            }
+        }
+        let active = g.active();
+        active.truncate_to(offset)?;
+        g.next_offset = g.active().next_offset();
+        let next = g.next_offset;
+        self.flushed.fetch_min(next, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Sealed segments (every one but the active), oldest first.
+    pub fn sealed_segments(&self) -> Vec<SealedSegment> {
+        let g = self.lock();
+        let n = g.segments.len();
+        g.segments
+            .values()
+            .take(n.saturating_sub(1))
+            .map(|s| SealedSegment {
+                base_offset: s.base_offset(),
+                next_offset: s.next_offset(),
+                size: s.size(),
+                max_timestamp: s.max_timestamp(),
+                file: s.file().clone(),
+            })
+            .collect()
+    }
+
+    /// Replace sealed segment `base` by the cleaned file at `cleaned` (already fsynced).
+    ///
+    /// Crash-safe: the rename to `<base>.log.swap` is the commit point; a restart finishes any
+    /// swap it finds and rebuilds that segment's indexes. If the segment changed or went away
+    /// meanwhile (retention, DeleteRecords), the cleaned file is discarded and `false` returned.
+    pub fn swap_cleaned(&self, base: i64, expected_size: u64, cleaned: &Path, now_ms: i64) -> io::Result<bool> {
+        let mut g = self.lock();
+        let n = g.segments.len();
+        let is_sealed = g.segments.keys().take(n.saturating_sub(1)).any(|b| *b == base);
+        let unchanged = g.segments.get(&base).map(|s| s.size() == expected_size).unwrap_or(false);
+        if !is_sealed || !unchanged {
+            let _ = fs::remove_file(cleaned);
+            return Ok(false);
+        }
+        let interval = g.config.index_interval_bytes as u64;
+        let swap = self.dir.join(format!("{}.swap", segment::file_name(base, "log")));
+        fs::rename(cleaned, &swap)?;
+        fs::File::open(&self.dir)?.sync_all()?;
+        let seg = complete_swap(&self.dir, base, now_ms, interval)?;
+        g.segments.insert(base, seg);
+        Ok(true)
+    }
+
+    /// Replace the topic config (IncrementalAlterConfigs).
+    pub fn set_config(&self, config: LogConfig) {
+        self.lock().config = config;
+    }
+
+    /// The topic config in force.
+    pub fn config(&self) -> LogConfig {
+        self.lock().config.clone()
+    }
+
+    /// First offset still in the log.
+    pub fn log_start_offset(&self) -> i64 {
+        self.lock().log_start_offset
+    }
+
+    /// Offset the next record will get.
+    pub fn log_end_offset(&self) -> i64 {
+        self.lock().next_offset
+    }
+
+    /// Total bytes of all segment `.log` files.
+    pub fn size_bytes(&self) -> u64 {
+        self.lock().segments.values().map(|s| s.size()).sum()
+    }
+
+    /// Number of segments, the active one included.
+    pub fn segment_count(&self) -> usize {
+        self.lock().segments.len()
+    }
+
+    /// Current leader epoch (stamped into every appended batch).
+    pub fn leader_epoch(&self) -> i32 {
+        self.lock().leader_epoch()
+    }
+
+    /// Offset below which everything is fsynced.
+    pub fn recovery_point(&self) -> i64 {
+        self.flushed.load(Ordering::Acquire)
+    }
+
+    /// The partition directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn recover_segment(
+    dir: &Path,
+    base: i64,
+    now_ms: i64,
+    index_interval: u64,
+    stats: &mut OpenStats,
+    truncated: &mut bool,
+) -> io::Result<Segment> {
+    let mut seg = Segment::open_unchecked(dir, base, now_ms)?;
+    let RecoveryStats { truncated_bytes, .. } = seg.recover(base, index_interval)?;
+    stats.recovered_segments += 1;
+    if truncated_bytes > 0 {
+        tracing::warn!(dir = %dir.display(), base, truncated_bytes, "cut torn or corrupt tail");
+        stats.truncated_bytes += truncated_bytes;
+        *truncated = true;
+    }
+    Ok(seg)
+}
+
+/// Finish swaps a crash interrupted; drop half-written cleaner output. Returns swapped bases.
+fn finish_interrupted_swaps(dir: &Path) -> io::Result<Vec<i64>> {
+    let mut swapped = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name().into_string().unwrap_or_default();
+        if name.ends_with(".cleaned") || name.ends_with(".tmp") {
+            fs::remove_file(dir.join(&name))?;
+        } else if let Some(base) = name.strip_suffix(".log.swap").and_then(|b| b.parse::<i64>().ok()) {
+            for ext in ["index", "timeindex"] {
+                let _ = fs::remove_file(dir.join(segment::file_name(base, ext)));
+            }
+            fs::rename(dir.join(&name), dir.join(segment::file_name(base, "log")))?;
+            swapped.push(base);
+        }
+    }
+    Ok(swapped)
+}
+
+/// Second half of a swap: drop the old indexes, move the `.swap` file in, rebuild indexes.
+fn complete_swap(dir: &Path, base: i64, now_ms: i64, interval: u64) -> io::Result<Segment> {
+    for ext in ["index", "timeindex"] {
+        match fs::remove_file(dir.join(segment::file_name(base, ext))) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    let swap = dir.join(format!("{}.swap", segment::file_name(base, "log")));
+    fs::rename(&swap, dir.join(segment::file_name(base, "log")))?;
+    let mut seg = Segment::open_unchecked(dir, base, now_ms)?;
+    seg.recover(base, interval)?;
+    Ok(seg)
+}
+
+/// Compacted topics need a key on every record (INVALID_RECORD otherwise).
+fn check_keys(records: &[u8], headers: &[(usize, BatchHeader)]) -> Result<(), LogError> {
+    for (at, h) in headers {
+        let mut b = Bytes::copy_from_slice(&records[*at..*at + h.size]);
+        let set = RecordBatchDecoder::decode(&mut b)
+            .map_err(|e| LogError::InvalidRecord(format!("undecodable batch: {e}")))?;
+        if set.records.iter().any(|r| r.key.is_none()) {
+            return Err(LogError::InvalidRecord(
+                "compacted topic cannot accept a record without a key".into(),
+            ));
+        }
+    }
+    Ok(())
+}

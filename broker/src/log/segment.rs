@@ -1,0 +1,381 @@
+//! One log segment: `<base>.log` plus its `.index` and `.timeindex`.
+//!
+//! The segment owns the arithmetic of positions; the [`super::Log`] above it decides when to roll,
+//! flush and delete. File names carry the base offset as 20 digits, as in Kafka, so sorting names
+//! sorts segments. `<base>.txnindex` and `<base>.snapshot` are reserved for the transaction index
+//! and producer-state snapshots and are deleted with the segment.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::records::RecordBatchDecoder;
+
+use super::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD};
+use super::index::OffsetIndex;
+use super::time_index::TimeIndex;
+
+/// Kafka's default `index.interval.bytes`.
+pub const DEFAULT_INDEX_INTERVAL: u64 = 4096;
+
+/// Extensions of the files that make up a segment.
+pub const SEGMENT_FILE_EXTS: [&str; 5] = ["log", "index", "timeindex", "txnindex", "snapshot"];
+
+/// `00000000000000000042.log` for base offset 42 and extension `log`.
+pub fn file_name(base_offset: i64, ext: &str) -> String {
+    format!("{base_offset:020}.{ext}")
+}
+
+/// What a recovery scan found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RecoveryStats {
+    /// Valid batches kept.
+    pub batches: usize,
+    /// Bytes cut from the end of the segment (torn or corrupt tail).
+    pub truncated_bytes: u64,
+}
+
+/// A contiguous byte range of a segment file, shared so it can be sent after the lock is gone.
+#[derive(Debug, Clone)]
+pub struct FileSlice {
+    /// The segment file; keeps the inode alive even if the segment is deleted meanwhile.
+    pub file: Arc<File>,
+    /// Start position in the file.
+    pub position: u64,
+    /// Length in bytes (whole batches).
+    pub len: u64,
+}
+
+impl FileSlice {
+    /// Copy the bytes into memory (for in-process readers and tests; the server uses sendfile).
+    pub fn read_bytes(&self) -> io::Result<Bytes> {
+        let mut buf = vec![0u8; self.len as usize];
+        self.file.read_exact_at(&mut buf, self.position)?;
+        Ok(Bytes::from(buf))
+    }
+}
+
+/// One segment of a partition log.
+#[derive(Debug)]
+pub struct Segment {
+    base_offset: i64,
+    dir: PathBuf,
+    file: Arc<File>,
+    size: u64,
+    index: OffsetIndex,
+    time_index: TimeIndex,
+    bytes_since_index: u64,
+    next_offset: i64,
+    max_timestamp: i64,
+    offset_of_max_timestamp: i64,
+    /// Wall-clock ms when the segment was created or opened; drives `segment.ms`.
+    created_ms: i64,
+    /// `index.interval.bytes`: log bytes between two index entries.
+    index_interval: u64,
+}
+
+impl Segment {
+    /// Create an empty segment at `base_offset`, replacing any files of that name.
+    pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<Self> {
+        for ext in ["log", "index", "timeindex"] {
+            match fs::remove_file(dir.join(file_name(base_offset, ext))) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Self::open_files(dir, base_offset, now_ms)
+    }
+
+    /// Open an existing segment, trusting its indexes (after a clean shutdown).
+    ///
+    /// The tail after the last index entry is scanned for the next offset and max timestamp.
+    pub fn open(dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<Self> {
+        let mut seg = Self::open_files(dir, base_offset, now_ms)?;
+        seg.load_tail()?;
+        Ok(seg)
+    }
+
+    /// Open the files without reading them; [`Segment::recover`] must run next.
+    pub fn open_unchecked(dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<Self> {
+        Self::open_files(dir, base_offset, now_ms)
+    }
+
+    fn open_files(dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(file_name(base_offset, "log")))?;
+        let size = file.metadata()?.len();
+        let index = OffsetIndex::open(&dir.join(file_name(base_offset, "index")), base_offset)?;
+        let time_index =
+            TimeIndex::open(&dir.join(file_name(base_offset, "timeindex")), base_offset)?;
+        Ok(Self {
+            base_offset,
+            dir: dir.to_path_buf(),
+            file: Arc::new(file),
+            size,
+            index,
+            time_index,
+            bytes_since_index: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            offset_of_max_timestamp: base_offset,
+            created_ms: now_ms,
+            index_interval: DEFAULT_INDEX_INTERVAL,
+        })
+    }
+
+    /// Recompute next offset and max timestamp from the last index entry to the end.
+    fn load_tail(&mut self) -> io::Result<()> {
+        let (_, last_index_pos) = self.index.lookup(i64::MAX);
+        self.max_timestamp = self.time_index.last_timestamp().unwrap_or(-1);
+        self.next_offset = self.base_offset;
+        let mut pos = last_index_pos as u64;
+        while pos < self.size {
+            let h = self.header_at(pos)?;
+            self.observe(&h);
+            self.next_offset = h.next_offset();
+            pos += h.size as u64;
+        }
+        // Bytes since the last index entry decide when the next entry goes in.
+        self.bytes_since_index = self.size - last_index_pos as u64;
+        Ok(())
+    }
+
+    fn observe(&mut self, h: &BatchHeader) {
+        if h.max_timestamp > self.max_timestamp {
+            self.max_timestamp = h.max_timestamp;
+            self.offset_of_max_timestamp = h.base_offset;
+        }
+    }
+
+    /// Read and parse the batch header at `pos` (no CRC check).
+    fn header_at(&self, pos: u64) -> io::Result<BatchHeader> {
+        let mut h = [0u8; HEADER_LEN];
+        let n = (self.size - pos).min(HEADER_LEN as u64) as usize;
+        self.file.read_exact_at(&mut h[..n], pos)?;
+        let header = BatchHeader::parse_prefix(&h[..n])
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if pos + header.size as u64 > self.size {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "batch runs past segment end"));
+        }
+        Ok(header)
+    }
+
+    /// Re-validate every batch (length, magic, CRC, offsets), rebuild both indexes and truncate
+    /// the file at the first invalid batch.
+    pub fn recover(&mut self, expected_start: i64, index_interval: u64) -> io::Result<RecoveryStats> {
+        self.index_interval = index_interval;
+        self.index.clear()?;
+        self.time_index.truncate_to(self.base_offset)?;
+        self.bytes_since_index = 0;
+        self.max_timestamp = -1;
+        self.next_offset = self.base_offset.max(expected_start);
+        let mut stats = RecoveryStats::default();
+        let mut pos = 0u64;
+        let mut buf = Vec::new();
+        let mut first = true;
+        while pos < self.size {
+            let remaining = self.size - pos;
+            if remaining < HEADER_LEN as u64 {
+                break;
+            }
+            let mut prefix = [0u8; LOG_OVERHEAD];
+            self.file.read_exact_at(&mut prefix, pos)?;
+            let len = i32::from_be_bytes(prefix[8..12].try_into().expect("4"));
+            if len < (HEADER_LEN - LOG_OVERHEAD) as i32
+                || LOG_OVERHEAD as u64 + len as u64 > remaining
+            {
+                break;
+            }
+            let size = LOG_OVERHEAD + len as usize;
+            buf.resize(size, 0);
+            self.file.read_exact_at(&mut buf, pos)?;
+            let Ok(h) = BatchHeader::parse_checked(&buf) else { break };
+            let in_order = if first { h.base_offset >= self.base_offset } else { h.base_offset >= self.next_offset };
+            if !in_order {
+                break;
+            }
+            self.index_batch(&h, pos)?;
+            self.next_offset = h.next_offset();
+            first = false;
+            stats.batches += 1;
+            pos += size as u64;
+        }
+        if pos < self.size {
+            stats.truncated_bytes = self.size - pos;
+            self.file.set_len(pos)?;
+            self.size = pos;
+        }
+        Ok(stats)
+    }
+
+    fn index_batch(&mut self, h: &BatchHeader, pos: u64) -> io::Result<()> {
+        self.observe(h);
+        if self.bytes_since_index >= self.index_interval {
+            self.index.append(h.base_offset, pos as u32)?;
+            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)?;
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += h.size as u64;
+        Ok(())
+    }
+
+
+    /// Append already-validated, offset-stamped batches.
+    ///
+    /// `data` is the concatenation; `headers` gives each batch's position within `data`.
+    pub fn append(
+        &mut self,
+        data: &[u8],
+        headers: &[(usize, BatchHeader)],
+        index_interval: u64,
+    ) -> io::Result<()> {
+        let start = self.size;
+        if let Err(e) = self.file.write_all_at(data, start) {
+            // Leave nothing half-written behind.
+            let _ = self.file.set_len(start);
+            return Err(e);
+        }
+        self.size += data.len() as u64;
+        self.index_interval = index_interval;
+        for (at, h) in headers {
+            self.index_batch(h, start + *at as u64)?;
+            self.next_offset = h.next_offset();
+        }
+        Ok(())
+    }
+
+    /// Whole batches starting with the one that holds `offset`, up to `max_bytes` (at least one
+    /// batch, so a batch larger than `max_bytes` still makes progress). `None` past the end.
+    pub fn read(&self, offset: i64, max_bytes: u64) -> io::Result<Option<FileSlice>> {
+        let Some(start) = self.position_of(offset)? else { return Ok(None) };
+        let first = self.header_at(start)?;
+        let mut end = start + first.size as u64;
+        while end < self.size {
+            let h = self.header_at(end)?;
+            if end + h.size as u64 - start > max_bytes {
+                break;
+            }
+            end += h.size as u64;
+        }
+        Ok(Some(FileSlice { file: self.file.clone(), position: start, len: end - start }))
+    }
+
+    /// Position of the batch holding `offset` (or the first batch after it).
+    pub fn position_of(&self, offset: i64) -> io::Result<Option<u64>> {
+        let (_, pos) = self.index.lookup(offset);
+        let mut pos = pos as u64;
+        while pos < self.size {
+            let h = self.header_at(pos)?;
+            if h.last_offset() >= offset {
+                return Ok(Some(pos));
+            }
+            pos += h.size as u64;
+        }
+        Ok(None)
+    }
+
+    /// First offset whose record timestamp is `>= ts`, if this segment has one.
+    pub fn offset_for_timestamp(&self, ts: i64) -> io::Result<Option<i64>> {
+        if self.max_timestamp < ts {
+            return Ok(None);
+        }
+        let from = self.time_index.lookup(ts);
+        let Some(mut pos) = self.position_of(from)? else { return Ok(None) };
+        while pos < self.size {
+            let h = self.header_at(pos)?;
+            if h.max_timestamp >= ts {
+                if h.attributes & super::batch::ATTR_LOG_APPEND_TIME != 0 {
+                    return Ok(Some(h.base_offset));
+                }
+                let mut raw = vec![0u8; h.size];
+                self.file.read_exact_at(&mut raw, pos)?;
+                let mut bytes = Bytes::from(raw);
+                let set = RecordBatchDecoder::decode(&mut bytes)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                if let Some(r) = set.records.iter().find(|r| r.timestamp >= ts) {
+                    return Ok(Some(r.offset));
+                }
+            }
+            pos += h.size as u64;
+        }
+        Ok(None)
+    }
+
+    /// Remove the batch holding `offset` and everything after it.
+    pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
+        let Some(pos) = self.position_of(offset)? else { return Ok(()) };
+        let cut = self.header_at(pos)?.base_offset;
+        self.file.set_len(pos)?;
+        self.size = pos;
+        self.index.truncate_to_position(pos as u32)?;
+        self.time_index.truncate_to(cut)?;
+        self.load_tail()
+    }
+
+    /// fsync the log and both indexes.
+    pub fn flush(&self) -> io::Result<()> {
+        self.file.sync_data()?;
+        self.index.flush()?;
+        self.time_index.flush()
+    }
+
+    /// Write the final time-index entry, as a sealed segment keeps it.
+    pub fn seal(&mut self) -> io::Result<()> {
+        if self.max_timestamp >= 0 {
+            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)?;
+        }
+        Ok(())
+    }
+
+    /// Delete every file of the segment. Open [`FileSlice`]s stay readable.
+    pub fn delete(self) -> io::Result<()> {
+        delete_segment_files(&self.dir, self.base_offset)
+    }
+
+    /// First offset of the segment.
+    pub fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+    /// Offset after the last batch (the base offset when empty).
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+    /// Bytes in the `.log` file.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+    /// Largest record timestamp, or -1 when empty.
+    pub fn max_timestamp(&self) -> i64 {
+        self.max_timestamp
+    }
+    /// Wall-clock ms at creation or open.
+    pub fn created_ms(&self) -> i64 {
+        self.created_ms
+    }
+    /// True when no batch has been written.
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+    /// The segment's `.log` file (for the cleaner's reads).
+    pub fn file(&self) -> &Arc<File> {
+        &self.file
+    }
+}
+
+/// Delete every file that belongs to the segment at `base_offset` in `dir`.
+pub fn delete_segment_files(dir: &Path, base_offset: i64) -> io::Result<()> {
+    for ext in SEGMENT_FILE_EXTS {
+        match fs::remove_file(dir.join(file_name(base_offset, ext))) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}

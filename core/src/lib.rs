@@ -1,0 +1,1 @@
+//! rill-core: records, Kafka wire framing and the client.

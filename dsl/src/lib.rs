@@ -1,0 +1,1 @@
+//! rill-dsl: the typed topology DSL (StreamsBuilder, KStream, KTable). Empty until the streams issue.
