@@ -259,7 +259,9 @@ pub(crate) mod test_util {
                 producer_epoch: -1,
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
-                sequence: -1,
+                // The encoder starts a new batch when offset - sequence changes; this keeps one
+                // batch and writes base sequence -1 (no idempotence).
+                sequence: i as i32 - 1,
                 timestamp: ts + i as i64,
                 key: Some(Bytes::from(k)),
                 value: v.map(Bytes::from),
