@@ -1,1 +1,12 @@
 //! rill-core: records, Kafka wire framing and the client.
+//!
+//! - [`wire`]: frame reading and request/response encoding shared with the broker.
+//! - [`client`]: connections, metadata, admin and the requests tools need.
+//! - [`records`]: records as applications see them and their batch encoding.
+
+pub mod client;
+pub mod error;
+pub mod records;
+pub mod wire;
+
+pub use error::{Error, Result};

@@ -1,0 +1,348 @@
+//! The Rill client: connections, cluster metadata, and the requests the CLI and tools need.
+//!
+//! This is the foundation the producer, consumer and admin client build on: it finds the leader
+//! of a partition, refreshes metadata when a broker says it moved, and turns Kafka error codes
+//! into typed [`Error`]s.
+
+mod admin;
+mod connection;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    BrokerId, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::Mutex;
+
+pub use admin::{Admin, NewTopic, TopicDescription};
+pub use connection::Connection;
+
+use crate::error::{Error, Result};
+
+/// ListOffsets timestamp for the log end offset.
+pub const LATEST: i64 = -1;
+/// ListOffsets timestamp for the log start offset.
+pub const EARLIEST: i64 = -2;
+
+/// Client settings (Kafka property names in the docs).
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `bootstrap.servers`: comma-separated `host:port` list.
+    pub bootstrap_servers: String,
+    /// `client.id`.
+    pub client_id: String,
+    /// `request.timeout.ms`.
+    pub request_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// Settings for `bootstrap` with defaults for the rest.
+    pub fn new(bootstrap: impl Into<String>) -> Self {
+        Self {
+            bootstrap_servers: bootstrap.into(),
+            client_id: "rill".into(),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One partition in the metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionInfo {
+    /// Partition index.
+    pub partition: i32,
+    /// Leader node id (-1 if none).
+    pub leader: i32,
+    /// Leader epoch.
+    pub leader_epoch: i32,
+    /// Replica node ids.
+    pub replicas: Vec<i32>,
+    /// In-sync replica node ids.
+    pub isr: Vec<i32>,
+    /// Kafka error code for this partition.
+    pub error_code: i16,
+}
+
+/// One topic in the metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// Topic name.
+    pub name: String,
+    /// Kafka error code for this topic (0 if fine).
+    pub error_code: i16,
+    /// Internal topic (`__consumer_offsets`, ...).
+    pub internal: bool,
+    /// Partitions, sorted by index.
+    pub partitions: Vec<PartitionInfo>,
+}
+
+/// A snapshot of cluster metadata.
+#[derive(Debug, Clone, Default)]
+pub struct Metadata {
+    /// Node id -> `host:port`.
+    pub brokers: HashMap<i32, String>,
+    /// Controller node id.
+    pub controller: i32,
+    /// Cluster id.
+    pub cluster_id: Option<String>,
+    /// Topics, sorted by name.
+    pub topics: Vec<TopicInfo>,
+}
+
+/// Result of a fetch from one partition.
+#[derive(Debug, Clone)]
+pub struct FetchedData {
+    /// High watermark.
+    pub high_watermark: i64,
+    /// Log start offset.
+    pub log_start_offset: i64,
+    /// Raw record batches.
+    pub records: Bytes,
+}
+
+/// A connection pool with cluster metadata.
+pub struct Client {
+    config: ClientConfig,
+    bootstrap: Connection,
+    conns: Mutex<HashMap<i32, Connection>>,
+    metadata: Mutex<Metadata>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("bootstrap", &self.config.bootstrap_servers).finish()
+    }
+}
+
+impl Client {
+    /// Connect to the first reachable bootstrap server.
+    pub async fn connect(config: ClientConfig) -> Result<Self> {
+        let mut last = None;
+        for addr in config.bootstrap_servers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match tokio::time::timeout(config.request_timeout, Connection::connect(addr, &config.client_id)).await {
+                Ok(Ok(conn)) => {
+                    return Ok(Self {
+                        config,
+                        bootstrap: conn,
+                        conns: Mutex::new(HashMap::new()),
+                        metadata: Mutex::new(Metadata::default()),
+                    })
+                }
+                Ok(Err(e)) => last = Some(e),
+                Err(_) => last = Some(Error::Timeout(format!("connecting to {addr}"))),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            Error::Config(format!("bootstrap.servers '{}' names no server", config.bootstrap_servers))
+        }))
+    }
+
+    /// The bootstrap connection (any broker will do for metadata and admin requests).
+    pub fn any_broker(&self) -> &Connection {
+        &self.bootstrap
+    }
+
+    /// The client's settings.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    async fn timed<T>(&self, what: &str, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        tokio::time::timeout(self.config.request_timeout, f)
+            .await
+            .map_err(|_| Error::Timeout(format!("{what} after {:?}", self.config.request_timeout)))?
+    }
+
+    /// Fetch metadata for `topics` (all topics if `None`), creating missing ones when the broker
+    /// allows and `auto_create` is set. Updates the cache.
+    pub async fn metadata(&self, topics: Option<&[String]>, auto_create: bool) -> Result<Metadata> {
+        let req = MetadataRequest::default()
+            .with_topics(topics.map(|ts| {
+                ts.iter()
+                    .map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(t.clone())))))
+                    .collect()
+            }))
+            .with_allow_auto_topic_creation(auto_create);
+        let resp = self.timed("Metadata", self.bootstrap.call(req, 12)).await?;
+        let mut md = Metadata {
+            brokers: resp.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port))).collect(),
+            controller: resp.controller_id.0,
+            cluster_id: resp.cluster_id.as_ref().map(|s| s.to_string()),
+            topics: resp
+                .topics
+                .iter()
+                .map(|t| {
+                    let mut partitions: Vec<PartitionInfo> = t
+                        .partitions
+                        .iter()
+                        .map(|p| PartitionInfo {
+                            partition: p.partition_index,
+                            leader: p.leader_id.0,
+                            leader_epoch: p.leader_epoch,
+                            replicas: p.replica_nodes.iter().map(|n| n.0).collect(),
+                            isr: p.isr_nodes.iter().map(|n| n.0).collect(),
+                            error_code: p.error_code,
+                        })
+                        .collect();
+                    partitions.sort_by_key(|p| p.partition);
+                    TopicInfo {
+                        name: t.name.as_ref().map(|n| n.to_string()).unwrap_or_default(),
+                        error_code: t.error_code,
+                        internal: t.is_internal,
+                        partitions,
+                    }
+                })
+                .collect(),
+        };
+        md.topics.sort_by(|a, b| a.name.cmp(&b.name));
+        *self.metadata.lock().await = md.clone();
+        Ok(md)
+    }
+
+    /// The connection to the leader of `topic`/`partition`, refreshing metadata if needed.
+    pub async fn leader(&self, topic: &str, partition: i32) -> Result<Connection> {
+        let cached = self.lookup_leader(topic, partition).await;
+        let leader = match cached {
+            Some(l) => l,
+            None => {
+                let md = self.metadata(Some(&[topic.to_string()]), false).await?;
+                let t = md.topics.iter().find(|t| t.name == topic);
+                match t {
+                    Some(t) if t.error_code != 0 => {
+                        return Err(Error::from_code(t.error_code, format!("topic '{topic}'"), None).expect("nonzero"))
+                    }
+                    _ => {}
+                }
+                self.lookup_leader(topic, partition).await.ok_or_else(|| {
+                    Error::from_code(3, format!("{topic}-{partition}"), None).expect("nonzero")
+                })?
+            }
+        };
+        self.connection_to(leader).await
+    }
+
+    async fn lookup_leader(&self, topic: &str, partition: i32) -> Option<i32> {
+        let md = self.metadata.lock().await;
+        let t = md.topics.iter().find(|t| t.name == topic)?;
+        let p = t.partitions.iter().find(|p| p.partition == partition)?;
+        (p.leader >= 0).then_some(p.leader)
+    }
+
+    async fn connection_to(&self, node: i32) -> Result<Connection> {
+        let mut conns = self.conns.lock().await;
+        if let Some(c) = conns.get(&node) {
+            if !c.is_closed() {
+                return Ok(c.clone());
+            }
+        }
+        let addr = self.metadata.lock().await.brokers.get(&node).cloned();
+        let addr = addr.ok_or_else(|| Error::NoBroker(format!("node {node}")))?;
+        let conn = self.timed("connect", Connection::connect(&addr, &self.config.client_id)).await?;
+        conns.insert(node, conn.clone());
+        Ok(conn)
+    }
+
+    /// Forget cached leaders so the next call refreshes metadata.
+    pub async fn invalidate(&self) {
+        self.metadata.lock().await.topics.clear();
+    }
+
+    /// Produce raw record batches to one partition. Returns the base offset (-1 for acks=0).
+    pub async fn produce(&self, topic: &str, partition: i32, records: Bytes, acks: i16) -> Result<i64> {
+        let conn = self.leader(topic, partition).await?;
+        let req = ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(self.config.request_timeout.as_millis() as i32)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(records))])]);
+        if acks == 0 {
+            conn.send_oneway(req, 9).await?;
+            return Ok(-1);
+        }
+        let resp = self.timed("Produce", conn.call(req, 9)).await?;
+        let p = resp
+            .responses
+            .first()
+            .and_then(|t| t.partition_responses.first())
+            .ok_or_else(|| Error::Protocol("empty produce response".into()))?;
+        if let Some(e) = Error::from_code(p.error_code, format!("{topic}-{partition}"), p.error_message.as_ref().map(|m| m.to_string())) {
+            if e.is_retriable() {
+                self.invalidate().await;
+            }
+            return Err(e);
+        }
+        Ok(p.base_offset)
+    }
+
+    /// Fetch from one partition starting at `offset`.
+    pub async fn fetch(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: i32,
+        max_wait_ms: i32,
+    ) -> Result<FetchedData> {
+        let conn = self.leader(topic, partition).await?;
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(max_wait_ms)
+            .with_min_bytes(1)
+            .with_max_bytes(max_bytes)
+            .with_isolation_level(0)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(partition)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(max_bytes)])]);
+        let resp = self.timed("Fetch", conn.call(req, 12)).await?;
+        if let Some(e) = Error::from_code(resp.error_code, "Fetch", None) {
+            return Err(e);
+        }
+        let p = resp
+            .responses
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| Error::Protocol("empty fetch response".into()))?;
+        if let Some(e) = Error::from_code(p.error_code, format!("{topic}-{partition} at offset {offset}"), None) {
+            if e.is_retriable() {
+                self.invalidate().await;
+            }
+            return Err(e);
+        }
+        Ok(FetchedData {
+            high_watermark: p.high_watermark,
+            log_start_offset: p.log_start_offset,
+            records: p.records.clone().unwrap_or_default(),
+        })
+    }
+
+    /// ListOffsets for one partition: [`EARLIEST`], [`LATEST`] or a timestamp in ms.
+    /// Returns -1 when no record has a timestamp at or after the one asked for.
+    pub async fn list_offset(&self, topic: &str, partition: i32, timestamp: i64) -> Result<i64> {
+        let conn = self.leader(topic, partition).await?;
+        let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(partition).with_timestamp(timestamp)])]);
+        let resp = self.timed("ListOffsets", conn.call(req, 7)).await?;
+        let p = resp
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| Error::Protocol("empty list offsets response".into()))?;
+        if let Some(e) = Error::from_code(p.error_code, format!("{topic}-{partition}"), None) {
+            return Err(e);
+        }
+        Ok(p.offset)
+    }
+}
