@@ -1,5 +1,13 @@
 //! rill-broker: Rill's Kafka-compatible broker.
 //!
 //! - [`log`]: segmented log storage (segments, indexes, recovery, retention, compaction).
+//! - [`topics`]: the topics a broker holds and their persisted metadata.
+//! - [`server`]: the Kafka-protocol TCP server; [`Broker`] starts one, standalone or embedded.
 
+pub mod config;
 pub mod log;
+pub mod server;
+pub mod topics;
+
+pub use config::BrokerConfig;
+pub use server::{Broker, BrokerState, StartError};

@@ -1,0 +1,141 @@
+//! Broker settings under Kafka's names, with Kafka's defaults.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::log::{ConfigError, LogConfig};
+
+/// `socket.request.max.bytes` (100 MiB).
+pub const DEFAULT_SOCKET_REQUEST_MAX_BYTES: usize = rill_core::wire::DEFAULT_MAX_FRAME_BYTES;
+/// `num.partitions` for auto-created topics.
+pub const DEFAULT_NUM_PARTITIONS: i32 = 1;
+/// `log.retention.check.interval.ms` (5 minutes).
+pub const DEFAULT_RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(300);
+/// `log.cleaner.backoff.ms` (15 s).
+pub const DEFAULT_CLEANER_BACKOFF: Duration = Duration::from_secs(15);
+/// Requests read ahead per connection before the reader waits for responses to drain.
+pub const DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION: usize = 16;
+
+/// Settings of one broker.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// `node.id`.
+    pub node_id: i32,
+    /// Directory holding every partition directory (`log.dirs`).
+    pub data_dir: PathBuf,
+    /// Address to listen on; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Host name given to clients in Metadata (defaults to the listen IP).
+    pub advertised_host: Option<String>,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    /// `num.partitions`.
+    pub num_partitions: i32,
+    /// `socket.request.max.bytes`.
+    pub socket_request_max_bytes: usize,
+    /// Requests read ahead per connection.
+    pub max_in_flight_per_connection: usize,
+    /// `log.retention.check.interval.ms`.
+    pub retention_check_interval: Duration,
+    /// `log.cleaner.backoff.ms`.
+    pub cleaner_backoff: Duration,
+    /// Defaults for topic configs (`log.segment.bytes`, `log.retention.ms`, ...).
+    pub log_defaults: LogConfig,
+    /// Serve fetches with sendfile (zero-copy); off copies through user space.
+    pub zero_copy: bool,
+}
+
+impl BrokerConfig {
+    /// Defaults for a broker storing data in `data_dir`, listening on 127.0.0.1:9092.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            node_id: 0,
+            data_dir: data_dir.into(),
+            listen: "127.0.0.1:9092".parse().expect("valid address"),
+            advertised_host: None,
+            auto_create_topics: true,
+            num_partitions: DEFAULT_NUM_PARTITIONS,
+            socket_request_max_bytes: DEFAULT_SOCKET_REQUEST_MAX_BYTES,
+            max_in_flight_per_connection: DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION,
+            retention_check_interval: DEFAULT_RETENTION_CHECK_INTERVAL,
+            cleaner_backoff: DEFAULT_CLEANER_BACKOFF,
+            log_defaults: LogConfig::default(),
+            zero_copy: true,
+        }
+    }
+
+    /// Apply one broker setting by its Kafka name. Topic defaults take the broker-level names
+    /// (`log.segment.bytes`, `log.retention.ms`, `log.retention.hours`, `log.cleanup.policy`, ...)
+    /// or the topic-level name itself.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        let invalid = |why| ConfigError::Invalid { name: name.into(), value: value.into(), why };
+        let ms = |v: &str| v.trim().parse::<u64>().map(Duration::from_millis).map_err(|_| invalid("milliseconds"));
+        match name {
+            "node.id" | "broker.id" => self.node_id = value.trim().parse().map_err(|_| invalid("an integer"))?,
+            "auto.create.topics.enable" => {
+                self.auto_create_topics = value.trim().parse().map_err(|_| invalid("true or false"))?
+            }
+            "num.partitions" => {
+                self.num_partitions =
+                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("a positive integer"))?
+            }
+            "socket.request.max.bytes" => {
+                self.socket_request_max_bytes =
+                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("a positive integer"))?
+            }
+            "log.retention.check.interval.ms" => self.retention_check_interval = ms(value)?,
+            "log.cleaner.backoff.ms" => self.cleaner_backoff = ms(value)?,
+            "message.max.bytes" => self.log_defaults.set("max.message.bytes", value)?,
+            "log.retention.hours" => {
+                let h: i64 = value.trim().parse().map_err(|_| invalid("hours"))?;
+                self.log_defaults.set("retention.ms", &(h * 3_600_000).to_string())?
+            }
+            "log.roll.ms" => self.log_defaults.set("segment.ms", value)?,
+            "log.roll.hours" => {
+                let h: i64 = value.trim().parse().map_err(|_| invalid("hours"))?;
+                self.log_defaults.set("segment.ms", &(h * 3_600_000).to_string())?
+            }
+            "log.flush.interval.messages" => self.log_defaults.set("flush.messages", value)?,
+            "log.flush.interval.ms" => self.log_defaults.set("flush.ms", value)?,
+            "log.cleaner.delete.retention.ms" => self.log_defaults.set("delete.retention.ms", value)?,
+            "log.cleaner.min.cleanable.ratio" => self.log_defaults.set("min.cleanable.dirty.ratio", value)?,
+            "log.cleaner.min.compaction.lag.ms" => self.log_defaults.set("min.compaction.lag.ms", value)?,
+            "log.message.timestamp.type" => self.log_defaults.set("message.timestamp.type", value)?,
+            other => {
+                let topic_name = other.strip_prefix("log.").unwrap_or(other);
+                self.log_defaults.set(topic_name, value)?
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply many settings in order.
+    pub fn set_all(&mut self, settings: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+        for (k, v) in settings {
+            self.set(k, v)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_names_map_to_topic_defaults() {
+        let mut c = BrokerConfig::new("/tmp/x");
+        c.set("log.segment.bytes", "4096").unwrap();
+        c.set("log.retention.hours", "1").unwrap();
+        c.set("log.cleanup.policy", "compact").unwrap();
+        c.set("num.partitions", "3").unwrap();
+        assert_eq!(c.log_defaults.segment_bytes, 4096);
+        assert_eq!(c.log_defaults.retention_ms, 3_600_000);
+        assert!(c.log_defaults.cleanup_policy.compacts());
+        assert_eq!(c.num_partitions, 3);
+        assert!(c.set("log.bogus", "1").is_err());
+        assert!(c.set("num.partitions", "0").is_err());
+    }
+}

@@ -1,0 +1,141 @@
+//! Fetch: whole batches straight from segment files, with long polling.
+//!
+//! The response waits up to `max_wait_ms` for `min_bytes` to accumulate, waking when any
+//! partition receives data. Per partition at most `partition_max_bytes`, in all at most
+//! `max_bytes`, except that the first batch found is always returned whole so a consumer can
+//! make progress past a batch larger than its limits (Kafka's rule). Incremental fetch sessions
+//! are not kept: every response is a full response with session id 0, which KIP-227 allows.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ResponseHeader};
+use kafka_protocol::protocol::Encodable;
+use tokio::time::Instant;
+
+use super::{blocking, codes, log_error_code};
+use crate::log::FileSlice;
+use crate::server::conn::Reply;
+use crate::server::response::{placeholder, Frame, SpliceBuf, MAX_SPLICE};
+use crate::server::BrokerState;
+
+pub fn handle(state: &Arc<BrokerState>, req: FetchRequest, version: i16, id: i32) -> Reply {
+    let state = state.clone();
+    Reply::Later(tokio::spawn(async move {
+        match run(&state, req, version, id).await {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::error!("{e}");
+                None
+            }
+        }
+    }))
+}
+
+async fn run(state: &Arc<BrokerState>, req: FetchRequest, version: i16, id: i32) -> Result<Frame, String> {
+    if version >= 7 && req.session_id != 0 {
+        let resp = FetchResponse::default().with_error_code(codes::FETCH_SESSION_ID_NOT_FOUND);
+        return encode_spliced(version, id, &resp, Vec::new());
+    }
+    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let req = Arc::new(req);
+    loop {
+        let notified = state.data_arrived.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let (st, r) = (state.clone(), req.clone());
+        let (resp, slices, bytes, errors) = blocking(move || read_all(&st, &r, version)).await;
+        let done = bytes >= req.min_bytes.max(0) as u64 || errors || Instant::now() >= deadline;
+        if done {
+            return encode_spliced(version, id, &resp, slices);
+        }
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = state.shutdown.cancelled() => return encode_spliced(version, id, &resp, slices),
+        }
+    }
+}
+
+/// Read every requested partition once: (response, regions in encoding order, bytes, any error).
+fn read_all(state: &BrokerState, req: &FetchRequest, version: i16) -> (FetchResponse, Vec<FileSlice>, u64, bool) {
+    let mut budget = if version >= 3 && req.max_bytes > 0 { req.max_bytes as u64 } else { u64::MAX };
+    let mut slices = Vec::new();
+    let mut total = 0u64;
+    let mut errors = false;
+    let mut resp = FetchResponse::default();
+    for t in &req.topics {
+        let mut tr = FetchableTopicResponse::default().with_topic(t.topic.clone()).with_topic_id(t.topic_id);
+        for p in &t.partitions {
+            let mut pd = PartitionData::default()
+                .with_partition_index(p.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_aborted_transactions(Some(Vec::new()))
+                .with_records(Some(Bytes::new()));
+            match state.topics.partition(&t.topic.0, p.partition) {
+                None => {
+                    pd.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;
+                    errors = true;
+                }
+                Some(log) => {
+                    let limit = (p.partition_max_bytes.max(0) as u64).min(budget).min(MAX_SPLICE as u64);
+                    // Once something is in the response, an exhausted budget means no more data.
+                    let limit = if total == 0 { limit.max(1) } else { limit };
+                    let read = if limit == 0 {
+                        Ok(None)
+                    } else {
+                        log.read(p.fetch_offset, limit).map(|r| {
+                            pd.high_watermark = r.high_watermark;
+                            pd.last_stable_offset = r.high_watermark;
+                            pd.log_start_offset = r.log_start_offset;
+                            r.slice
+                        })
+                    };
+                    match read {
+                        Ok(Some(mut s)) => {
+                            s.len = s.len.min(MAX_SPLICE as u64);
+                            total += s.len;
+                            budget = budget.saturating_sub(s.len);
+                            pd.records = Some(placeholder(s.len as usize));
+                            slices.push(s);
+                        }
+                        Ok(None) => {
+                            if pd.high_watermark < 0 {
+                                pd.high_watermark = log.log_end_offset();
+                                pd.last_stable_offset = pd.high_watermark;
+                                pd.log_start_offset = log.log_start_offset();
+                            }
+                        }
+                        Err(e) => {
+                            pd.error_code = log_error_code(&e);
+                            pd.high_watermark = log.log_end_offset();
+                            pd.last_stable_offset = pd.high_watermark;
+                            pd.log_start_offset = log.log_start_offset();
+                            errors = true;
+                        }
+                    }
+                }
+            }
+            tr.partitions.push(pd);
+        }
+        resp.responses.push(tr);
+    }
+    (resp, slices, total, errors)
+}
+
+fn encode_spliced(version: i16, id: i32, resp: &FetchResponse, slices: Vec<FileSlice>) -> Result<Frame, String> {
+    let mut buf = SpliceBuf::new(256, slices);
+    bytes::BufMut::put_i32(&mut buf, 0);
+    ResponseHeader::default()
+        .with_correlation_id(id)
+        .encode(&mut buf, ApiKey::Fetch.response_header_version(version))
+        .and_then(|_| resp.encode(&mut buf, version))
+        .map_err(|e| format!("cannot encode Fetch v{version} response: {e}"))?;
+    let mut frame = buf.into_frame().map_err(|e| e.to_string())?;
+    frame.finish();
+    Ok(frame)
+}

@@ -1,0 +1,138 @@
+//! One module per API family; each turns a decoded request into a response.
+
+mod admin;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use super::conn::Reply;
+use super::response::Frame;
+use super::versions;
+use super::BrokerState;
+
+/// Encode a response with its header into a frame.
+pub fn encode<M: Encodable>(api: ApiKey, version: i16, correlation_id: i32, body: &M) -> Result<Frame, String> {
+    let mut bytes = BytesMut::with_capacity(128);
+    bytes.put_i32(0);
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut bytes, api.response_header_version(version))
+        .and_then(|_| body.encode(&mut bytes, version))
+        .map_err(|e| format!("cannot encode {api:?} v{version} response: {e}"))?;
+    let mut frame = Frame { bytes, splices: Vec::new() };
+    frame.finish();
+    Ok(frame)
+}
+
+fn decode<M: Decodable>(api: ApiKey, version: i16, mut body: Bytes) -> Result<M, String> {
+    M::decode(&mut body, version).map_err(|e| format!("undecodable {api:?} v{version} request: {e}"))
+}
+
+/// Run the handler for one request.
+pub async fn handle(
+    state: &Arc<BrokerState>,
+    api: ApiKey,
+    version: i16,
+    header: RequestHeader,
+    body: Bytes,
+) -> Result<Reply, String> {
+    let id = header.correlation_id;
+    let now = |resp: Result<Frame, String>| resp.map(|f| Reply::Now(Some(f)));
+    match api {
+        ApiKey::ApiVersions => now(encode(api, version, id, &versions::api_versions_response(0))),
+        ApiKey::Metadata => {
+            let req: MetadataRequest = decode(api, version, body)?;
+            let resp = metadata::handle(state, req, version).await;
+            now(encode(api, version, id, &resp))
+        }
+        ApiKey::Produce => produce::handle(state, decode(api, version, body)?, version, id).await,
+        ApiKey::Fetch => Ok(fetch::handle(state, decode(api, version, body)?, version, id)),
+        ApiKey::ListOffsets => {
+            let resp = list_offsets::handle(state, decode(api, version, body)?).await;
+            now(encode(api, version, id, &resp))
+        }
+        ApiKey::CreateTopics => {
+            let resp = admin::create_topics(state, decode(api, version, body)?).await;
+            now(encode(api, version, id, &resp))
+        }
+        ApiKey::DeleteTopics => {
+            let resp = admin::delete_topics(state, decode(api, version, body)?).await;
+            now(encode(api, version, id, &resp))
+        }
+        ApiKey::CreatePartitions => {
+            let resp = admin::create_partitions(state, decode(api, version, body)?).await;
+            now(encode(api, version, id, &resp))
+        }
+        ApiKey::DescribeConfigs => {
+            let resp = admin::describe_configs(state, decode(api, version, body)?);
+            now(encode(api, version, id, &resp))
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let resp = admin::alter_configs(state, decode(api, version, body)?).await;
+            now(encode(api, version, id, &resp))
+        }
+        ApiKey::DeleteRecords => {
+            let resp = admin::delete_records(state, decode(api, version, body)?).await;
+            now(encode(api, version, id, &resp))
+        }
+        other => Err(format!("unsupported API {other:?}")),
+    }
+}
+
+/// Run blocking disk work off the reactor.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Kafka error codes used by the handlers.
+pub mod codes {
+    /// OFFSET_OUT_OF_RANGE.
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    /// CORRUPT_MESSAGE.
+    pub const CORRUPT_MESSAGE: i16 = 2;
+    /// UNKNOWN_TOPIC_OR_PARTITION.
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    /// MESSAGE_TOO_LARGE.
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
+    /// INVALID_TOPIC_EXCEPTION.
+    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    /// INVALID_REQUIRED_ACKS.
+    pub const INVALID_REQUIRED_ACKS: i16 = 21;
+    /// UNSUPPORTED_FOR_MESSAGE_FORMAT.
+    pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
+    /// INVALID_REQUEST.
+    pub const INVALID_REQUEST: i16 = 42;
+    /// KAFKA_STORAGE_ERROR.
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    /// INVALID_RECORD.
+    pub const INVALID_RECORD: i16 = 87;
+    /// FETCH_SESSION_ID_NOT_FOUND.
+    pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+    /// INVALID_CONFIG.
+    pub const INVALID_CONFIG: i16 = 40;
+    /// UNSUPPORTED_VERSION.
+    pub const UNSUPPORTED_VERSION: i16 = 35;
+}
+
+/// The Kafka error code (and message) for a log error.
+pub fn log_error_code(e: &crate::log::LogError) -> i16 {
+    use crate::log::{batch::BatchError, LogError};
+    match e {
+        LogError::Io(_) => codes::KAFKA_STORAGE_ERROR,
+        LogError::Batch(BatchError::Magic(_)) => codes::UNSUPPORTED_FOR_MESSAGE_FORMAT,
+        LogError::Batch(_) => codes::CORRUPT_MESSAGE,
+        LogError::TooLarge { .. } => codes::MESSAGE_TOO_LARGE,
+        LogError::InvalidRecord(_) => codes::INVALID_RECORD,
+        LogError::OffsetOutOfRange { .. } => codes::OFFSET_OUT_OF_RANGE,
+    }
+}

@@ -1,0 +1,109 @@
+//! Produce: append each partition's batches in request order; acknowledge per `acks`.
+//!
+//! Appends run inline, so requests on a connection append in the order they arrived. When the
+//! topic's flush policy wants an fsync before the acknowledgement, the flush runs in a task of
+//! its own and joins the partition's group commit; the connection goes on reading meanwhile.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{blocking, codes, encode, log_error_code};
+use crate::log::{now_ms, Log};
+use crate::server::conn::Reply;
+use crate::server::BrokerState;
+
+pub async fn handle(state: &Arc<BrokerState>, req: ProduceRequest, version: i16, id: i32) -> Result<Reply, String> {
+    let acks = req.acks;
+    let valid_acks = matches!(acks, -1..=1);
+    let mut resp = ProduceResponse::default();
+    let mut flushes: Vec<(Arc<Log>, i64)> = Vec::new();
+    let mut appended = false;
+    for topic in req.topic_data {
+        let mut t = TopicProduceResponse::default().with_name(topic.name.clone());
+        for p in topic.partition_data {
+            let mut pr = PartitionProduceResponse::default()
+                .with_index(p.index)
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(-1);
+            let log = state.topics.partition(&topic.name.0, p.index);
+            match (valid_acks, log, p.records) {
+                (false, _, _) => pr.error_code = codes::INVALID_REQUIRED_ACKS,
+                (_, None, _) => pr.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION,
+                (_, Some(_), None) => pr.error_code = codes::CORRUPT_MESSAGE,
+                (true, Some(log), Some(records)) => {
+                    let l = log.clone();
+                    match blocking(move || l.append(&records, now_ms())).await {
+                        Ok(info) => {
+                            appended = true;
+                            pr.base_offset = info.base_offset;
+                            pr.log_append_time_ms = info.log_append_time;
+                            pr.log_start_offset = info.log_start_offset;
+                            if let Some(to) = info.flush_to {
+                                flushes.push((log, to));
+                            }
+                        }
+                        Err(e) => {
+                            tracing::debug!(topic = %topic.name.0, partition = p.index, error = %e, "produce rejected");
+                            pr.error_code = log_error_code(&e);
+                            pr.error_message = Some(StrBytes::from_string(e.to_string()));
+                        }
+                    }
+                }
+            }
+            t.partition_responses.push(pr);
+        }
+        resp.responses.push(t);
+    }
+    if appended {
+        state.data_arrived.notify_waiters();
+    }
+    if acks == 0 && valid_acks {
+        // acks=0: no response at all. Durability work still happens.
+        if !flushes.is_empty() {
+            tokio::spawn(flush_all(flushes));
+        }
+        return Ok(Reply::Now(None));
+    }
+    if flushes.is_empty() {
+        return Ok(Reply::Now(Some(encode(ApiKey::Produce, version, id, &resp)?)));
+    }
+    Ok(Reply::Later(tokio::spawn(async move {
+        let failed = flush_all(flushes).await;
+        for t in resp.responses.iter_mut() {
+            for p in t.partition_responses.iter_mut() {
+                if failed.iter().any(|(name, part)| name == t.name.0.as_str() && *part == p.index) {
+                    p.error_code = codes::KAFKA_STORAGE_ERROR;
+                }
+            }
+        }
+        match encode(ApiKey::Produce, version, id, &resp) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::error!("{e}");
+                None
+            }
+        }
+    })))
+}
+
+/// Flush each log to its offset; returns the (topic dir name, partition) pairs that failed.
+async fn flush_all(flushes: Vec<(Arc<Log>, i64)>) -> Vec<(String, i32)> {
+    blocking(move || {
+        let mut failed = Vec::new();
+        for (log, to) in flushes {
+            if let Err(e) = log.flush_to(to) {
+                tracing::error!(dir = %log.dir().display(), error = %e, "flush failed");
+                let name = log.dir().file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+                if let Some((topic, p)) = name.rsplit_once('-') {
+                    failed.push((topic.to_string(), p.parse().unwrap_or(-1)));
+                }
+            }
+        }
+        failed
+    })
+    .await
+}

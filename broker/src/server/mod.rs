@@ -1,0 +1,218 @@
+//! The network server: a tokio TCP listener speaking the Kafka protocol.
+
+mod conn;
+pub(crate) mod handlers;
+pub mod response;
+pub mod versions;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::BrokerConfig;
+use crate::log::now_ms;
+use crate::topics::{TopicError, Topics};
+
+/// State shared by every connection.
+#[derive(Debug)]
+pub struct BrokerState {
+    /// Settings.
+    pub config: BrokerConfig,
+    /// Topics and their logs.
+    pub topics: Topics,
+    /// Woken whenever records are appended (fetch long polls wait on it).
+    pub data_arrived: Notify,
+    /// Cancelled when the broker stops.
+    pub shutdown: CancellationToken,
+    /// Cluster id reported in Metadata.
+    pub cluster_id: String,
+    /// Host given to clients.
+    pub advertised_host: String,
+    /// Port given to clients.
+    pub advertised_port: u16,
+}
+
+/// Errors starting a broker.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address asked for.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The data directory could not be opened or recovered.
+    #[error("cannot open data directory {dir}: {source}")]
+    Storage {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: TopicError,
+    },
+}
+
+/// A running broker. Dropping it without [`Broker::shutdown`] stops it uncleanly (like a crash
+/// of the process would, minus the lost page cache).
+#[derive(Debug)]
+pub struct Broker {
+    state: Arc<BrokerState>,
+    addr: SocketAddr,
+    tasks: JoinSet<()>,
+}
+
+impl Broker {
+    /// Open the data directory (recovering it if needed) and start serving.
+    pub async fn start(config: BrokerConfig) -> Result<Self, StartError> {
+        let dir = config.data_dir.clone();
+        let defaults = config.log_defaults.clone();
+        let d = dir.clone();
+        let topics = tokio::task::spawn_blocking(move || Topics::open(&d, defaults))
+            .await
+            .map_err(|e| StartError::Storage { dir: dir.clone(), source: TopicError::Storage(e.to_string()) })?
+            .map_err(|source| StartError::Storage { dir: dir.clone(), source })?;
+        let listener =
+            TcpListener::bind(config.listen).await.map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let advertised_host = config.advertised_host.clone().unwrap_or_else(|| addr.ip().to_string());
+        let cluster_id = cluster_id(&config.data_dir);
+        let state = Arc::new(BrokerState {
+            config,
+            topics,
+            data_arrived: Notify::new(),
+            shutdown: CancellationToken::new(),
+            cluster_id,
+            advertised_host,
+            advertised_port: addr.port(),
+        });
+        let mut tasks = JoinSet::new();
+        tasks.spawn(accept_loop(state.clone(), listener));
+        tasks.spawn(maintenance(state.clone()));
+        tracing::info!(%addr, dir = %state.config.data_dir.display(), "broker started");
+        Ok(Self { state, addr, tasks })
+    }
+
+    /// Start a broker inside this process on an ephemeral loopback port, storing data in `dir`.
+    pub async fn embedded(dir: impl Into<PathBuf>) -> Result<Self, StartError> {
+        let mut config = BrokerConfig::new(dir);
+        config.listen = "127.0.0.1:0".parse().expect("valid address");
+        Self::start(config).await
+    }
+
+    /// The address the broker listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `host:port` for clients' `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Shared state (topics, config).
+    pub fn state(&self) -> &Arc<BrokerState> {
+        &self.state
+    }
+
+    /// Stop accepting, close connections, flush every log and write the clean-shutdown marker.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        self.state.shutdown.cancel();
+        let deadline = tokio::time::sleep(Duration::from_secs(10));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                next = self.tasks.join_next() => if next.is_none() { break },
+                _ = &mut deadline => {
+                    tracing::warn!("tasks did not stop within 10 s; aborting them");
+                    self.tasks.abort_all();
+                    break;
+                }
+            }
+        }
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || state.topics.close()).await.map_err(std::io::Error::other)??;
+        tracing::info!("broker stopped cleanly");
+        Ok(())
+    }
+}
+
+/// A stable cluster id per data directory.
+fn cluster_id(dir: &std::path::Path) -> String {
+    let path = dir.join("cluster-id");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let s = s.trim().to_string();
+        if !s.is_empty() {
+            return s;
+        }
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    if let Err(e) = crate::log::checkpoint::write_atomic(&path, id.as_bytes()) {
+        tracing::warn!(error = %e, "cannot persist cluster id");
+    }
+    id
+}
+
+async fn accept_loop(state: Arc<BrokerState>, listener: TcpListener) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    conns.spawn(conn::serve(state.clone(), stream, peer));
+                }
+                Err(e) => {
+                    // Out of descriptors and the like: keep serving the connections we have.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = state.shutdown.cancelled() => break,
+        }
+    }
+    while conns.join_next().await.is_some() {}
+}
+
+/// Periodic log maintenance: `flush.ms`, retention, compaction. Runs its disk work on blocking
+/// threads; appends only ever wait for the short swaps.
+async fn maintenance(state: Arc<BrokerState>) {
+    let tick = Duration::from_millis(100);
+    let mut last_retention = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = state.shutdown.cancelled() => return,
+        }
+        let retention_due = last_retention.elapsed() >= state.config.retention_check_interval;
+        if retention_due {
+            last_retention = tokio::time::Instant::now();
+        }
+        let st = state.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            for log in st.topics.all_logs() {
+                if let Err(e) = log.flush_if_due(now) {
+                    tracing::error!(dir = %log.dir().display(), error = %e, "scheduled flush failed");
+                }
+                if retention_due {
+                    match log.apply_retention(now) {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(dir = %log.dir().display(), segments = n, "retention deleted segments"),
+                        Err(e) => tracing::error!(dir = %log.dir().display(), error = %e, "retention failed"),
+                    }
+                }
+            }
+        })
+        .await;
+        if let Err(e) = res {
+            tracing::error!(error = %e, "maintenance task failed");
+        }
+    }
+}

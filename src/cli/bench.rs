@@ -1,0 +1,239 @@
+//! `rill bench produce|consume`: whole-system throughput beside same-run baselines.
+//!
+//! Each run first measures two ceilings on this machine, now: the loopback TCP copy rate (one
+//! socket, 1 MiB writes) and the sequential file write rate (page cache, 1 MiB writes), then the
+//! broker. Results are printed as records/s, MB/s and the ratio to the loopback rate, because
+//! absolute numbers on a shared machine mean little.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use rill_broker::Broker;
+use rill_core::client::{Admin, Client, ClientConfig, NewTopic, EARLIEST};
+use rill_core::records::{encode_batch, ProducerRecord};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::task::JoinSet;
+
+/// Arguments of `rill bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[arg(value_enum)]
+    what: What,
+    /// Broker to use; an embedded broker in a temporary directory if omitted.
+    #[arg(long)]
+    bootstrap: Option<String>,
+    /// Value size of each record in bytes.
+    #[arg(long, default_value_t = 100)]
+    record_size: usize,
+    /// Partitions of the benchmark topic.
+    #[arg(long, default_value_t = 1)]
+    partitions: i32,
+    /// Total bytes of record values to move.
+    #[arg(long, default_value = "512MiB", value_parser = parse_size)]
+    bytes: u64,
+    /// Bytes of records per produce batch.
+    #[arg(long, default_value = "256KiB", value_parser = parse_size)]
+    batch_bytes: u64,
+    /// Produce requests in flight per partition.
+    #[arg(long, default_value_t = 8)]
+    in_flight: usize,
+    /// acks for produce (0, 1 or -1).
+    #[arg(long, default_value_t = 1, allow_hyphen_values = true)]
+    acks: i16,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum What {
+    /// Produce throughput.
+    Produce,
+    /// Consume (fetch) throughput.
+    Consume,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = if let Some(n) = t.strip_suffix("GiB") {
+        (n, 1u64 << 30)
+    } else if let Some(n) = t.strip_suffix("MiB") {
+        (n, 1 << 20)
+    } else if let Some(n) = t.strip_suffix("KiB") {
+        (n, 1 << 10)
+    } else {
+        (t, 1)
+    };
+    num.trim().parse::<u64>().map(|n| n * mult).map_err(|_| format!("'{s}' is not a size like 512MiB"))
+}
+
+pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let loopback = loopback_rate(a.bytes.min(1 << 30)).await?;
+    let disk = write_rate(tmp.path(), a.bytes.min(1 << 30))?;
+    println!("baseline: loopback TCP copy {:.0} MB/s, sequential write {:.0} MB/s", loopback / 1e6, disk / 1e6);
+    let embedded = match &a.bootstrap {
+        Some(_) => None,
+        None => Some(Broker::embedded(tmp.path().join("broker")).await?),
+    };
+    let bootstrap = a.bootstrap.clone().unwrap_or_else(|| embedded.as_ref().expect("embedded").bootstrap());
+    let client = Arc::new(Client::connect(ClientConfig::new(&bootstrap)).await?);
+    let topic = format!("rill-bench-{}", std::process::id());
+    Admin::new(&client)
+        .create_topics(
+            &[NewTopic { name: topic.clone(), partitions: a.partitions, replication_factor: -1, configs: Default::default() }],
+            false,
+        )
+        .await?;
+    let per_batch = (a.batch_bytes as usize / a.record_size.max(1)).max(1);
+    let batch = encode_batch(
+        &(0..per_batch)
+            .map(|i| ProducerRecord {
+                key: None,
+                value: Some(Bytes::from(vec![(i % 251) as u8; a.record_size])),
+                ..Default::default()
+            })
+            .collect::<Vec<_>>(),
+        kafka_protocol::records::Compression::None,
+        0,
+    )?;
+    let total_batches = (a.bytes / (per_batch * a.record_size) as u64).max(a.partitions as u64);
+    let records = total_batches * per_batch as u64;
+    let (label, elapsed) = match a.what {
+        What::Produce => ("produce", produce(&client, &topic, &a, &batch, total_batches).await?),
+        What::Consume => {
+            produce(&client, &topic, &a, &batch, total_batches).await?;
+            ("consume", consume(&client, &topic, a.partitions, records).await?)
+        }
+    };
+    let secs = elapsed.as_secs_f64();
+    let value_bytes = records as f64 * a.record_size as f64;
+    println!(
+        "{label}: {} records of {} B over {} partition(s), acks={}: {:.0} records/s, {:.0} MB/s, {:.2}x loopback",
+        records,
+        a.record_size,
+        a.partitions,
+        a.acks,
+        records as f64 / secs,
+        value_bytes / secs / 1e6,
+        value_bytes / secs / loopback
+    );
+    Admin::new(&client).delete_topics(&[topic]).await?;
+    if let Some(b) = embedded {
+        b.shutdown().await?;
+    }
+    Ok(())
+}
+
+async fn produce(client: &Arc<Client>, topic: &str, a: &BenchArgs, batch: &Bytes, batches: u64) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let mut set = JoinSet::new();
+    for p in 0..a.partitions {
+        let n = batches / a.partitions as u64 + u64::from((p as u64) < batches % a.partitions as u64);
+        let (client, topic, batch, in_flight, acks) = (client.clone(), topic.to_string(), batch.clone(), a.in_flight, a.acks);
+        set.spawn(async move {
+            let mut pending = JoinSet::new();
+            for _ in 0..n {
+                while pending.len() >= in_flight {
+                    pending.join_next().await.expect("non-empty")??;
+                }
+                let (c, t, b) = (client.clone(), topic.clone(), batch.clone());
+                pending.spawn(async move { c.produce(&t, p, b, acks).await.map(|_| ()) });
+            }
+            while let Some(r) = pending.join_next().await {
+                r??;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r??;
+    }
+    Ok(start.elapsed())
+}
+
+async fn consume(client: &Arc<Client>, topic: &str, partitions: i32, records: u64) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let mut set = JoinSet::new();
+    for p in 0..partitions {
+        let (client, topic) = (client.clone(), topic.to_string());
+        set.spawn(async move {
+            let mut offset = client.list_offset(&topic, p, EARLIEST).await?;
+            let mut count = 0u64;
+            loop {
+                let f = client.fetch(&topic, p, offset, 8 << 20, 100).await?;
+                if f.records.is_empty() && offset >= f.high_watermark {
+                    break;
+                }
+                // Walk batch headers: a consumer must at least find the batches and their offsets.
+                let mut data = &f.records[..];
+                while data.len() >= 61 {
+                    let len = i32::from_be_bytes(data[8..12].try_into().expect("4")) as usize + 12;
+                    if len > data.len() {
+                        break;
+                    }
+                    let base = i64::from_be_bytes(data[0..8].try_into().expect("8"));
+                    let delta = i32::from_be_bytes(data[23..27].try_into().expect("4")) as i64;
+                    count += (base + delta + 1 - offset.max(base)).max(0) as u64;
+                    offset = base + delta + 1;
+                    data = &data[len..];
+                }
+            }
+            anyhow::Ok(count)
+        });
+    }
+    let mut got = 0;
+    while let Some(r) = set.join_next().await {
+        got += r??;
+    }
+    anyhow::ensure!(got == records, "consumed {got} records, expected {records}");
+    Ok(start.elapsed())
+}
+
+/// Bytes/s through one loopback TCP connection with 1 MiB writes.
+async fn loopback_rate(total: u64) -> anyhow::Result<f64> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let reader = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut n = 0u64;
+        while n < total {
+            let r = s.read(&mut buf).await?;
+            if r == 0 {
+                break;
+            }
+            n += r as u64;
+        }
+        std::io::Result::Ok(n)
+    });
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let buf = vec![7u8; 1 << 20];
+    let start = Instant::now();
+    let mut sent = 0;
+    while sent < total {
+        s.write_all(&buf).await?;
+        sent += buf.len() as u64;
+    }
+    let got = reader.await??;
+    Ok(got as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Bytes/s of sequential 1 MiB writes to a new file (page cache, one fsync at the end).
+fn write_rate(dir: &std::path::Path, total: u64) -> anyhow::Result<f64> {
+    use std::io::Write;
+    let path = dir.join("write-rate.bin");
+    let mut f = std::fs::File::create(&path)?;
+    let buf = vec![7u8; 1 << 20];
+    let start = Instant::now();
+    let mut n = 0;
+    while n < total {
+        f.write_all(&buf)?;
+        n += buf.len() as u64;
+    }
+    f.sync_all()?;
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    std::fs::remove_file(&path)?;
+    Ok(rate)
+}

@@ -1,0 +1,42 @@
+//! Command-line parsing and dispatch.
+
+mod bench;
+mod broker;
+mod topics;
+
+use clap::{Parser, Subcommand};
+
+/// Rill: stream processing with a Kafka-compatible broker.
+#[derive(Debug, Parser)]
+#[command(name = "rill", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a broker in the foreground (SIGTERM or Ctrl-C stops it cleanly).
+    Broker(broker::BrokerArgs),
+    /// Create, list, describe and delete topics.
+    Topics(topics::TopicsArgs),
+    /// Measure throughput against a broker (embedded unless --bootstrap is given).
+    Bench(bench::BenchArgs),
+}
+
+/// Run the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Broker(a) => broker::run(a).await,
+        Command::Topics(a) => topics::run(a).await,
+        Command::Bench(a) => bench::run(a).await,
+    }
+}
+
+/// Parse `key=value`.
+pub fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("'{s}' is not key=value"))
+}
