@@ -7,12 +7,14 @@
 
 pub mod batch;
 pub mod checkpoint;
+pub mod cleaner;
 pub mod config;
 pub mod index;
 mod partition_log;
 pub mod segment;
 pub mod time_index;
 
+pub use cleaner::{clean_log, CleanError, CleanStats, Cleaner, RunStats};
 pub use config::{CleanupPolicy, ConfigError, LogConfig};
 pub use partition_log::{
     AppendInfo, Log, LogError, OpenStats, ReadResult, SealedSegment, LEADER_EPOCH_FILE,
