@@ -28,7 +28,7 @@ fn msg(s: impl Into<String>) -> Option<StrBytes> {
     Some(StrBytes::from_string(s.into()))
 }
 
-pub async fn create_topics(state: &Arc<BrokerState>, req: CreateTopicsRequest) -> CreateTopicsResponse {
+pub async fn create_topics(state: &Arc<BrokerState>, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     let state = state.clone();
     blocking(move || {
         let mut resp = CreateTopicsResponse::default();
@@ -41,22 +41,32 @@ pub async fn create_topics(state: &Arc<BrokerState>, req: CreateTopicsRequest) -
                 .iter()
                 .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
                 .collect();
-            let mut r = CreatableTopicResult::default()
-                .with_name(t.name.clone())
-                .with_num_partitions(partitions)
-                .with_replication_factor(replication);
+            let mut r = CreatableTopicResult::default().with_name(t.name.clone());
+            if version >= 5 {
+                r.num_partitions = partitions;
+                r.replication_factor = replication;
+            }
             let result = if !t.assignments.is_empty() {
                 Err((codes::INVALID_REQUEST, "manual replica assignment is not supported on a single broker".to_string()))
             } else if req.validate_only {
                 state.topics.validate_new(&name, partitions, replication, &configs).map(|_| ()).map_err(|e| (e.code(), e.to_string()))
             } else {
-                state.topics.create(&name, partitions, replication, configs).map(|t| r.topic_id = t.id).map_err(|e| (e.code(), e.to_string()))
+                state
+                    .topics
+                    .create(&name, partitions, replication, configs)
+                    .map(|t| {
+                        if version >= 7 {
+                            r.topic_id = t.id
+                        }
+                    })
+                    .map_err(|e| (e.code(), e.to_string()))
             };
             if let Err((code, m)) = result {
                 r.error_code = code;
                 r.error_message = msg(m);
                 r.num_partitions = -1;
                 r.replication_factor = -1;
+                r.topic_id = Default::default();
             }
             resp.topics.push(r);
         }
@@ -65,7 +75,7 @@ pub async fn create_topics(state: &Arc<BrokerState>, req: CreateTopicsRequest) -
     .await
 }
 
-pub async fn delete_topics(state: &Arc<BrokerState>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub async fn delete_topics(state: &Arc<BrokerState>, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
     let state = state.clone();
     blocking(move || {
         let mut names: Vec<TopicName> = req.topic_names.clone();
@@ -82,12 +92,14 @@ pub async fn delete_topics(state: &Arc<BrokerState>, req: DeleteTopicsRequest) -
         let mut resp = DeleteTopicsResponse::default();
         for n in names {
             let mut r = DeletableTopicResult::default().with_name(Some(n.clone()));
-            if let Some(t) = state.topics.get(&n.0) {
+            if let (true, Some(t)) = (version >= 6, state.topics.get(&n.0)) {
                 r.topic_id = t.id;
             }
             if let Err(e) = state.topics.delete(&n.0) {
                 r.error_code = e.code();
-                r.error_message = msg(e.to_string());
+                if version >= 5 {
+                    r.error_message = msg(e.to_string());
+                }
             }
             resp.responses.push(r);
         }

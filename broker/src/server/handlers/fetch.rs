@@ -74,7 +74,7 @@ fn read_all(state: &BrokerState, req: &FetchRequest, version: i16) -> (FetchResp
                 .with_high_watermark(-1)
                 .with_last_stable_offset(-1)
                 .with_log_start_offset(-1)
-                .with_aborted_transactions(Some(Vec::new()))
+                .with_aborted_transactions((version >= 4).then(Vec::new))
                 .with_records(Some(Bytes::new()));
             match state.topics.partition(&t.topic.0, p.partition) {
                 None => {
@@ -91,7 +91,9 @@ fn read_all(state: &BrokerState, req: &FetchRequest, version: i16) -> (FetchResp
                         log.read(p.fetch_offset, limit).map(|r| {
                             pd.high_watermark = r.high_watermark;
                             pd.last_stable_offset = r.high_watermark;
-                            pd.log_start_offset = r.log_start_offset;
+                            if version >= 5 {
+                                pd.log_start_offset = r.log_start_offset;
+                            }
                             r.slice
                         })
                     };
@@ -107,14 +109,18 @@ fn read_all(state: &BrokerState, req: &FetchRequest, version: i16) -> (FetchResp
                             if pd.high_watermark < 0 {
                                 pd.high_watermark = log.log_end_offset();
                                 pd.last_stable_offset = pd.high_watermark;
-                                pd.log_start_offset = log.log_start_offset();
+                                if version >= 5 {
+                                    pd.log_start_offset = log.log_start_offset();
+                                }
                             }
                         }
                         Err(e) => {
                             pd.error_code = log_error_code(&e);
                             pd.high_watermark = log.log_end_offset();
                             pd.last_stable_offset = pd.high_watermark;
-                            pd.log_start_offset = log.log_start_offset();
+                            if version >= 5 {
+                                pd.log_start_offset = log.log_start_offset();
+                            }
                             errors = true;
                         }
                     }

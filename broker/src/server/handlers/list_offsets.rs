@@ -8,7 +8,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use super::{blocking, codes, log_error_code};
 use crate::server::BrokerState;
 
-pub async fn handle(state: &Arc<BrokerState>, req: ListOffsetsRequest) -> ListOffsetsResponse {
+pub async fn handle(state: &Arc<BrokerState>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let state = state.clone();
     blocking(move || {
         let mut resp = ListOffsetsResponse::default();
@@ -22,7 +22,9 @@ pub async fn handle(state: &Arc<BrokerState>, req: ListOffsetsRequest) -> ListOf
                 match state.topics.partition(&t.name.0, p.partition_index) {
                     None => pr.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION,
                     Some(log) => {
-                        pr.leader_epoch = log.leader_epoch();
+                        if version >= 4 {
+                            pr.leader_epoch = log.leader_epoch();
+                        }
                         let found = match p.timestamp {
                             -1 => Ok(Some((log.log_end_offset(), -1))),
                             -2 => Ok(Some((log.log_start_offset(), -1))),

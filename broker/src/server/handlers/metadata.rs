@@ -19,8 +19,8 @@ pub async fn handle(state: &Arc<BrokerState>, req: MetadataRequest, version: i16
             .with_node_id(BrokerId(node))
             .with_host(StrBytes::from_string(state.advertised_host.clone()))
             .with_port(state.advertised_port as i32)])
-        .with_cluster_id(Some(StrBytes::from_string(state.cluster_id.clone())))
-        .with_controller_id(BrokerId(node));
+        .with_cluster_id((version >= 2).then(|| StrBytes::from_string(state.cluster_id.clone())))
+        .with_controller_id(BrokerId(if version >= 1 { node } else { -1 }));
     // v0 has no way to ask for "all topics" except an empty list; later versions use null.
     let names: Option<Vec<String>> = match &req.topics {
         None => None,
@@ -30,7 +30,7 @@ pub async fn handle(state: &Arc<BrokerState>, req: MetadataRequest, version: i16
     let auto_create = state.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
     match names {
         None => {
-            resp.topics = state.topics.all().iter().map(|t| topic_entry(t, node)).collect();
+            resp.topics = state.topics.all().iter().map(|t| topic_entry(t, node, version)).collect();
         }
         Some(names) => {
             for name in names {
@@ -44,7 +44,7 @@ pub async fn handle(state: &Arc<BrokerState>, req: MetadataRequest, version: i16
                     topic = state.topics.get(&name);
                 }
                 let entry = match topic {
-                    Some(t) => topic_entry(&t, node),
+                    Some(t) => topic_entry(&t, node, version),
                     None => {
                         let code = if validate_topic_name(&name).is_err() {
                             codes::INVALID_TOPIC_EXCEPTION
@@ -63,11 +63,12 @@ pub async fn handle(state: &Arc<BrokerState>, req: MetadataRequest, version: i16
     resp
 }
 
-fn topic_entry(t: &Topic, node: i32) -> MetadataResponseTopic {
+/// A topic entry with only the fields `version` has.
+fn topic_entry(t: &Topic, node: i32, version: i16) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
-        .with_topic_id(t.id)
-        .with_is_internal(t.name.starts_with("__"))
+        .with_topic_id(if version >= 10 { t.id } else { Default::default() })
+        .with_is_internal(version >= 1 && t.name.starts_with("__"))
         .with_partitions(
             t.partitions
                 .iter()
@@ -76,7 +77,7 @@ fn topic_entry(t: &Topic, node: i32) -> MetadataResponseTopic {
                     MetadataResponsePartition::default()
                         .with_partition_index(i as i32)
                         .with_leader_id(BrokerId(node))
-                        .with_leader_epoch(log.leader_epoch())
+                        .with_leader_epoch(if version >= 7 { log.leader_epoch() } else { -1 })
                         .with_replica_nodes(vec![BrokerId(node)])
                         .with_isr_nodes(vec![BrokerId(node)])
                 })

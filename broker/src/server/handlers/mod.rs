@@ -55,15 +55,15 @@ pub async fn handle(
         ApiKey::Produce => produce::handle(state, decode(api, version, body)?, version, id).await,
         ApiKey::Fetch => Ok(fetch::handle(state, decode(api, version, body)?, version, id)),
         ApiKey::ListOffsets => {
-            let resp = list_offsets::handle(state, decode(api, version, body)?).await;
+            let resp = list_offsets::handle(state, decode(api, version, body)?, version).await;
             now(encode(api, version, id, &resp))
         }
         ApiKey::CreateTopics => {
-            let resp = admin::create_topics(state, decode(api, version, body)?).await;
+            let resp = admin::create_topics(state, decode(api, version, body)?, version).await;
             now(encode(api, version, id, &resp))
         }
         ApiKey::DeleteTopics => {
-            let resp = admin::delete_topics(state, decode(api, version, body)?).await;
+            let resp = admin::delete_topics(state, decode(api, version, body)?, version).await;
             now(encode(api, version, id, &resp))
         }
         ApiKey::CreatePartitions => {

@@ -41,7 +41,9 @@ pub async fn handle(state: &Arc<BrokerState>, req: ProduceRequest, version: i16,
                             appended = true;
                             pr.base_offset = info.base_offset;
                             pr.log_append_time_ms = info.log_append_time;
-                            pr.log_start_offset = info.log_start_offset;
+                            if version >= 5 {
+                                pr.log_start_offset = info.log_start_offset;
+                            }
                             if let Some(to) = info.flush_to {
                                 flushes.push((log, to));
                             }
@@ -49,7 +51,9 @@ pub async fn handle(state: &Arc<BrokerState>, req: ProduceRequest, version: i16,
                         Err(e) => {
                             tracing::debug!(topic = %topic.name.0, partition = p.index, error = %e, "produce rejected");
                             pr.error_code = log_error_code(&e);
-                            pr.error_message = Some(StrBytes::from_string(e.to_string()));
+                            if version >= 8 {
+                                pr.error_message = Some(StrBytes::from_string(e.to_string()));
+                            }
                         }
                     }
                 }
