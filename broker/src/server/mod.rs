@@ -185,6 +185,8 @@ async fn accept_loop(state: Arc<BrokerState>, listener: TcpListener) {
 async fn maintenance(state: Arc<BrokerState>) {
     let tick = Duration::from_millis(100);
     let mut last_retention = tokio::time::Instant::now();
+    let mut last_clean = tokio::time::Instant::now();
+    let cleaner = Arc::new(std::sync::Mutex::new(crate::log::cleaner::Cleaner::new()));
     loop {
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
@@ -193,6 +195,20 @@ async fn maintenance(state: Arc<BrokerState>) {
         let retention_due = last_retention.elapsed() >= state.config.retention_check_interval;
         if retention_due {
             last_retention = tokio::time::Instant::now();
+        }
+        let clean_due = last_clean.elapsed() >= state.config.cleaner_backoff;
+        if clean_due {
+            last_clean = tokio::time::Instant::now();
+            let (st, c) = (state.clone(), cleaner.clone());
+            // Compaction runs beside the loop so a long pass never delays flush.ms or retention.
+            tokio::task::spawn_blocking(move || {
+                let Ok(mut c) = c.try_lock() else { return };
+                let logs = st.topics.all_logs();
+                let stats = c.run_once(logs.iter().map(|l| l.as_ref()), now_ms());
+                if stats.logs_cleaned > 0 || stats.logs_failed > 0 {
+                    tracing::info!(?stats, "compaction pass");
+                }
+            });
         }
         let st = state.clone();
         let res = tokio::task::spawn_blocking(move || {
