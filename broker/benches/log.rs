@@ -1,7 +1,7 @@
 //! Criterion benches for the partition log: append and read, per batch size.
-#![allow(missing_docs)] // criterion_group! generates undocumented functions
 //!
 //! Throughput is reported in bytes of batches; compare runs on the same machine only.
+#![allow(missing_docs)] // criterion_group! generates undocumented functions
 
 use std::hint::black_box;
 

@@ -32,6 +32,11 @@ impl BrokerProc {
         &self.dir
     }
 
+    /// Process id of the running broker (for /proc checks such as its memory use).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("broker is not running").id()
+    }
+
     /// SIGTERM and wait: a clean shutdown.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

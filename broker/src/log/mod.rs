@@ -14,6 +14,9 @@ mod partition_log;
 pub mod segment;
 pub mod time_index;
 
+#[cfg(test)]
+mod tests;
+
 pub use cleaner::{clean_log, CleanError, CleanStats, Cleaner, RunStats};
 pub use config::{CleanupPolicy, ConfigError, LogConfig};
 pub use partition_log::{

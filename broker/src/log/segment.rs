@@ -92,10 +92,55 @@ impl Segment {
     /// Open an existing segment, trusting its indexes (after a clean shutdown).
     ///
     /// The tail after the last index entry is scanned for the next offset and max timestamp.
+    /// Index files that are missing, torn, or whose last entries do not match the log are an
+    /// error (`NotFound` or `InvalidData`): the caller recovers the segment instead.
     pub fn open(dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<Self> {
+        let index_lens = || -> io::Result<[u64; 2]> {
+            let len = |ext| fs::metadata(dir.join(file_name(base_offset, ext))).map(|m| m.len());
+            Ok([len("index")?, len("timeindex")?])
+        };
+        // Opening an index cuts a torn or unordered tail; a trusted index needs no such repair.
+        let lens = index_lens()?;
         let mut seg = Self::open_files(dir, base_offset, now_ms)?;
+        if index_lens()? != lens {
+            return Err(corrupt_index("torn or unordered entries"));
+        }
+        seg.check_offset_index()?;
         seg.load_tail()?;
+        seg.check_time_index()?;
         Ok(seg)
+    }
+
+    /// The last offset-index entry must point at the start of the batch it names.
+    fn check_offset_index(&self) -> io::Result<()> {
+        if self.index.is_empty() {
+            return Ok(());
+        }
+        let (offset, pos) = self.index.lookup(i64::MAX);
+        if pos as u64 >= self.size || self.header_at(pos as u64)?.base_offset != offset {
+            return Err(corrupt_index("offset index entry does not point at its batch"));
+        }
+        Ok(())
+    }
+
+    /// Entries go into both indexes together, and the last time-index entry names the batch that
+    /// first reached its timestamp, so that batch must have that max timestamp.
+    fn check_time_index(&self) -> io::Result<()> {
+        let Some((ts, offset)) = self.time_index.last_entry() else {
+            return match self.index.is_empty() {
+                true => Ok(()),
+                false => Err(corrupt_index("time index is empty, offset index is not")),
+            };
+        };
+        let matches = match self.position_of(offset)? {
+            // `observe` starts from -1, so batches without timestamps are recorded as -1.
+            Some(pos) => self.header_at(pos)?.max_timestamp.max(-1) == ts,
+            None => false,
+        };
+        if !matches {
+            return Err(corrupt_index("time index entry does not match its batch"));
+        }
+        Ok(())
     }
 
     /// Open the files without reading them; [`Segment::recover`] must run next.
@@ -198,7 +243,11 @@ impl Segment {
             self.file.read_exact_at(&mut buf, pos)?;
             let Ok(h) = BatchHeader::parse_checked(&buf) else { break };
             let in_order = if first { h.base_offset >= self.base_offset } else { h.base_offset >= self.next_offset };
-            if !in_order {
+            // The base offset is outside the CRC. Indexes hold offsets relative to the segment
+            // base in 32 bits, so no batch appended here lies further out than that.
+            if !in_order
+                || h.base_offset - self.base_offset > u32::MAX as i64 - h.last_offset_delta as i64
+            {
                 break;
             }
             self.index_batch(&h, pos)?;
@@ -281,25 +330,26 @@ impl Segment {
         Ok(None)
     }
 
-    /// First offset whose record timestamp is `>= ts`, if this segment has one.
-    pub fn offset_for_timestamp(&self, ts: i64) -> io::Result<Option<i64>> {
+    /// First offset at or after `min_offset` whose record timestamp is `>= ts`, if this segment
+    /// has one.
+    pub fn offset_for_timestamp(&self, ts: i64, min_offset: i64) -> io::Result<Option<i64>> {
         if self.max_timestamp < ts {
             return Ok(None);
         }
-        let from = self.time_index.lookup(ts);
+        let from = self.time_index.lookup(ts).max(min_offset);
         let Some(mut pos) = self.position_of(from)? else { return Ok(None) };
         while pos < self.size {
             let h = self.header_at(pos)?;
             if h.max_timestamp >= ts {
                 if h.attributes & super::batch::ATTR_LOG_APPEND_TIME != 0 {
-                    return Ok(Some(h.base_offset));
+                    return Ok(Some(h.base_offset.max(min_offset)));
                 }
                 let mut raw = vec![0u8; h.size];
                 self.file.read_exact_at(&mut raw, pos)?;
                 let mut bytes = Bytes::from(raw);
                 let set = RecordBatchDecoder::decode(&mut bytes)
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                if let Some(r) = set.records.iter().find(|r| r.timestamp >= ts) {
+                if let Some(r) = set.records.iter().find(|r| r.timestamp >= ts && r.offset >= min_offset) {
                     return Ok(Some(r.offset));
                 }
             }
@@ -367,6 +417,10 @@ impl Segment {
     pub fn file(&self) -> &Arc<File> {
         &self.file
     }
+}
+
+fn corrupt_index(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("segment index inconsistent: {what}"))
 }
 
 /// Delete every file that belongs to the segment at `base_offset` in `dir`.

@@ -79,6 +79,11 @@ impl TimeIndex {
         self.entries.last().map(|e| e.0)
     }
 
+    /// The last entry as (timestamp, absolute offset), if any.
+    pub fn last_entry(&self) -> Option<(i64, i64)> {
+        self.entries.last().map(|&(t, rel)| (t, self.base_offset + rel as i64))
+    }
+
     /// Drop entries for offsets `>= offset`.
     pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
         let rel = offset - self.base_offset;

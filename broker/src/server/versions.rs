@@ -21,6 +21,13 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
 ];
 
+/// The Produce floor given to clients in ApiVersions, below the served floor of 3 (requests at
+/// v0-2 still close the connection). librdkafka up to 2.11 compresses with gzip, snappy or lz4 only
+/// when the broker's Produce range overlaps 0..=0 (confluentinc/librdkafka#4956) and otherwise
+/// silently sends uncompressed batches; Kafka 4.0 advertises v0 for the same reason (KAFKA-18659).
+/// Clients pick the highest common version, so none of them sends v0-2 to a broker offering v9.
+const PRODUCE_ADVERTISED_MIN: i16 = 0;
+
 /// The supported range of `key`, if served.
 pub fn range(key: ApiKey) -> Option<(i16, i16)> {
     SUPPORTED.iter().find(|(k, _, _)| *k == key).map(|(_, lo, hi)| (*lo, *hi))
@@ -31,7 +38,10 @@ pub fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
     ApiVersionsResponse::default().with_error_code(error_code).with_api_keys(
         SUPPORTED
             .iter()
-            .map(|(k, lo, hi)| ApiVersion::default().with_api_key(*k as i16).with_min_version(*lo).with_max_version(*hi))
+            .map(|(k, lo, hi)| {
+                let lo = if *k == ApiKey::Produce { PRODUCE_ADVERTISED_MIN } else { *lo };
+                ApiVersion::default().with_api_key(*k as i16).with_min_version(lo).with_max_version(*hi)
+            })
             .collect(),
     )
 }
