@@ -8,6 +8,9 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+/// What the broker reserves for a frame before its bytes arrive.
+pub const SERVER_TRUST_BYTES: usize = 1 << 20;
+
 /// Kafka's default `socket.request.max.bytes` (100 MiB).
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 100 * 1024 * 1024;
 
@@ -30,13 +33,22 @@ pub enum FrameError {
     },
 }
 
+/// Read one frame body (without its length prefix), reserving at most
+/// [`SERVER_TRUST_BYTES`] before the bytes arrive: for frames from untrusted peers.
+pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize, buf: &mut BytesMut) -> Result<Bytes, FrameError> {
+    read_frame_trusting(r, max, SERVER_TRUST_BYTES, buf).await
+}
+
 /// Read one frame body (without its length prefix).
 ///
-/// The buffer grows with the bytes that actually arrive, never to the claimed size up front, so
-/// a peer that claims 100 MiB and sends 10 bytes costs 10 bytes.
-pub async fn read_frame<R: AsyncRead + Unpin>(
+/// At most `trust` bytes are reserved before they arrive; past that the buffer grows with the
+/// bytes that actually come, so a peer that claims 100 MiB and sends 10 bytes costs at most
+/// `trust`. The broker passes a small `trust` (its clients are strangers); the client passes its
+/// own limit, since fetch responses from its broker are large by design.
+pub async fn read_frame_trusting<R: AsyncRead + Unpin>(
     r: &mut R,
     max: usize,
+    trust: usize,
     buf: &mut BytesMut,
 ) -> Result<Bytes, FrameError> {
     let mut len = [0u8; 4];
@@ -51,8 +63,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     }
     let n = claimed as usize;
     buf.clear();
-    // Reserve at most 64 KiB ahead of the data; grow as bytes arrive.
-    buf.reserve(n.min(64 * 1024));
+    buf.reserve(n.min(trust.max(64 * 1024)));
     while buf.len() < n {
         let want = (n - buf.len()).min(1 << 20);
         if buf.capacity() - buf.len() < want {

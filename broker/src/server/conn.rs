@@ -75,6 +75,25 @@ pub async fn serve(state: Arc<BrokerState>, stream: TcpStream, peer: SocketAddr)
             }
         }
     });
+    // The worker handles requests strictly in arrival order while the reader is already
+    // reading the next frame off the socket: network reads overlap disk appends.
+    let (frames_tx, mut frames_rx) = mpsc::channel::<Bytes>(state.config.max_in_flight_per_connection.max(1));
+    let worker_state = state.clone();
+    let worker = tokio::spawn(async move {
+        while let Some(frame) = frames_rx.recv().await {
+            match dispatch(&worker_state, frame).await {
+                Ok(reply) => {
+                    if tx.send(reply).await.is_err() {
+                        break;
+                    }
+                }
+                Err(why) => {
+                    tracing::warn!(%peer, "{why}; closing connection");
+                    break;
+                }
+            }
+        }
+    });
     let max = state.config.socket_request_max_bytes;
     let mut buf = BytesMut::new();
     loop {
@@ -94,19 +113,13 @@ pub async fn serve(state: Arc<BrokerState>, stream: TcpStream, peer: SocketAddr)
                 break;
             }
         };
-        match dispatch(&state, frame).await {
-            Ok(reply) => {
-                if tx.send(reply).await.is_err() {
-                    break;
-                }
-            }
-            Err(why) => {
-                tracing::warn!(%peer, "{why}; closing connection");
-                break;
-            }
+        if frames_tx.send(frame).await.is_err() {
+            // The worker closed the connection (a bad request).
+            break;
         }
     }
-    drop(tx);
+    drop(frames_tx);
+    let _ = worker.await;
     let _ = writer.await;
 }
 
