@@ -419,22 +419,27 @@ impl Log {
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<i64>, LogError> {
         let g = self.lock();
         for seg in g.segments.values() {
-            if let Some(o) = seg.offset_for_timestamp(ts)? {
-                return Ok(Some(o.max(g.log_start_offset)));
+            if let Some(o) = seg.offset_for_timestamp(ts, g.log_start_offset)? {
+                return Ok(Some(o));
             }
         }
         Ok(None)
     }
 
-    /// Offset and timestamp of the record with the largest timestamp (ListOffsets -3).
+    /// Offset and timestamp of the record with the largest timestamp (ListOffsets -3). As in
+    /// Kafka, that record may sit below the log start, in the segment holding it.
     pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError> {
         let g = self.lock();
         let best = g.segments.values().map(|s| s.max_timestamp()).max().unwrap_or(-1);
-        drop(g);
         if best < 0 {
             return Ok(None);
         }
-        Ok(self.offset_for_timestamp(best)?.map(|o| (o, best)))
+        for seg in g.segments.values() {
+            if let Some(o) = seg.offset_for_timestamp(best, i64::MIN)? {
+                return Ok(Some((o, best)));
+            }
+        }
+        Ok(None)
     }
 
     /// Move the log start offset forward to `offset` (DeleteRecords) and drop whole segments
@@ -515,6 +520,8 @@ impl Log {
 
     /// Remove the batch holding `offset` and everything after it (recovery, replication).
     pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
+        // Held so that no flush in progress records a recovery point above the new end.
+        let _f = self.flush_lock.lock().expect("flush lock poisoned");
         let mut g = self.lock();
         if offset >= g.next_offset {
             return Ok(());
@@ -532,6 +539,11 @@ impl Log {
         g.next_offset = g.active().next_offset();
         let next = g.next_offset;
         self.flushed.fetch_min(next, Ordering::AcqRel);
+        // What is appended from here on is not durable yet: an unclean open must re-check it.
+        let recovery_point = self.dir.join(RECOVERY_POINT_FILE);
+        if checkpoint::read_i64(&recovery_point)?.is_some_and(|rp| rp > next) {
+            checkpoint::write_i64(&recovery_point, next)?;
+        }
         Ok(())
     }
 

@@ -118,7 +118,7 @@ impl Segment {
         }
         let (offset, pos) = self.index.lookup(i64::MAX);
         if pos as u64 >= self.size || self.header_at(pos as u64)?.base_offset != offset {
-            return Err(corrupt_index("offset index entry does not point at its batch"));
+            return Err(corrupt_index("offset index entry is not at its batch"));
         }
         Ok(())
     }
@@ -349,7 +349,8 @@ impl Segment {
                 let mut bytes = Bytes::from(raw);
                 let set = RecordBatchDecoder::decode(&mut bytes)
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                if let Some(r) = set.records.iter().find(|r| r.timestamp >= ts && r.offset >= min_offset) {
+                let mut found = set.records.iter().filter(|r| r.offset >= min_offset);
+                if let Some(r) = found.find(|r| r.timestamp >= ts) {
                     return Ok(Some(r.offset));
                 }
             }

@@ -81,7 +81,8 @@ impl TimeIndex {
 
     /// The last entry as (timestamp, absolute offset), if any.
     pub fn last_entry(&self) -> Option<(i64, i64)> {
-        self.entries.last().map(|&(t, rel)| (t, self.base_offset + rel as i64))
+        let &(t, rel) = self.entries.last()?;
+        Some((t, self.base_offset + rel as i64))
     }
 
     /// Drop entries for offsets `>= offset`.
