@@ -4,8 +4,11 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::records::RecordBatchDecoder;
 
 use super::{blocking, codes, log_error_code};
+use crate::log::batch::{BatchHeader, ATTR_LOG_APPEND_TIME};
+use crate::log::{Log, LogError};
 use crate::server::BrokerState;
 
 pub async fn handle(state: &Arc<BrokerState>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
@@ -29,7 +32,9 @@ pub async fn handle(state: &Arc<BrokerState>, req: ListOffsetsRequest, version: 
                             -1 => Ok(Some((log.log_end_offset(), -1))),
                             -2 => Ok(Some((log.log_start_offset(), -1))),
                             -3 => log.max_timestamp(),
-                            ts => log.offset_for_timestamp(ts).map(|o| o.map(|o| (o, ts))),
+                            ts => log
+                                .offset_for_timestamp(ts)
+                                .and_then(|o| o.map(|o| record_timestamp(&log, o).map(|t| (o, t))).transpose()),
                         };
                         match found {
                             Ok(Some((offset, ts))) => {
@@ -48,4 +53,18 @@ pub async fn handle(state: &Arc<BrokerState>, req: ListOffsetsRequest, version: 
         resp
     })
     .await
+}
+
+/// Timestamp of the record at `offset`. A lookup by time answers with the record it found, whose
+/// timestamp may be later than the one asked for (as Kafka does).
+fn record_timestamp(log: &Log, offset: i64) -> Result<i64, LogError> {
+    let Some(slice) = log.read(offset, 1)?.slice else { return Ok(-1) };
+    let mut bytes = slice.read_bytes()?;
+    let header = BatchHeader::parse(&bytes)?;
+    if header.attributes & ATTR_LOG_APPEND_TIME != 0 {
+        return Ok(header.max_timestamp);
+    }
+    let set = RecordBatchDecoder::decode(&mut bytes)
+        .map_err(|e| LogError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())))?;
+    Ok(set.records.iter().find(|r| r.offset == offset).map_or(-1, |r| r.timestamp))
 }
