@@ -337,7 +337,7 @@ impl Topics {
     /// Flush every log and write the clean-shutdown marker.
     pub fn close(&self) -> io::Result<()> {
         for log in self.all_logs() {
-            log.flush()?;
+            log.close()?;
         }
         checkpoint::write_atomic(&self.data_dir.join(CLEAN_SHUTDOWN_FILE), b"clean\n")
     }

@@ -129,6 +129,8 @@ pub struct Log {
     flush_lock: Mutex<()>,
     /// Everything below this offset has been fsynced (the recovery point).
     flushed: AtomicI64,
+    /// A segment file was created since the directory was last fsynced.
+    dir_dirty: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Log {
@@ -201,7 +203,20 @@ impl Log {
             let seg = Segment::create(dir, log_start, now_ms)?;
             segments.insert(log_start, seg);
         }
-        // Drop empty non-active segments a crash may leave behind.
+        // Drop empty non-active segments (a crash between a roll and the first append to the
+        // next segment leaves one); seal the rest so each has its final time-index entry.
+        let last_base = *segments.keys().next_back().expect("non-empty");
+        let empty: Vec<i64> = segments.iter().filter(|(b, s)| **b != last_base && s.is_empty()).map(|(b, _)| *b).collect();
+        for b in empty {
+            if let Some(s) = segments.remove(&b) {
+                s.delete()?;
+            }
+        }
+        for (b, s) in segments.iter_mut() {
+            if *b != last_base {
+                s.seal()?;
+            }
+        }
         let next_offset = segments.values().next_back().map(|s| s.next_offset()).unwrap_or(0);
         let first_base = *segments.keys().next().expect("non-empty");
         log_start = log_start.max(first_base).min(next_offset);
@@ -225,6 +240,7 @@ impl Log {
             }),
             flush_lock: Mutex::new(()),
             flushed: AtomicI64::new(if clean { next_offset } else { recovery_point.min(next_offset) }),
+            dir_dirty: std::sync::atomic::AtomicBool::new(false),
         };
         if stats.truncated_bytes > 0 || stats.recovered_segments > 0 {
             log.flush()?;
@@ -329,6 +345,7 @@ impl Log {
         inner.active().seal()?;
         let seg = Segment::create(&self.dir, next, now_ms)?;
         inner.segments.insert(next, seg);
+        self.dir_dirty.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -358,23 +375,58 @@ impl Log {
         for f in files {
             f.sync_data()?;
         }
+        self.sync_dir_if_dirty()?;
         self.flushed.store(target, Ordering::Release);
         Ok(())
     }
 
+    /// fsync the partition directory if a segment was created since the last time, so the new
+    /// file's name survives a power loss along with its data.
+    fn sync_dir_if_dirty(&self) -> io::Result<()> {
+        if self.dir_dirty.swap(false, Ordering::AcqRel) {
+            if let Err(e) = fs::File::open(&self.dir).and_then(|d| d.sync_all()) {
+                self.dir_dirty.store(true, Ordering::Release);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// fsync everything appended so far, including the indexes and the recovery point.
+    ///
+    /// Only segments holding unflushed data are synced, outside the log lock, so appends go on
+    /// meanwhile. Index files are not synced here: opening a log checks them against the data
+    /// and rebuilds any that disagree.
     pub fn flush(&self) -> io::Result<()> {
         let _f = self.flush_lock.lock().expect("flush lock poisoned");
-        let target = {
+        let flushed = self.flushed.load(Ordering::Acquire);
+        let (target, files) = {
             let mut g = self.lock();
-            for s in g.segments.values() {
-                s.flush()?;
-            }
             g.unflushed_messages = 0;
-            g.next_offset
+            let files: Vec<Arc<fs::File>> = g
+                .segments
+                .values()
+                .filter(|s| s.next_offset() > flushed || s.is_empty())
+                .map(|s| s.file().clone())
+                .collect();
+            (g.next_offset, files)
         };
+        for f in files {
+            f.sync_data()?;
+        }
+        self.sync_dir_if_dirty()?;
         self.flushed.store(target, Ordering::Release);
         checkpoint::write_i64(&self.dir.join(RECOVERY_POINT_FILE), target)
+    }
+
+    /// Flush everything, indexes included (clean shutdown).
+    pub fn close(&self) -> io::Result<()> {
+        self.flush()?;
+        let g = self.lock();
+        for s in g.segments.values() {
+            s.flush()?;
+        }
+        Ok(())
     }
 
     /// Flush if `flush.ms` has passed since the last flush and there is something to flush.
@@ -500,7 +552,9 @@ impl Log {
                 break;
             }
             let (&base, first) = g.segments.iter().next().expect("non-empty");
-            let expired = retention_ms >= 0 && first.max_timestamp() >= 0 && now_ms - first.max_timestamp() > retention_ms;
+            // An empty sealed segment holds nothing to keep and must not stall time retention.
+            let expired = first.is_empty()
+                || (retention_ms >= 0 && first.max_timestamp() >= 0 && now_ms - first.max_timestamp() > retention_ms);
             let oversized = retention_bytes >= 0 && total - first.size() >= retention_bytes as u64;
             if !(expired || oversized) {
                 break;
@@ -681,7 +735,10 @@ fn complete_swap(dir: &Path, base: i64, now_ms: i64, interval: u64) -> io::Resul
     let swap = dir.join(format!("{}.swap", segment::file_name(base, "log")));
     fs::rename(&swap, dir.join(segment::file_name(base, "log")))?;
     let mut seg = Segment::open_unchecked(dir, base, now_ms)?;
-    seg.recover(base, interval)?;
+    // The cleaner validated and fsynced every batch it wrote: headers suffice to index them,
+    // which keeps this short stretch under the log lock to a header scan.
+    seg.rebuild_indexes(interval)?;
+    seg.seal()?;
     Ok(seg)
 }
 

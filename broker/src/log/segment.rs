@@ -108,6 +108,7 @@ impl Segment {
         seg.check_offset_index()?;
         seg.load_tail()?;
         seg.check_time_index()?;
+        seg.age_from_first_batch();
         Ok(seg)
     }
 
@@ -261,6 +262,7 @@ impl Segment {
             self.file.set_len(pos)?;
             self.size = pos;
         }
+        self.age_from_first_batch();
         Ok(stats)
     }
 
@@ -275,6 +277,48 @@ impl Segment {
         Ok(())
     }
 
+
+    /// Rebuild both indexes from batch headers alone, without CRC checks: for files whose batches
+    /// were validated when they were written (the cleaner's output). Fails if the headers do
+    /// not tile the file.
+    pub fn rebuild_indexes(&mut self, index_interval: u64) -> io::Result<()> {
+        self.index_interval = index_interval;
+        self.index.clear()?;
+        self.time_index.truncate_to(self.base_offset)?;
+        self.bytes_since_index = 0;
+        self.max_timestamp = -1;
+        self.next_offset = self.base_offset;
+        let mut pos = 0u64;
+        while pos < self.size {
+            let h = self.header_at(pos)?;
+            if h.base_offset < self.next_offset {
+                return Err(corrupt_index("batch offsets go backwards"));
+            }
+            self.index_batch(&h, pos)?;
+            self.next_offset = h.next_offset();
+            pos += h.size as u64;
+        }
+        self.age_from_first_batch();
+        Ok(())
+    }
+
+    /// A segment reopened after a restart keeps its age for `segment.ms`: the first batch's
+    /// max timestamp (Kafka's rolling base), never later than the clock.
+    fn age_from_first_batch(&mut self) {
+        if self.size == 0 {
+            return;
+        }
+        if let Ok(h) = self.header_at(0) {
+            if h.max_timestamp >= 0 {
+                self.created_ms = self.created_ms.min(h.max_timestamp);
+            }
+        }
+    }
+
+    /// fsync the `.log` file only (indexes are rebuilt or checked on open).
+    pub fn flush_data(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
 
     /// Append already-validated, offset-stamped batches.
     ///
