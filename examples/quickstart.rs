@@ -20,7 +20,10 @@ async fn main() -> anyhow::Result<()> {
     let admin = Admin::new(&client);
     let topic = "page-views";
     admin
-        .create_topics(&[NewTopic { name: topic.into(), partitions: 3, replication_factor: 1, configs: BTreeMap::new() }], false)
+        .create_topics(
+            &[NewTopic { name: topic.into(), partitions: 3, replication_factor: 1, configs: BTreeMap::new() }],
+            false,
+        )
         .await?;
 
     // Produce 30,000 records: 100 batches of 100 per partition, lz4-compressed.

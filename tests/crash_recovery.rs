@@ -27,7 +27,12 @@ async fn kill9_during_flush_per_write_produce_loses_no_acknowledged_record() {
         let client = Client::connect(ClientConfig::new(&broker.addr)).await.unwrap();
         Admin::new(&client)
             .create_topics(
-                &[NewTopic { name: "crash".into(), partitions: PARTITIONS, replication_factor: 1, configs: Default::default() }],
+                &[NewTopic {
+                    name: "crash".into(),
+                    partitions: PARTITIONS,
+                    replication_factor: 1,
+                    configs: Default::default(),
+                }],
                 false,
             )
             .await
@@ -46,7 +51,13 @@ async fn kill9_during_flush_per_write_produce_loses_no_acknowledged_record() {
 
 /// Produce from one task per partition until `kill_after` batches are acknowledged in all,
 /// then kill -9 the broker while requests are still in flight.
-async fn produce_until_killed(broker: &mut common::BrokerProc, acked: &Acked, round: u32, kill_after: usize, seed: u64) {
+async fn produce_until_killed(
+    broker: &mut common::BrokerProc,
+    acked: &Acked,
+    round: u32,
+    kill_after: usize,
+    seed: u64,
+) {
     let client = Arc::new(Client::connect(ClientConfig::new(&broker.addr)).await.unwrap());
     let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let notify = Arc::new(tokio::sync::Notify::new());
@@ -57,9 +68,17 @@ async fn produce_until_killed(broker: &mut common::BrokerProc, acked: &Acked, ro
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ p as u64);
             for b in 0u64.. {
                 let n = rng.gen_range(1..20);
-                let values: Vec<Bytes> = (0..n).map(|i| Bytes::from(format!("r{round}-p{p}-b{b}-i{i}-{}", "x".repeat(rng.gen_range(0..300))))).collect();
-                let recs: Vec<ProducerRecord> =
-                    values.iter().map(|v| ProducerRecord { key: Some(Bytes::from(format!("k{b}"))), value: Some(v.clone()), ..Default::default() }).collect();
+                let values: Vec<Bytes> = (0..n)
+                    .map(|i| Bytes::from(format!("r{round}-p{p}-b{b}-i{i}-{}", "x".repeat(rng.gen_range(0..300)))))
+                    .collect();
+                let recs: Vec<ProducerRecord> = values
+                    .iter()
+                    .map(|v| ProducerRecord {
+                        key: Some(Bytes::from(format!("k{b}"))),
+                        value: Some(v.clone()),
+                        ..Default::default()
+                    })
+                    .collect();
                 let codec = [Compression::None, Compression::Lz4, Compression::Gzip][b as usize % 3];
                 let batch = encode_batch(&recs, codec, 0).unwrap();
                 match client.produce("crash", p, batch, 1).await {
@@ -101,7 +120,8 @@ async fn verify(addr: &str, acked: &Acked, seed: u64) -> usize {
                 break;
             }
             // decode_records checks every CRC: a corrupt batch fails the test here.
-            let recs = decode_records(f.records, offset).unwrap_or_else(|e| panic!("seed {seed}: corrupt data served: {e}"));
+            let recs =
+                decode_records(f.records, offset).unwrap_or_else(|e| panic!("seed {seed}: corrupt data served: {e}"));
             assert!(!recs.is_empty(), "seed {seed}: fetch at {offset} below hw {} returned nothing", f.high_watermark);
             for r in recs {
                 assert_eq!(r.offset, offset, "seed {seed}: partition {p} skips or repeats an offset");

@@ -287,7 +287,8 @@ impl Topics {
             }
             partitions.push(Arc::new(Log::open(&dir, config.clone(), true, now_ms())?.0));
         }
-        let new = Arc::new(Topic { name: topic.name.clone(), id: topic.id, overrides: topic.overrides.clone(), partitions });
+        let new =
+            Arc::new(Topic { name: topic.name.clone(), id: topic.id, overrides: topic.overrides.clone(), partitions });
         let mut all = self.topics.write().expect("topics lock");
         all.insert(name.into(), new);
         self.persist(&all)?;
@@ -322,7 +323,8 @@ impl Topics {
         for log in &topic.partitions {
             log.set_config(config.clone());
         }
-        let new = Arc::new(Topic { name: topic.name.clone(), id: topic.id, overrides, partitions: topic.partitions.clone() });
+        let new =
+            Arc::new(Topic { name: topic.name.clone(), id: topic.id, overrides, partitions: topic.partitions.clone() });
         let mut all = self.topics.write().expect("topics lock");
         all.insert(name.into(), new);
         self.persist(&all)?;

@@ -82,7 +82,12 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let topic = format!("rill-bench-{}", std::process::id());
     Admin::new(&client)
         .create_topics(
-            &[NewTopic { name: topic.clone(), partitions: a.partitions, replication_factor: -1, configs: Default::default() }],
+            &[NewTopic {
+                name: topic.clone(),
+                partitions: a.partitions,
+                replication_factor: -1,
+                configs: Default::default(),
+            }],
             false,
         )
         .await?;
@@ -126,12 +131,19 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn produce(client: &Arc<Client>, topic: &str, a: &BenchArgs, batch: &Bytes, batches: u64) -> anyhow::Result<Duration> {
+async fn produce(
+    client: &Arc<Client>,
+    topic: &str,
+    a: &BenchArgs,
+    batch: &Bytes,
+    batches: u64,
+) -> anyhow::Result<Duration> {
     let start = Instant::now();
     let mut set = JoinSet::new();
     for p in 0..a.partitions {
         let n = batches / a.partitions as u64 + u64::from((p as u64) < batches % a.partitions as u64);
-        let (client, topic, batch, in_flight, acks) = (client.clone(), topic.to_string(), batch.clone(), a.in_flight, a.acks);
+        let (client, topic, batch, in_flight, acks) =
+            (client.clone(), topic.to_string(), batch.clone(), a.in_flight, a.acks);
         set.spawn(async move {
             let mut pending = JoinSet::new();
             for _ in 0..n {

@@ -37,7 +37,8 @@ pub async fn run(a: BrokerArgs) -> anyhow::Result<()> {
     config.node_id = a.node_id;
     config.advertised_host = a.advertised_host;
     if let Some(path) = &a.config {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
         let table: toml::Table =
             toml::from_str(&text).with_context(|| format!("config file {} is not valid TOML", path.display()))?;
         let mut settings = BTreeMap::new();

@@ -232,9 +232,7 @@ pub const MAGIC_OFFSET: usize = MAGIC_AT;
 pub(crate) mod test_util {
     use bytes::{Bytes, BytesMut};
     use indexmap::IndexMap;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
     /// Encode `n` records `key-i`/`value-i` with timestamps `ts + i` as one batch at offset 0.
     pub fn batch(n: usize, ts: i64, compression: Compression) -> Bytes {
@@ -315,10 +313,7 @@ mod tests {
         let mut flipped = b.clone();
         *flipped.last_mut().unwrap() ^= 0x40;
         assert!(matches!(BatchHeader::parse_checked(&flipped), Err(BatchError::Crc { .. })));
-        assert!(matches!(
-            BatchHeader::parse_checked(&b[..b.len() - 1]),
-            Err(BatchError::Truncated { .. })
-        ));
+        assert!(matches!(BatchHeader::parse_checked(&b[..b.len() - 1]), Err(BatchError::Truncated { .. })));
         let mut magic = b.clone();
         magic[MAGIC_OFFSET] = 1;
         assert_eq!(BatchHeader::parse_checked(&magic), Err(BatchError::Magic(1)));

@@ -35,9 +35,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-};
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions};
 
 use super::batch::{BatchError, BatchHeader, ATTR_LOG_APPEND_TIME, HEADER_LEN, LOG_OVERHEAD};
 use super::config::LogConfig;
@@ -167,11 +165,7 @@ fn clean_segments(
     now_ms: i64,
 ) -> Result<CleanStats, CleanError> {
     let plan = Plan::build(sealed, config, now_ms)?;
-    let mut stats = CleanStats {
-        keys: plan.latest.len(),
-        clean_horizon: plan.horizon,
-        ..CleanStats::default()
-    };
+    let mut stats = CleanStats { keys: plan.latest.len(), clean_horizon: plan.horizon, ..CleanStats::default() };
     for seg in sealed {
         let path = cleaned_path(log.dir(), seg.base_offset);
         let outcome = match write_cleaned(seg, &plan, &path) {
@@ -238,11 +232,7 @@ impl Cleaner {
     /// Meant to run on a blocking thread every `log.cleaner.backoff.ms`; pass every log each
     /// time: state kept for a directory that is not passed is forgotten. A failure on one log is
     /// logged and counted, and the others are still cleaned.
-    pub fn run_once<'a>(
-        &mut self,
-        logs: impl IntoIterator<Item = &'a Log>,
-        now_ms: i64,
-    ) -> RunStats {
+    pub fn run_once<'a>(&mut self, logs: impl IntoIterator<Item = &'a Log>, now_ms: i64) -> RunStats {
         let mut run = RunStats::default();
         let mut seen = Vec::new();
         for log in logs {
@@ -266,11 +256,7 @@ impl Cleaner {
     }
 
     /// Clean `log` if it compacts and is dirty enough; `None` when it was left alone.
-    pub fn clean_if_dirty(
-        &mut self,
-        log: &Log,
-        now_ms: i64,
-    ) -> Result<Option<CleanStats>, CleanError> {
+    pub fn clean_if_dirty(&mut self, log: &Log, now_ms: i64) -> Result<Option<CleanStats>, CleanError> {
         let config = log.config();
         if !config.cleanup_policy.compacts() {
             self.first_dirty.remove(log.dir());
@@ -283,17 +269,12 @@ impl Cleaner {
             first_dirty = i64::MIN;
         }
         let lag_cutoff = lag_cutoff(&config, now_ms);
-        let extents = sealed
-            .iter()
-            .map(|s| (s.next_offset, s.size, s.max_timestamp));
-        if dirty_ratio(extents, first_dirty, lag_cutoff)
-            < config.min_cleanable_dirty_ratio.max(f64::MIN_POSITIVE)
-        {
+        let extents = sealed.iter().map(|s| (s.next_offset, s.size, s.max_timestamp));
+        if dirty_ratio(extents, first_dirty, lag_cutoff) < config.min_cleanable_dirty_ratio.max(f64::MIN_POSITIVE) {
             return Ok(None);
         }
         let stats = clean_segments(log, &config, &sealed, now_ms)?;
-        self.first_dirty
-            .insert(log.dir().to_path_buf(), stats.clean_horizon);
+        self.first_dirty.insert(log.dir().to_path_buf(), stats.clean_horizon);
         Ok(Some(stats))
     }
 
@@ -327,11 +308,7 @@ fn lag_cutoff(config: &LogConfig, now_ms: i64) -> Option<i64> {
 /// | (10,100,5) (20,300,5)      | 10          | none   | 0.75  |
 /// | (10,100,5) (20,100,5)      | 20          | none   | 0.0   |
 /// | (10,100,5) (20,100,50)     | 10          | 40     | 0.0   |
-fn dirty_ratio(
-    segments: impl IntoIterator<Item = (i64, u64, i64)>,
-    first_dirty: i64,
-    lag_cutoff: Option<i64>,
-) -> f64 {
+fn dirty_ratio(segments: impl IntoIterator<Item = (i64, u64, i64)>, first_dirty: i64, lag_cutoff: Option<i64>) -> f64 {
     let (mut clean, mut dirty) = (0u64, 0u64);
     for (next_offset, size, max_ts) in segments {
         if lag_cutoff.is_some_and(|c| max_ts > c) {
@@ -380,20 +357,11 @@ enum Fate {
     /// Copy the batch as it is.
     Keep,
     /// Write these bytes instead (possibly none).
-    Replace {
-        bytes: Vec<u8>,
-        removed: u64,
-        tombstones: u64,
-        reencoded: bool,
-    },
+    Replace { bytes: Vec<u8>, removed: u64, tombstones: u64, reencoded: bool },
 }
 
 impl Plan {
-    fn build(
-        sealed: &[SealedSegment],
-        config: &LogConfig,
-        now_ms: i64,
-    ) -> Result<Self, CleanError> {
+    fn build(sealed: &[SealedSegment], config: &LogConfig, now_ms: i64) -> Result<Self, CleanError> {
         let hasher = KeyHasher::new();
         let mut latest = HashMap::new();
         let mut producer_last = HashMap::new();
@@ -437,10 +405,7 @@ impl Plan {
         let (mut removed, mut tombstones) = (0u64, 0u64);
         let mut survivors = Vec::with_capacity(records.len());
         for r in records {
-            let latest = r
-                .key
-                .as_ref()
-                .and_then(|k| self.latest.get(&self.hasher.hash(k)));
+            let latest = r.key.as_ref().and_then(|k| self.latest.get(&self.hasher.hash(k)));
             let keep = match latest {
                 Some(&l) if l > r.offset => false,
                 Some(&l) if l == r.offset && r.value.is_none() && tombstones_expired => {
@@ -460,19 +425,12 @@ impl Plan {
         }
         let (bytes, reencoded) = if !survivors.is_empty() {
             (reencode(h, survivors)?, true)
-        } else if h.producer_id >= 0
-            && self.producer_last.get(&h.producer_id) == Some(&h.base_offset)
-        {
+        } else if h.producer_id >= 0 && self.producer_last.get(&h.producer_id) == Some(&h.base_offset) {
             (empty_batch(raw), false)
         } else {
             (Vec::new(), false)
         };
-        Ok(Fate::Replace {
-            bytes,
-            removed,
-            tombstones,
-            reencoded,
-        })
+        Ok(Fate::Replace { bytes, removed, tombstones, reencoded })
     }
 }
 
@@ -487,21 +445,12 @@ struct SegmentOutcome {
 
 /// Write the cleaned copy of `seg` to `path` and fsync it; `None` (and no file) when nothing in
 /// the segment can be removed.
-fn write_cleaned(
-    seg: &SealedSegment,
-    plan: &Plan,
-    path: &Path,
-) -> Result<Option<SegmentOutcome>, CleanError> {
+fn write_cleaned(seg: &SealedSegment, plan: &Plan, path: &Path) -> Result<Option<SegmentOutcome>, CleanError> {
     let mut reader = BatchReader::new(seg);
     let mut out: Option<BufWriter<File>> = None;
     let mut o = SegmentOutcome::default();
     let mut last_header = [0u8; HEADER_LEN];
-    while let Some(StoredBatch {
-        position: pos,
-        header: h,
-        raw,
-    }) = reader.next()?
-    {
+    while let Some(StoredBatch { position: pos, header: h, raw }) = reader.next()? {
         last_header.copy_from_slice(&raw[..HEADER_LEN]);
         match plan.fate(&h, raw)? {
             Fate::Keep => {
@@ -510,12 +459,7 @@ fn write_cleaned(
                 }
                 o.bytes_written += raw.len() as u64;
             }
-            Fate::Replace {
-                bytes,
-                removed,
-                tombstones,
-                reencoded,
-            } => {
+            Fate::Replace { bytes, removed, tombstones, reencoded } => {
                 if out.is_none() {
                     // Everything before the first change is kept as it is.
                     out = Some(open_with_prefix(path, &seg.file, pos)?);
@@ -543,11 +487,7 @@ fn write_cleaned(
 
 /// Create `path` and copy the first `len` bytes of `src` into it.
 fn open_with_prefix(path: &Path, src: &File, len: u64) -> io::Result<BufWriter<File>> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)?;
+    let file = OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
     let mut w = BufWriter::with_capacity(READ_CHUNK, file);
     let mut buf = vec![0u8; READ_CHUNK.min(len as usize)];
     let mut pos = 0u64;
@@ -565,18 +505,12 @@ fn decode(h: &BatchHeader, raw: &[u8]) -> Result<Vec<Record>, CleanError> {
     let mut bytes = Bytes::copy_from_slice(raw);
     RecordBatchDecoder::decode(&mut bytes)
         .map(|set| set.records)
-        .map_err(|e| CleanError::Decode {
-            offset: h.base_offset,
-            reason: e.to_string(),
-        })
+        .map_err(|e| CleanError::Decode { offset: h.base_offset, reason: e.to_string() })
 }
 
 /// Encode the surviving records of the batch `h` as one batch at their original offsets.
 fn reencode(h: &BatchHeader, mut records: Vec<Record>) -> Result<Vec<u8>, CleanError> {
-    let err = |reason: String| CleanError::Encode {
-        offset: h.base_offset,
-        reason,
-    };
+    let err = |reason: String| CleanError::Encode { offset: h.base_offset, reason };
     let compression = match h.compression() {
         0 => Compression::None,
         1 => Compression::Gzip,
@@ -588,15 +522,10 @@ fn reencode(h: &BatchHeader, mut records: Vec<Record>) -> Result<Vec<u8>, CleanE
     // The encoder starts a new batch whenever `offset - sequence` changes, so give every record
     // the sequence its offset implies; for idempotent batches these are the real sequences.
     for r in &mut records {
-        r.sequence = h
-            .base_sequence
-            .wrapping_add((r.offset - h.base_offset) as i32);
+        r.sequence = h.base_sequence.wrapping_add((r.offset - h.base_offset) as i32);
     }
     let mut buf = Vec::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression,
-    };
+    let options = RecordEncodeOptions { version: 2, compression };
     RecordBatchEncoder::encode(&mut buf, &records, &options).map_err(|e| err(e.to_string()))?;
     let new = BatchHeader::parse(&buf).map_err(|e| err(e.to_string()))?;
     if new.size != buf.len() || new.record_count as usize != records.len() {
@@ -604,11 +533,7 @@ fn reencode(h: &BatchHeader, mut records: Vec<Record>) -> Result<Vec<u8>, CleanE
     }
     // Keep the original last offset, so the batch (and segment) still ends where it did, and
     // the last sequence number of an idempotent batch stays base sequence + last offset delta.
-    put_i32(
-        &mut buf,
-        LAST_OFFSET_DELTA_AT,
-        (h.last_offset() - new.base_offset) as i32,
-    );
+    put_i32(&mut buf, LAST_OFFSET_DELTA_AT, (h.last_offset() - new.base_offset) as i32);
     if h.base_sequence == NO_SEQUENCE {
         put_i32(&mut buf, BASE_SEQUENCE_AT, NO_SEQUENCE);
     }
@@ -665,12 +590,7 @@ struct BatchReader<'a> {
 
 impl<'a> BatchReader<'a> {
     fn new(seg: &'a SealedSegment) -> Self {
-        Self {
-            seg,
-            buf: Vec::new(),
-            buf_at: 0,
-            pos: 0,
-        }
+        Self { seg, buf: Vec::new(), buf_at: 0, pos: 0 }
     }
 
     /// The next batch: its position, header and bytes; `None` at the end of the segment.
@@ -679,21 +599,12 @@ impl<'a> BatchReader<'a> {
         if pos >= self.seg.size {
             return Ok(None);
         }
-        let corrupt = |source| CleanError::Corrupt {
-            segment,
-            position: pos,
-            source,
-        };
+        let corrupt = |source| CleanError::Corrupt { segment, position: pos, source };
         let have = (self.seg.size - pos) as usize;
         if !self.fill(HEADER_LEN)? {
-            return Err(corrupt(BatchError::Truncated {
-                need: HEADER_LEN,
-                have,
-            }));
+            return Err(corrupt(BatchError::Truncated { need: HEADER_LEN, have }));
         }
-        let size = BatchHeader::parse_prefix(self.window())
-            .map_err(corrupt)?
-            .size;
+        let size = BatchHeader::parse_prefix(self.window()).map_err(corrupt)?.size;
         if !self.fill(size)? {
             return Err(corrupt(BatchError::Truncated { need: size, have }));
         }
@@ -701,11 +612,7 @@ impl<'a> BatchReader<'a> {
         let raw = &self.buf[start..start + size];
         let h = BatchHeader::parse_checked(raw).map_err(corrupt)?;
         self.pos += size as u64;
-        Ok(Some(StoredBatch {
-            position: pos,
-            header: h,
-            raw,
-        }))
+        Ok(Some(StoredBatch { position: pos, header: h, raw }))
     }
 
     /// Buffered bytes from the next batch on.
@@ -738,8 +645,7 @@ mod tests {
     use bytes::Bytes;
     use indexmap::IndexMap;
     use kafka_protocol::records::{
-        Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-        TimestampType,
+        Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
     };
 
     use super::*;
@@ -755,9 +661,7 @@ mod tests {
 
     fn config(overrides: &[(&str, &str)]) -> LogConfig {
         let base = [("cleanup.policy", "compact"), ("segment.bytes", "1024")];
-        LogConfig::default()
-            .with_overrides(base.iter().chain(overrides).copied())
-            .unwrap()
+        LogConfig::default().with_overrides(base.iter().chain(overrides).copied()).unwrap()
     }
 
     fn open(dir: &Path, config: LogConfig, clean: bool) -> Log {
@@ -767,10 +671,7 @@ mod tests {
     /// Append one batch; returns the rows it wrote.
     fn append(log: &Log, kvs: Vec<Kv>, ts: i64, c: Compression) -> Vec<Row> {
         let info = log.append(&keyed_batch(kvs.clone(), ts, c), ts).unwrap();
-        kvs.into_iter()
-            .enumerate()
-            .map(|(i, (k, v))| (info.base_offset + i as i64, k, v))
-            .collect()
+        kvs.into_iter().enumerate().map(|(i, (k, v))| (info.base_offset + i as i64, k, v)).collect()
     }
 
     /// Append single-record batches with unique keys until the log has `segments` segments.
@@ -778,12 +679,7 @@ mod tests {
         let mut rows = Vec::new();
         while log.segment_count() < segments {
             let key = format!("filler-{}", log.log_end_offset());
-            rows.extend(append(
-                log,
-                vec![(key, Some("x".repeat(100)))],
-                ts,
-                Compression::None,
-            ));
+            rows.extend(append(log, vec![(key, Some("x".repeat(100)))], ts, Compression::None));
         }
         rows
     }
@@ -804,11 +700,7 @@ mod tests {
                 offset = item.unwrap().1.next_offset();
             }
             for set in RecordBatchDecoder::decode_all(&mut bytes).unwrap() {
-                rows.extend(
-                    set.records
-                        .into_iter()
-                        .map(|r| (r.offset, text(r.key.unwrap()), r.value.map(text))),
-                );
+                rows.extend(set.records.into_iter().map(|r| (r.offset, text(r.key.unwrap()), r.value.map(text))));
             }
         }
         rows
@@ -816,12 +708,7 @@ mod tests {
 
     /// The stored bytes of the batch holding `offset`.
     fn raw_batch(log: &Log, offset: i64) -> Bytes {
-        log.read(offset, 1)
-            .unwrap()
-            .slice
-            .unwrap()
-            .read_bytes()
-            .unwrap()
+        log.read(offset, 1).unwrap().slice.unwrap().read_bytes().unwrap()
     }
 
     fn active_base(log: &Log) -> i64 {
@@ -831,26 +718,14 @@ mod tests {
     /// What compaction must leave: the latest version per key among sealed segments, and the
     /// whole active segment.
     fn expected(rows: &[Row], active_base: i64) -> Vec<Row> {
-        let latest: HashMap<&str, i64> = rows
-            .iter()
-            .filter(|r| r.0 < active_base)
-            .map(|r| (r.1.as_str(), r.0))
-            .collect();
-        rows.iter()
-            .filter(|r| r.0 >= active_base || latest[r.1.as_str()] == r.0)
-            .cloned()
-            .collect()
+        let latest: HashMap<&str, i64> =
+            rows.iter().filter(|r| r.0 < active_base).map(|r| (r.1.as_str(), r.0)).collect();
+        rows.iter().filter(|r| r.0 >= active_base || latest[r.1.as_str()] == r.0).cloned().collect()
     }
 
     #[test]
     fn keeps_latest_version_per_key_for_every_codec() {
-        let codecs = [
-            Compression::None,
-            Compression::Gzip,
-            Compression::Snappy,
-            Compression::Lz4,
-            Compression::Zstd,
-        ];
+        let codecs = [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
         for c in codecs {
             let dir = tempfile::tempdir().unwrap();
             let log = open(dir.path(), config(&[]), true);
@@ -863,33 +738,18 @@ mod tests {
                 });
                 rows.extend(append(&log, kvs.collect(), 1_000 + round, c));
             }
-            assert!(
-                log.sealed_segments().len() >= 2,
-                "{c:?}: need several segments"
-            );
+            assert!(log.sealed_segments().len() >= 2, "{c:?}: need several segments");
             let (end, active) = (log.log_end_offset(), active_base(&log));
             let want = expected(&rows, active);
             let stats = clean_log(&log, 2_000).unwrap();
             assert_eq!(read_all(&log), want, "{c:?}");
-            assert_eq!(
-                stats.records_removed as usize,
-                rows.len() - want.len(),
-                "{c:?}"
-            );
+            assert_eq!(stats.records_removed as usize, rows.len() - want.len(), "{c:?}");
             assert!(stats.bytes_after < stats.bytes_before, "{c:?}");
-            assert_eq!(
-                (stats.keys, stats.clean_horizon, stats.tombstones_removed),
-                (7, active, 0),
-                "{c:?}"
-            );
+            assert_eq!((stats.keys, stats.clean_horizon, stats.tombstones_removed), (7, active, 0), "{c:?}");
             assert_eq!(log.log_end_offset(), end);
             // A second pass finds nothing more to remove.
             let again = clean_log(&log, 2_000).unwrap();
-            assert_eq!(
-                (again.records_removed, again.segments_rewritten),
-                (0, 0),
-                "{c:?}"
-            );
+            assert_eq!((again.records_removed, again.segments_rewritten), (0, 0), "{c:?}");
             assert_eq!(read_all(&log), want, "{c:?}");
         }
     }
@@ -898,20 +758,12 @@ mod tests {
     fn tombstones_live_for_delete_retention_ms() {
         let dir = tempfile::tempdir().unwrap();
         let log = open(dir.path(), config(&[("delete.retention.ms", "1000")]), true);
-        append(
-            &log,
-            vec![kv("a", Some("1")), kv("b", Some("1"))],
-            0,
-            Compression::None,
-        );
+        append(&log, vec![kv("a", Some("1")), kv("b", Some("1"))], 0, Compression::None);
         let tombstone = append(&log, vec![kv("a", None)], 100, Compression::None);
         let filler = fill(&log, 3, 100);
         let stats = clean_log(&log, 500).unwrap();
         assert_eq!((stats.records_removed, stats.tombstones_removed), (1, 0));
-        let mut want = vec![
-            (1, "b".to_string(), Some("1".to_string())),
-            tombstone[0].clone(),
-        ];
+        let mut want = vec![(1, "b".to_string(), Some("1".to_string())), tombstone[0].clone()];
         want.extend(filler.iter().cloned());
         assert_eq!(read_all(&log), want);
         let stats = clean_log(&log, 5_000).unwrap();
@@ -924,24 +776,9 @@ mod tests {
     fn fully_kept_batches_are_byte_identical_and_partial_ones_reencoded() {
         let dir = tempfile::tempdir().unwrap();
         let log = open(dir.path(), config(&[]), true);
-        let unique = append(
-            &log,
-            (0..5).map(|i| kv(&format!("u{i}"), Some("u"))).collect(),
-            10,
-            Compression::Gzip,
-        );
-        let partial = append(
-            &log,
-            (0..4).map(|i| kv(&format!("k{i}"), Some("old"))).collect(),
-            20,
-            Compression::Lz4,
-        );
-        append(
-            &log,
-            vec![kv("k0", Some("new")), kv("k1", Some("new"))],
-            30,
-            Compression::None,
-        );
+        let unique = append(&log, (0..5).map(|i| kv(&format!("u{i}"), Some("u"))).collect(), 10, Compression::Gzip);
+        let partial = append(&log, (0..4).map(|i| kv(&format!("k{i}"), Some("old"))).collect(), 20, Compression::Lz4);
+        append(&log, vec![kv("k0", Some("new")), kv("k1", Some("new"))], 30, Compression::None);
         fill(&log, 2, 40);
         let unique_before = raw_batch(&log, unique[0].0);
         let stats = clean_log(&log, 50).unwrap();
@@ -950,14 +787,8 @@ mod tests {
         let raw = raw_batch(&log, partial[0].0);
         let h = BatchHeader::parse_checked(&raw).unwrap();
         assert_eq!(h.size, raw.len());
-        assert_eq!(
-            (h.base_offset, h.last_offset(), h.record_count),
-            (partial[2].0, partial[3].0, 2)
-        );
-        assert_eq!(
-            (h.compression(), h.base_sequence, h.producer_id),
-            (3, -1, -1)
-        );
+        assert_eq!((h.base_offset, h.last_offset(), h.record_count), (partial[2].0, partial[3].0, 2));
+        assert_eq!((h.compression(), h.base_sequence, h.producer_id), (3, -1, -1));
         assert_eq!((h.base_timestamp, h.max_timestamp), (22, 23));
         let rows: Vec<i64> = read_all(&log).iter().map(|r| r.0).take(7).collect();
         assert_eq!(rows, [0, 1, 2, 3, 4, partial[2].0, partial[3].0]);
@@ -969,21 +800,14 @@ mod tests {
         let log = open(dir.path(), config(&[]), true);
         let mut rows = Vec::new();
         for round in 0..30 {
-            let kvs = (0..3)
-                .map(|i| kv(&format!("k{i}"), Some(&format!("v{round}"))))
-                .collect();
+            let kvs = (0..3).map(|i| kv(&format!("k{i}"), Some(&format!("v{round}")))).collect();
             rows.extend(append(&log, kvs, round, Compression::Zstd));
         }
         let want = expected(&rows, active_base(&log));
         assert!(clean_log(&log, 100).unwrap().segments_rewritten > 0);
         let mut more = want.clone();
         for round in 30..40 {
-            more.extend(append(
-                &log,
-                vec![kv("k9", Some(&format!("v{round}")))],
-                round,
-                Compression::None,
-            ));
+            more.extend(append(&log, vec![kv("k9", Some(&format!("v{round}")))], round, Compression::None));
         }
         assert_eq!(read_all(&log), more);
         let (end, start) = (log.log_end_offset(), log.log_start_offset());
@@ -1011,38 +835,19 @@ mod tests {
     #[test]
     fn min_compaction_lag_protects_young_batches_and_those_after_them() {
         let dir = tempfile::tempdir().unwrap();
-        let log = open(
-            dir.path(),
-            config(&[("min.compaction.lag.ms", "1000")]),
-            true,
-        );
+        let log = open(dir.path(), config(&[("min.compaction.lag.ms", "1000")]), true);
         let old = append(&log, vec![kv("a", Some("old"))], 0, Compression::None);
         let young = append(&log, vec![kv("b", Some("young"))], 5_000, Compression::None);
         let after = append(&log, vec![kv("c", Some("1"))], 0, Compression::None);
-        let latest = append(
-            &log,
-            vec![
-                kv("a", Some("new")),
-                kv("b", Some("new")),
-                kv("c", Some("2")),
-            ],
-            0,
-            Compression::None,
-        );
+        let latest =
+            append(&log, vec![kv("a", Some("new")), kv("b", Some("new")), kv("c", Some("2"))], 0, Compression::None);
         let filler = fill(&log, 2, 0);
         let stats = clean_log(&log, 5_500).unwrap();
-        assert_eq!(
-            (stats.clean_horizon, stats.records_removed),
-            (young[0].0, 1)
-        );
-        let mut want: Vec<Row> =
-            [young.clone(), after.clone(), latest.clone(), filler.clone()].concat();
+        assert_eq!((stats.clean_horizon, stats.records_removed), (young[0].0, 1));
+        let mut want: Vec<Row> = [young.clone(), after.clone(), latest.clone(), filler.clone()].concat();
         assert_eq!(read_all(&log), want);
         let stats = clean_log(&log, 10_000).unwrap();
-        assert_eq!(
-            (stats.clean_horizon, stats.records_removed),
-            (active_base(&log), 2)
-        );
+        assert_eq!((stats.clean_horizon, stats.records_removed), (active_base(&log), 2));
         want.drain(..2);
         assert_eq!(read_all(&log), want);
         assert_eq!(old[0].0, 0);
@@ -1051,26 +856,15 @@ mod tests {
     #[test]
     fn log_append_time_survives_reencoding() {
         let dir = tempfile::tempdir().unwrap();
-        let log = open(
-            dir.path(),
-            config(&[("message.timestamp.type", "LogAppendTime")]),
-            true,
-        );
-        let first = append(
-            &log,
-            vec![kv("a", Some("1")), kv("b", Some("1")), kv("c", Some("1"))],
-            777,
-            Compression::Snappy,
-        );
+        let log = open(dir.path(), config(&[("message.timestamp.type", "LogAppendTime")]), true);
+        let first =
+            append(&log, vec![kv("a", Some("1")), kv("b", Some("1")), kv("c", Some("1"))], 777, Compression::Snappy);
         append(&log, vec![kv("a", Some("2"))], 800, Compression::None);
         fill(&log, 2, 900);
         assert_eq!(clean_log(&log, 1_000).unwrap().batches_reencoded, 1);
         let h = BatchHeader::parse_checked(&raw_batch(&log, first[1].0)).unwrap();
         assert_ne!(h.attributes & ATTR_LOG_APPEND_TIME, 0);
-        assert_eq!(
-            (h.max_timestamp, h.record_count, h.compression()),
-            (777, 2, 2)
-        );
+        assert_eq!((h.max_timestamp, h.record_count, h.compression()), (777, 2, 2));
     }
 
     /// One batch from producer `pid` with sequences from `base_seq`, maybe transactional.
@@ -1095,10 +889,7 @@ mod tests {
             })
             .collect();
         let mut buf = Vec::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: Compression::Gzip,
-        };
+        let options = RecordEncodeOptions { version: 2, compression: Compression::Gzip };
         RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
         Bytes::from(buf)
     }
@@ -1108,42 +899,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = open(dir.path(), config(&[]), true);
         let x = log
-            .append(
-                &producer_batch(
-                    7,
-                    0,
-                    false,
-                    &[kv("a", Some("1")), kv("b", Some("1")), kv("c", Some("1"))],
-                ),
-                0,
-            )
+            .append(&producer_batch(7, 0, false, &[kv("a", Some("1")), kv("b", Some("1")), kv("c", Some("1"))]), 0)
             .unwrap();
-        log.append(
-            &producer_batch(7, 3, false, &[kv("a", Some("2")), kv("b", Some("2"))]),
-            0,
-        )
-        .unwrap();
-        let z = log
-            .append(&producer_batch(9, 0, false, &[kv("d", Some("1"))]), 0)
-            .unwrap();
+        log.append(&producer_batch(7, 3, false, &[kv("a", Some("2")), kv("b", Some("2"))]), 0).unwrap();
+        let z = log.append(&producer_batch(9, 0, false, &[kv("d", Some("1"))]), 0).unwrap();
         append(&log, vec![kv("d", Some("2"))], 0, Compression::None);
         fill(&log, 2, 0);
         assert_eq!(clean_log(&log, 10).unwrap().records_removed, 3);
         let h = BatchHeader::parse_checked(&raw_batch(&log, x.base_offset)).unwrap();
-        assert_eq!(
-            (h.base_offset, h.last_offset(), h.base_sequence),
-            (x.base_offset + 2, x.last_offset, 2)
-        );
+        assert_eq!((h.base_offset, h.last_offset(), h.base_sequence), (x.base_offset + 2, x.last_offset, 2));
         assert_eq!((h.producer_id, h.producer_epoch, h.record_count), (7, 3, 1));
         let mut raw = raw_batch(&log, x.base_offset);
         let rec = &RecordBatchDecoder::decode(&mut raw).unwrap().records[0];
         assert_eq!((rec.offset, rec.sequence), (x.base_offset + 2, 2));
         let empty = raw_batch(&log, z.base_offset);
         let h = BatchHeader::parse_checked(&empty).unwrap();
-        assert_eq!(
-            (h.base_offset, h.record_count, h.producer_id, h.size),
-            (z.base_offset, 0, 9, HEADER_LEN)
-        );
+        assert_eq!((h.base_offset, h.record_count, h.producer_id, h.size), (z.base_offset, 0, 9, HEADER_LEN));
     }
 
     #[test]
@@ -1151,12 +922,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = open(dir.path(), config(&[]), true);
         let committed = append(&log, vec![kv("a", Some("1"))], 0, Compression::None);
-        let txn = log
-            .append(
-                &producer_batch(11, 0, true, &[kv("a", Some("maybe-aborted"))]),
-                0,
-            )
-            .unwrap();
+        let txn = log.append(&producer_batch(11, 0, true, &[kv("a", Some("maybe-aborted"))]), 0).unwrap();
         fill(&log, 2, 0);
         clean_log(&log, 10).unwrap();
         let rows = read_all(&log);
@@ -1164,10 +930,7 @@ mod tests {
         append(&log, vec![kv("a", Some("3"))], 0, Compression::None);
         fill(&log, 3, 0);
         assert_eq!(clean_log(&log, 10).unwrap().records_removed, 2);
-        assert!(read_all(&log)
-            .iter()
-            .filter(|r| r.1 == "a")
-            .all(|r| r.2.as_deref() == Some("3")));
+        assert!(read_all(&log).iter().filter(|r| r.1 == "a").all(|r| r.2.as_deref() == Some("3")));
     }
 
     #[test]
@@ -1175,12 +938,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = open(dir.path(), config(&[("cleanup.policy", "delete")]), true);
         for _ in 0..20 {
-            append(
-                &log,
-                vec![kv("a", Some(&"z".repeat(100)))],
-                0,
-                Compression::None,
-            );
+            append(&log, vec![kv("a", Some(&"z".repeat(100)))], 0, Compression::None);
         }
         let before = read_all(&log);
         assert_eq!(clean_log(&log, 10).unwrap(), CleanStats::default());
@@ -1193,12 +951,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = open(dir.path(), config(&[]), true);
         for _ in 0..20 {
-            append(
-                &log,
-                vec![kv("a", Some(&"z".repeat(100)))],
-                0,
-                Compression::None,
-            );
+            append(&log, vec![kv("a", Some(&"z".repeat(100)))], 0, Compression::None);
         }
         let seg = &log.sealed_segments()[0];
         let mut byte = [0u8; 1];
@@ -1206,14 +959,7 @@ mod tests {
         seg.file.write_all_at(&[byte[0] ^ 0xff], 70).unwrap();
         let err = clean_log(&log, 10).unwrap_err();
         assert!(
-            matches!(
-                err,
-                CleanError::Corrupt {
-                    segment: 0,
-                    position: 0,
-                    source: BatchError::Crc { .. }
-                }
-            ),
+            matches!(err, CleanError::Corrupt { segment: 0, position: 0, source: BatchError::Crc { .. } }),
             "{err}"
         );
         assert!(!cleaned_path(dir.path(), 0).exists());
@@ -1225,12 +971,7 @@ mod tests {
         let log = open(dir.path(), config(&[]), true);
         let write = |rounds: usize| {
             for _ in 0..rounds {
-                append(
-                    &log,
-                    vec![kv("a", Some(&"z".repeat(100))), kv("b", Some("1"))],
-                    0,
-                    Compression::None,
-                );
+                append(&log, vec![kv("a", Some(&"z".repeat(100))), kv("b", Some("1"))], 0, Compression::None);
             }
         };
         write(30);
@@ -1239,22 +980,11 @@ mod tests {
         assert_eq!((run.logs_cleaned, run.logs_failed), (1, 0));
         assert!(run.records_removed > 0 && run.bytes_reclaimed > 0);
         assert_eq!(cleaner.first_dirty(log.dir()), Some(active_base(&log)));
-        assert_eq!(
-            cleaner.run_once([&log], 10).logs_cleaned,
-            0,
-            "nothing new is dirty"
-        );
+        assert_eq!(cleaner.run_once([&log], 10).logs_cleaned, 0, "nothing new is dirty");
         write(30);
         assert_eq!(cleaner.run_once([&log], 10).logs_cleaned, 1);
-        assert_eq!(
-            cleaner.run_once(std::iter::empty(), 10),
-            RunStats::default()
-        );
-        assert_eq!(
-            cleaner.first_dirty(log.dir()),
-            None,
-            "forgotten when not passed"
-        );
+        assert_eq!(cleaner.run_once(std::iter::empty(), 10), RunStats::default());
+        assert_eq!(cleaner.first_dirty(log.dir()), None, "forgotten when not passed");
     }
 
     #[test]
@@ -1262,12 +992,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = open(dir.path(), config(&[]), true);
         for ts in 0..30 {
-            append(
-                &log,
-                vec![kv("a", Some(&"z".repeat(100)))],
-                ts,
-                Compression::None,
-            );
+            append(&log, vec![kv("a", Some(&"z".repeat(100)))], ts, Compression::None);
         }
         let sealed = log.sealed_segments();
         assert!(sealed.len() >= 3);
@@ -1291,12 +1016,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = open(dir.path(), config(&[]), true);
         for _ in 0..30 {
-            append(
-                &log,
-                vec![kv("a", Some(&"z".repeat(100))), kv("b", Some("1"))],
-                0,
-                Compression::None,
-            );
+            append(&log, vec![kv("a", Some(&"z".repeat(100))), kv("b", Some("1"))], 0, Compression::None);
         }
         let sealed = log.sealed_segments();
         // DeleteRecords drops the first segment after the pass listed it.
@@ -1323,11 +1043,7 @@ mod tests {
             (&[], i64::MIN, None, 0.0),
         ];
         for (segments, first_dirty, cutoff, want) in cases {
-            assert_eq!(
-                dirty_ratio(segments.iter().copied(), first_dirty, cutoff),
-                want,
-                "{segments:?} {first_dirty}"
-            );
+            assert_eq!(dirty_ratio(segments.iter().copied(), first_dirty, cutoff), want, "{segments:?} {first_dirty}");
         }
     }
 }

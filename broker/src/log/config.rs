@@ -197,8 +197,8 @@ impl LogConfig {
             "retention.ms" => self.retention_ms = int(-1)?,
             "retention.bytes" => self.retention_bytes = int(-1)?,
             "cleanup.policy" => {
-                self.cleanup_policy = CleanupPolicy::parse(value)
-                    .ok_or_else(|| invalid("delete, compact or compact,delete"))?
+                self.cleanup_policy =
+                    CleanupPolicy::parse(value).ok_or_else(|| invalid("delete, compact or compact,delete"))?
             }
             "delete.retention.ms" => self.delete_retention_ms = int(0)?,
             "max.message.bytes" => self.max_message_bytes = int(0)?,

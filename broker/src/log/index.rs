@@ -32,10 +32,7 @@ impl OffsetIndex {
         let mut entries: Vec<(u32, u32)> = raw
             .chunks_exact(ENTRY)
             .map(|c| {
-                (
-                    u32::from_be_bytes(c[0..4].try_into().expect("4")),
-                    u32::from_be_bytes(c[4..8].try_into().expect("4")),
-                )
+                (u32::from_be_bytes(c[0..4].try_into().expect("4")), u32::from_be_bytes(c[4..8].try_into().expect("4")))
             })
             .collect();
         // A valid index is strictly increasing in both columns; keep the valid prefix.

@@ -20,15 +20,12 @@ mod tests;
 pub use cleaner::{clean_log, CleanError, CleanStats, Cleaner, RunStats};
 pub use config::{CleanupPolicy, ConfigError, LogConfig};
 pub use partition_log::{
-    AppendInfo, Log, LogError, OpenStats, ReadResult, SealedSegment, LEADER_EPOCH_FILE,
-    LOG_START_FILE, RECOVERY_POINT_FILE,
+    AppendInfo, Log, LogError, OpenStats, ReadResult, SealedSegment, LEADER_EPOCH_FILE, LOG_START_FILE,
+    RECOVERY_POINT_FILE,
 };
 pub use segment::FileSlice;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -156,12 +156,7 @@ impl Log {
     /// With `clean` (the broker shut down cleanly) indexes are trusted; without it every segment
     /// from the one holding the recovery point onwards is re-validated batch by batch, the first
     /// torn or corrupt batch and everything after it is cut, and indexes are rebuilt.
-    pub fn open(
-        dir: &Path,
-        config: LogConfig,
-        clean: bool,
-        now_ms: i64,
-    ) -> Result<(Self, OpenStats), LogError> {
+    pub fn open(dir: &Path, config: LogConfig, clean: bool, now_ms: i64) -> Result<(Self, OpenStats), LogError> {
         fs::create_dir_all(dir)?;
         let swapped = finish_interrupted_swaps(dir)?;
         let mut bases: Vec<i64> = fs::read_dir(dir)?
@@ -206,7 +201,8 @@ impl Log {
         // Drop empty non-active segments (a crash between a roll and the first append to the
         // next segment leaves one); seal the rest so each has its final time-index entry.
         let last_base = *segments.keys().next_back().expect("non-empty");
-        let empty: Vec<i64> = segments.iter().filter(|(b, s)| **b != last_base && s.is_empty()).map(|(b, _)| *b).collect();
+        let empty: Vec<i64> =
+            segments.iter().filter(|(b, s)| **b != last_base && s.is_empty()).map(|(b, _)| *b).collect();
         for b in empty {
             if let Some(s) = segments.remove(&b) {
                 s.delete()?;
@@ -332,8 +328,8 @@ impl Log {
         let full = active.size() + incoming > segment_bytes;
         let old = now_ms - active.created_ms() >= segment_ms;
         // Index entries hold 32-bit relative offsets and positions.
-        let overflow = next_offset - active.base_offset() > i32::MAX as i64
-            || active.size() + incoming > u32::MAX as u64;
+        let overflow =
+            next_offset - active.base_offset() > i32::MAX as i64 || active.size() + incoming > u32::MAX as u64;
         if full || old || overflow {
             self.roll(inner, now_ms)?;
         }
@@ -749,9 +745,7 @@ fn check_keys(records: &[u8], headers: &[(usize, BatchHeader)]) -> Result<(), Lo
         let set = RecordBatchDecoder::decode(&mut b)
             .map_err(|e| LogError::InvalidRecord(format!("undecodable batch: {e}")))?;
         if set.records.iter().any(|r| r.key.is_none()) {
-            return Err(LogError::InvalidRecord(
-                "compacted topic cannot accept a record without a key".into(),
-            ));
+            return Err(LogError::InvalidRecord("compacted topic cannot accept a record without a key".into()));
         }
     }
     Ok(())

@@ -158,8 +158,7 @@ impl Segment {
             .open(dir.join(file_name(base_offset, "log")))?;
         let size = file.metadata()?.len();
         let index = OffsetIndex::open(&dir.join(file_name(base_offset, "index")), base_offset)?;
-        let time_index =
-            TimeIndex::open(&dir.join(file_name(base_offset, "timeindex")), base_offset)?;
+        let time_index = TimeIndex::open(&dir.join(file_name(base_offset, "timeindex")), base_offset)?;
         Ok(Self {
             base_offset,
             dir: dir.to_path_buf(),
@@ -205,8 +204,7 @@ impl Segment {
         let mut h = [0u8; HEADER_LEN];
         let n = (self.size - pos).min(HEADER_LEN as u64) as usize;
         self.file.read_exact_at(&mut h[..n], pos)?;
-        let header = BatchHeader::parse_prefix(&h[..n])
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let header = BatchHeader::parse_prefix(&h[..n]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         if pos + header.size as u64 > self.size {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "batch runs past segment end"));
         }
@@ -234,9 +232,7 @@ impl Segment {
             let mut prefix = [0u8; LOG_OVERHEAD];
             self.file.read_exact_at(&mut prefix, pos)?;
             let len = i32::from_be_bytes(prefix[8..12].try_into().expect("4"));
-            if len < (HEADER_LEN - LOG_OVERHEAD) as i32
-                || LOG_OVERHEAD as u64 + len as u64 > remaining
-            {
+            if len < (HEADER_LEN - LOG_OVERHEAD) as i32 || LOG_OVERHEAD as u64 + len as u64 > remaining {
                 break;
             }
             let size = LOG_OVERHEAD + len as usize;
@@ -246,9 +242,7 @@ impl Segment {
             let in_order = if first { h.base_offset >= self.base_offset } else { h.base_offset >= self.next_offset };
             // The base offset is outside the CRC. Indexes hold offsets relative to the segment
             // base in 32 bits, so no batch appended here lies further out than that.
-            if !in_order
-                || h.base_offset - self.base_offset > u32::MAX as i64 - h.last_offset_delta as i64
-            {
+            if !in_order || h.base_offset - self.base_offset > u32::MAX as i64 - h.last_offset_delta as i64 {
                 break;
             }
             self.index_batch(&h, pos)?;
@@ -276,7 +270,6 @@ impl Segment {
         self.bytes_since_index += h.size as u64;
         Ok(())
     }
-
 
     /// Rebuild both indexes from batch headers alone, without CRC checks: for files whose batches
     /// were validated when they were written (the cleaner's output). Fails if the headers do
@@ -323,12 +316,7 @@ impl Segment {
     /// Append already-validated, offset-stamped batches.
     ///
     /// `data` is the concatenation; `headers` gives each batch's position within `data`.
-    pub fn append(
-        &mut self,
-        data: &[u8],
-        headers: &[(usize, BatchHeader)],
-        index_interval: u64,
-    ) -> io::Result<()> {
+    pub fn append(&mut self, data: &[u8], headers: &[(usize, BatchHeader)], index_interval: u64) -> io::Result<()> {
         let start = self.size;
         if let Err(e) = self.file.write_all_at(data, start) {
             // Leave nothing half-written behind.

@@ -22,21 +22,13 @@ use super::segment::file_name;
 use super::{AppendInfo, Log, LogConfig, LogError, OpenStats, LOG_START_FILE, RECOVERY_POINT_FILE};
 
 const SEED_ENV: &str = "RILL_LOG_SEED";
-const CODECS: [Compression; 5] = [
-    Compression::None,
-    Compression::Gzip,
-    Compression::Snappy,
-    Compression::Lz4,
-    Compression::Zstd,
-];
+const CODECS: [Compression; 5] =
+    [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
 
 /// `count` seeds from `base`, or just `$RILL_LOG_SEED` when it is set.
 fn seeds(base: u64, count: u64) -> Vec<u64> {
     match std::env::var(SEED_ENV) {
-        Ok(s) => vec![s
-            .trim()
-            .parse()
-            .expect("RILL_LOG_SEED must be an unsigned integer")],
+        Ok(s) => vec![s.trim().parse().expect("RILL_LOG_SEED must be an unsigned integer")],
         Err(_) => (base..base + count).collect(),
     }
 }
@@ -52,9 +44,7 @@ fn tempdir() -> tempfile::TempDir {
 }
 
 fn config(overrides: &[(&str, &str)]) -> LogConfig {
-    LogConfig::default()
-        .with_overrides(overrides.iter().copied())
-        .expect("valid test config")
+    LogConfig::default().with_overrides(overrides.iter().copied()).expect("valid test config")
 }
 
 fn open(dir: &Path, cfg: &LogConfig, clean: bool) -> (Log, OpenStats) {
@@ -63,11 +53,7 @@ fn open(dir: &Path, cfg: &LogConfig, clean: bool) -> (Log, OpenStats) {
 
 fn assert_no_recovery(stats: &OpenStats, ctx: &str) {
     assert_eq!(
-        (
-            stats.recovered_segments,
-            stats.truncated_bytes,
-            stats.dropped_segments
-        ),
+        (stats.recovered_segments, stats.truncated_bytes, stats.dropped_segments),
         (0, 0, 0),
         "{ctx}: a clean open must trust the files as they are"
     );
@@ -99,24 +85,13 @@ fn encode(records: &[Rec], compression: Compression) -> Bytes {
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .expect("encode");
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression }).expect("encode");
     buf.freeze()
 }
 
 /// A batch whose records carry the given timestamps.
 fn ts_batch(timestamps: &[i64], compression: Compression) -> Bytes {
-    let recs: Vec<Rec> = timestamps
-        .iter()
-        .map(|t| (Some(&b"key"[..]), Some(&b"some value"[..]), *t))
-        .collect();
+    let recs: Vec<Rec> = timestamps.iter().map(|t| (Some(&b"key"[..]), Some(&b"some value"[..]), *t)).collect();
     encode(&recs, compression)
 }
 
@@ -138,21 +113,13 @@ fn random_batch_at(rng: &mut StdRng, base_ts: i64) -> Bytes {
             (key, value, base_ts + rng.gen_range(-500..500))
         })
         .collect();
-    let recs: Vec<_> = owned
-        .iter()
-        .map(|(k, v, t)| (Some(&k[..]), Some(&v[..]), *t))
-        .collect();
+    let recs: Vec<_> = owned.iter().map(|(k, v, t)| (Some(&k[..]), Some(&v[..]), *t)).collect();
     encode(&recs, codec)
 }
 
 fn record_timestamps(b: &Bytes) -> Vec<i64> {
     let mut buf = b.clone();
-    RecordBatchDecoder::decode(&mut buf)
-        .expect("decode")
-        .records
-        .iter()
-        .map(|r| r.timestamp)
-        .collect()
+    RecordBatchDecoder::decode(&mut buf).expect("decode").records.iter().map(|r| r.timestamp).collect()
 }
 
 /// One batch as the producer sent it, and the offset the log gave it.
@@ -175,11 +142,7 @@ fn append(log: &Log, sent: &mut Vec<Sent>, batches: &[Bytes], now_ms: i64) -> Ap
     let info = log.append(&batches.concat(), now_ms).expect("append");
     let mut base = info.base_offset;
     for b in batches {
-        let s = Sent {
-            base,
-            bytes: b.clone(),
-            ts: record_timestamps(b),
-        };
+        let s = Sent { base, bytes: b.clone(), ts: record_timestamps(b) };
         base = s.next();
         sent.push(s);
     }
@@ -193,12 +156,7 @@ fn assert_stored(stored: &[u8], sent: &Sent, ctx: &str) {
     let h = BatchHeader::parse_checked(stored).unwrap_or_else(|e| panic!("{ctx}: {e}"));
     assert_eq!(h.base_offset, sent.base, "{ctx}: base offset");
     assert_eq!(h.partition_leader_epoch, 0, "{ctx}: leader epoch");
-    assert_eq!(
-        stored.len(),
-        sent.bytes.len(),
-        "{ctx}: size of batch {}",
-        sent.base
-    );
+    assert_eq!(stored.len(), sent.bytes.len(), "{ctx}: size of batch {}", sent.base);
     assert!(
         stored[8..12] == sent.bytes[8..12] && stored[16..] == sent.bytes[16..],
         "{ctx}: batch {} differs from what was sent",
@@ -212,9 +170,7 @@ fn read_all(log: &Log, max_bytes: u64) -> Vec<Bytes> {
     let mut out = Vec::new();
     let mut offset = log.log_start_offset();
     loop {
-        let r = log
-            .read(offset, max_bytes)
-            .unwrap_or_else(|e| panic!("read({offset}): {e}"));
+        let r = log.read(offset, max_bytes).unwrap_or_else(|e| panic!("read({offset}): {e}"));
         let Some(slice) = r.slice else { break };
         let bytes = slice.read_bytes().expect("read slice");
         assert!(!bytes.is_empty(), "read({offset}) served an empty slice");
@@ -234,11 +190,7 @@ fn assert_log(log: &Log, sent: &[Sent], ctx: &str) {
     let want: Vec<&Sent> = sent.iter().filter(|s| s.next() > start).collect();
     for max_bytes in [0, 700, 1 << 20] {
         let got = read_all(log, max_bytes);
-        assert_eq!(
-            got.len(),
-            want.len(),
-            "{ctx}: batches served with max_bytes {max_bytes}"
-        );
+        assert_eq!(got.len(), want.len(), "{ctx}: batches served with max_bytes {max_bytes}");
         for (g, w) in got.iter().zip(&want) {
             assert_stored(g, w, ctx);
         }
@@ -247,19 +199,13 @@ fn assert_log(log: &Log, sent: &[Sent], ctx: &str) {
 
 /// The batch a read at `offset` must start with.
 fn holding(sent: &[Sent], offset: i64) -> &Sent {
-    sent.iter()
-        .find(|s| s.next() > offset)
-        .expect("offset below the end")
+    sent.iter().find(|s| s.next() > offset).expect("offset below the end")
 }
 
 /// The first offset at or after `start` whose timestamp is `>= t`.
 fn expected_offset_for(sent: &[Sent], start: i64, t: i64) -> Option<i64> {
     sent.iter()
-        .flat_map(|s| {
-            s.ts.iter()
-                .enumerate()
-                .map(move |(i, ts)| (s.base + i as i64, *ts))
-        })
+        .flat_map(|s| s.ts.iter().enumerate().map(move |(i, ts)| (s.base + i as i64, *ts)))
         .find(|&(o, ts)| o >= start && ts >= t)
         .map(|(o, _)| o)
 }
@@ -274,10 +220,7 @@ fn expected_max(sent: &[Sent]) -> Option<(i64, i64)> {
 /// `max_timestamp` too when nothing was deleted from the front.
 fn assert_timestamps(log: &Log, sent: &[Sent], ctx: &str) {
     let start = log.log_start_offset();
-    let mut probes: Vec<i64> = sent
-        .iter()
-        .flat_map(|s| s.ts.iter().flat_map(|t| [t - 1, *t, t + 1]))
-        .collect();
+    let mut probes: Vec<i64> = sent.iter().flat_map(|s| s.ts.iter().flat_map(|t| [t - 1, *t, t + 1])).collect();
     probes.extend([i64::MIN, -1, 0, i64::MAX]);
     probes.sort_unstable();
     probes.dedup();
@@ -289,26 +232,14 @@ fn assert_timestamps(log: &Log, sent: &[Sent], ctx: &str) {
         );
     }
     if sent.first().map(|s| s.base) == Some(start) || sent.is_empty() {
-        assert_eq!(
-            log.max_timestamp().expect("max_timestamp"),
-            expected_max(sent),
-            "{ctx}: max timestamp"
-        );
+        assert_eq!(log.max_timestamp().expect("max_timestamp"), expected_max(sent), "{ctx}: max timestamp");
     }
 }
 
 fn segment_bases(dir: &Path) -> Vec<i64> {
     let mut bases: Vec<i64> = fs::read_dir(dir)
         .expect("list log dir")
-        .filter_map(|e| {
-            e.ok()?
-                .file_name()
-                .into_string()
-                .ok()?
-                .strip_suffix(".log")?
-                .parse()
-                .ok()
-        })
+        .filter_map(|e| e.ok()?.file_name().into_string().ok()?.strip_suffix(".log")?.parse().ok())
         .collect();
     bases.sort_unstable();
     bases
@@ -320,14 +251,9 @@ fn seg_path(dir: &Path, base: i64, ext: &str) -> PathBuf {
 
 /// (position, size) of each batch of a segment file that is still intact.
 fn layout(data: &[u8]) -> Vec<(usize, usize)> {
-    let l: Vec<(usize, usize)> = batch::batches(data)
-        .map(|b| b.map(|(at, h)| (at, h.size)).expect("intact segment"))
-        .collect();
-    assert_eq!(
-        l.iter().map(|b| b.1).sum::<usize>(),
-        data.len(),
-        "segment holds whole batches"
-    );
+    let l: Vec<(usize, usize)> =
+        batch::batches(data).map(|b| b.map(|(at, h)| (at, h.size)).expect("intact segment")).collect();
+    assert_eq!(l.iter().map(|b| b.1).sum::<usize>(), data.len(), "segment holds whole batches");
     l
 }
 
@@ -336,10 +262,7 @@ fn assert_segment_files(dir: &Path, bases: &[i64], ctx: &str) {
     assert_eq!(segment_bases(dir), bases, "{ctx}: segments on disk");
     for entry in fs::read_dir(dir).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
-        if let Some((base, _)) = name
-            .split_once('.')
-            .and_then(|(b, e)| Some((b.parse::<i64>().ok()?, e)))
-        {
+        if let Some((base, _)) = name.split_once('.').and_then(|(b, e)| Some((b.parse::<i64>().ok()?, e))) {
             assert!(bases.contains(&base), "{ctx}: {name} outlived its segment");
         }
     }

@@ -78,8 +78,9 @@ impl Broker {
             .await
             .map_err(|e| StartError::Storage { dir: dir.clone(), source: TopicError::Storage(e.to_string()) })?
             .map_err(|source| StartError::Storage { dir: dir.clone(), source })?;
-        let listener =
-            TcpListener::bind(config.listen).await.map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let advertised_host = config.advertised_host.clone().unwrap_or_else(|| addr.ip().to_string());
         let cluster_id = cluster_id(&config.data_dir);

@@ -72,7 +72,9 @@ impl Connection {
         tokio::spawn(async move {
             let mut buf = BytesMut::new();
             while let Some((id, reply)) = pending_rx.recv().await {
-                match wire::read_frame_trusting(&mut rd, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_FRAME_BYTES, &mut buf).await {
+                match wire::read_frame_trusting(&mut rd, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_FRAME_BYTES, &mut buf)
+                    .await
+                {
                     Ok(frame) => {
                         let got = wire::peek_correlation_id(&frame);
                         if got != Some(id) {

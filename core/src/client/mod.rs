@@ -45,11 +45,7 @@ pub struct ClientConfig {
 impl ClientConfig {
     /// Settings for `bootstrap` with defaults for the rest.
     pub fn new(bootstrap: impl Into<String>) -> Self {
-        Self {
-            bootstrap_servers: bootstrap.into(),
-            client_id: "rill".into(),
-            request_timeout: Duration::from_secs(30),
-        }
+        Self { bootstrap_servers: bootstrap.into(), client_id: "rill".into(), request_timeout: Duration::from_secs(30) }
     }
 }
 
@@ -166,7 +162,9 @@ impl Client {
         let req = MetadataRequest::default()
             .with_topics(topics.map(|ts| {
                 ts.iter()
-                    .map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(t.clone())))))
+                    .map(|t| {
+                        MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(t.clone()))))
+                    })
                     .collect()
             }))
             .with_allow_auto_topic_creation(auto_create);
@@ -220,9 +218,9 @@ impl Client {
                     }
                     _ => {}
                 }
-                self.lookup_leader(topic, partition).await.ok_or_else(|| {
-                    Error::from_code(3, format!("{topic}-{partition}"), None).expect("nonzero")
-                })?
+                self.lookup_leader(topic, partition)
+                    .await
+                    .ok_or_else(|| Error::from_code(3, format!("{topic}-{partition}"), None).expect("nonzero"))?
             }
         };
         self.connection_to(leader).await
@@ -262,7 +260,9 @@ impl Client {
             .with_timeout_ms(self.config.request_timeout.as_millis() as i32)
             .with_topic_data(vec![TopicProduceData::default()
                 .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-                .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(records))])]);
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(records))])]);
         if acks == 0 {
             conn.send_oneway(req, 9).await?;
             return Ok(-1);
@@ -273,7 +273,11 @@ impl Client {
             .first()
             .and_then(|t| t.partition_responses.first())
             .ok_or_else(|| Error::Protocol("empty produce response".into()))?;
-        if let Some(e) = Error::from_code(p.error_code, format!("{topic}-{partition}"), p.error_message.as_ref().map(|m| m.to_string())) {
+        if let Some(e) = Error::from_code(
+            p.error_code,
+            format!("{topic}-{partition}"),
+            p.error_message.as_ref().map(|m| m.to_string()),
+        ) {
             if e.is_retriable() {
                 self.invalidate().await;
             }
@@ -331,9 +335,12 @@ impl Client {
     /// Returns -1 when no record has a timestamp at or after the one asked for.
     pub async fn list_offset(&self, topic: &str, partition: i32, timestamp: i64) -> Result<i64> {
         let conn = self.leader(topic, partition).await?;
-        let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(partition).with_timestamp(timestamp)])]);
+        let req =
+            ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(partition)
+                    .with_timestamp(timestamp)])]);
         let resp = self.timed("ListOffsets", conn.call(req, 7)).await?;
         let p = resp
             .topics

@@ -14,19 +14,11 @@ fn concurrent_flush_to_calls_all_return_covered() {
             let log = &log;
             s.spawn(move || {
                 for i in 0..per_thread {
-                    let info = log
-                        .append(&batch(2, t * 1000 + i, Compression::None), 0)
-                        .unwrap();
-                    let to = info
-                        .flush_to
-                        .expect("flush.messages=1 asks for a flush per append");
+                    let info = log.append(&batch(2, t * 1000 + i, Compression::None), 0).unwrap();
+                    let to = info.flush_to.expect("flush.messages=1 asks for a flush per append");
                     assert!(to > info.last_offset);
                     log.flush_to(to).unwrap();
-                    assert!(
-                        log.recovery_point() >= to,
-                        "flush_to({to}) returned at {}",
-                        log.recovery_point()
-                    );
+                    assert!(log.recovery_point() >= to, "flush_to({to}) returned at {}", log.recovery_point());
                 }
             });
         }
@@ -36,14 +28,9 @@ fn concurrent_flush_to_calls_all_return_covered() {
     assert_eq!(log.recovery_point(), end);
     let batches = read_all(&log, u64::MAX);
     assert_eq!(batches.len() as i64, threads * per_thread);
-    let mut stamps: Vec<i64> = batches
-        .iter()
-        .map(|b| BatchHeader::parse(b).unwrap().base_timestamp)
-        .collect();
+    let mut stamps: Vec<i64> = batches.iter().map(|b| BatchHeader::parse(b).unwrap().base_timestamp).collect();
     stamps.sort_unstable();
-    let want: Vec<i64> = (0..threads)
-        .flat_map(|t| (0..per_thread).map(move |i| t * 1000 + i))
-        .collect();
+    let want: Vec<i64> = (0..threads).flat_map(|t| (0..per_thread).map(move |i| t * 1000 + i)).collect();
     assert_eq!(stamps, want, "every append stored once");
     assert!(log.segment_count() > 1);
 }
@@ -59,11 +46,7 @@ fn recovery_point_file_follows_flush() {
     while log.segment_count() < 4 {
         append(&log, &mut sent, &[random_batch(&mut rng)], 0);
     }
-    assert_eq!(
-        checkpoint::read_i64(&path).unwrap(),
-        None,
-        "nothing flushed yet"
-    );
+    assert_eq!(checkpoint::read_i64(&path).unwrap(), None, "nothing flushed yet");
     log.flush().unwrap();
     let flushed = log.log_end_offset();
     assert_eq!(checkpoint::read_i64(&path).unwrap(), Some(flushed));
@@ -72,35 +55,18 @@ fn recovery_point_file_follows_flush() {
         append(&log, &mut sent, &[random_batch(&mut rng)], 0);
     }
     let end = log.log_end_offset();
-    assert_eq!(
-        log.recovery_point(),
-        flushed,
-        "appends are not durable by themselves"
-    );
+    assert_eq!(log.recovery_point(), flushed, "appends are not durable by themselves");
     log.flush_to(end).unwrap();
     assert_eq!(log.recovery_point(), end);
-    assert_eq!(
-        checkpoint::read_i64(&path).unwrap(),
-        Some(flushed),
-        "only flush() writes the file"
-    );
+    assert_eq!(checkpoint::read_i64(&path).unwrap(), Some(flushed), "only flush() writes the file");
     drop(log);
     // Unclean open: segments wholly below the recovery point are trusted, the rest re-checked.
     let bases = segment_bases(dir.path());
-    let untrusted = (0..bases.len())
-        .filter(|&i| bases.get(i + 1).is_none_or(|&n| n > flushed))
-        .count();
+    let untrusted = (0..bases.len()).filter(|&i| bases.get(i + 1).is_none_or(|&n| n > flushed)).count();
     assert!(untrusted < bases.len() && untrusted >= 3);
     let (log, stats) = open(dir.path(), &cfg, false);
-    assert_eq!(
-        (stats.recovered_segments, stats.truncated_bytes),
-        (untrusted, 0)
-    );
-    assert_eq!(
-        checkpoint::read_i64(&path).unwrap(),
-        Some(end),
-        "recovery flushes and records it"
-    );
+    assert_eq!((stats.recovered_segments, stats.truncated_bytes), (untrusted, 0));
+    assert_eq!(checkpoint::read_i64(&path).unwrap(), Some(end), "recovery flushes and records it");
     assert_eq!(log.recovery_point(), end);
     assert_log(&log, &sent, "after unclean reopen");
 }
@@ -120,10 +86,7 @@ fn truncate_to_lowers_the_recovery_point() {
     let flushed = log.log_end_offset();
     // Truncate inside the second segment, in the middle of a batch.
     let second = segment_bases(dir.path())[1];
-    let j = sent
-        .iter()
-        .position(|s| s.base > second && s.ts.len() > 1)
-        .unwrap();
+    let j = sent.iter().position(|s| s.base > second && s.ts.len() > 1).unwrap();
     log.truncate_to(sent[j].base + 1).unwrap();
     sent.truncate(j);
     let cut = log.log_end_offset();
@@ -138,17 +101,11 @@ fn truncate_to_lowers_the_recovery_point() {
     // Corrupt the first batch written after the truncation; an unclean open must catch it.
     let bases = segment_bases(dir.path());
     let k = bases.iter().rposition(|&b| b <= cut).unwrap();
-    assert!(
-        bases[k + 1] <= flushed,
-        "setup: the damaged segment ends below the old recovery point"
-    );
+    assert!(bases[k + 1] <= flushed, "setup: the damaged segment ends below the old recovery point");
     let path = seg_path(dir.path(), bases[k], "log");
     let mut data = fs::read(&path).unwrap();
     let l = layout(&data);
-    let i = sent
-        .iter()
-        .filter(|s| s.base >= bases[k] && s.base < cut)
-        .count();
+    let i = sent.iter().filter(|s| s.base >= bases[k] && s.base < cut).count();
     let (at, size) = l[i];
     data[at + size - 1] ^= 0x20;
     fs::write(&path, &data).unwrap();

@@ -5,9 +5,7 @@ use super::*;
 /// Positions in a segment whose damage a reader can detect: everything but the base offset and
 /// the leader epoch, which the broker stamps outside the CRC (see `unchecksummed_header_fields`).
 fn checked_positions(l: &[(usize, usize)]) -> Vec<usize> {
-    l.iter()
-        .flat_map(|&(at, size)| (at + 8..at + 12).chain(at + 16..at + size))
-        .collect()
+    l.iter().flat_map(|&(at, size)| (at + 8..at + 12).chain(at + 16..at + size)).collect()
 }
 
 #[test]
@@ -22,30 +20,19 @@ fn recover_damaged_tail(seed: u64) {
     let dir = tempdir();
     let segment_bytes = rng.gen_range(1024..4096).to_string();
     let interval = ["0", "100", "512", "4096"][rng.gen_range(0..4)];
-    let cfg = config(&[
-        ("segment.bytes", &segment_bytes),
-        ("index.interval.bytes", interval),
-    ]);
+    let cfg = config(&[("segment.bytes", &segment_bytes), ("index.interval.bytes", interval)]);
     let (log, _) = open(dir.path(), &cfg, false);
     let mut sent = Vec::new();
     let requests = rng.gen_range(8..40);
-    let flush_after = if rng.gen_bool(0.5) {
-        Some(rng.gen_range(0..requests))
-    } else {
-        None
-    };
+    let flush_after = if rng.gen_bool(0.5) { Some(rng.gen_range(0..requests)) } else { None };
     for r in 0..requests {
-        let batches: Vec<Bytes> = (0..rng.gen_range(1..=3))
-            .map(|_| random_batch(&mut rng))
-            .collect();
+        let batches: Vec<Bytes> = (0..rng.gen_range(1..=3)).map(|_| random_batch(&mut rng)).collect();
         append(&log, &mut sent, &batches, 0);
         if flush_after == Some(r) {
             log.flush().unwrap();
         }
     }
-    let recovery_point = checkpoint::read_i64(&dir.path().join(RECOVERY_POINT_FILE))
-        .unwrap()
-        .unwrap_or(0);
+    let recovery_point = checkpoint::read_i64(&dir.path().join(RECOVERY_POINT_FILE)).unwrap().unwrap_or(0);
     // A crash: no flush, no clean marker. Then damage the last segment.
     drop(log);
     let bases = segment_bases(dir.path());
@@ -73,63 +60,31 @@ fn recover_damaged_tail(seed: u64) {
             let zeros = rng.gen_bool(0.3);
             let at = data.len();
             data.extend((0..n).map(|_| if zeros { 0 } else { rng.gen::<u8>() }));
-            (
-                at,
-                format!(
-                    "{n} bytes of {} appended",
-                    if zeros { "zeros" } else { "garbage" }
-                ),
-            )
+            (at, format!("{n} bytes of {} appended", if zeros { "zeros" } else { "garbage" }))
         }
     };
     fs::write(&path, &data).unwrap();
-    let ctx = format!(
-        "seed {seed}: {what} in segment {last} of {} (replay with {SEED_ENV}={seed})",
-        data.len()
-    );
+    let ctx = format!("seed {seed}: {what} in segment {last} of {} (replay with {SEED_ENV}={seed})", data.len());
 
-    let whole = l
-        .iter()
-        .take_while(|&&(at, size)| at + size <= damage_at)
-        .count();
+    let whole = l.iter().take_while(|&&(at, size)| at + size <= damage_at).count();
     let kept_bytes = l[..whole].iter().map(|b| b.1).sum::<usize>();
     let first_in_last = sent.iter().position(|s| s.base >= last).unwrap();
     let mut expected = sent[..first_in_last + whole].to_vec();
     let end = expected.last().map(|s| s.next()).unwrap_or(0);
-    let recovered = (0..bases.len())
-        .filter(|&i| bases.get(i + 1).copied().unwrap_or(i64::MAX) > recovery_point)
-        .count();
+    let recovered =
+        (0..bases.len()).filter(|&i| bases.get(i + 1).copied().unwrap_or(i64::MAX) > recovery_point).count();
 
     let (log, stats) = open(dir.path(), &cfg, false);
-    assert_eq!(
-        stats.recovered_segments, recovered,
-        "{ctx}: segments recovered (recovery point {recovery_point})"
-    );
-    assert_eq!(
-        stats.truncated_bytes,
-        (data.len() - kept_bytes) as u64,
-        "{ctx}: bytes cut"
-    );
+    assert_eq!(stats.recovered_segments, recovered, "{ctx}: segments recovered (recovery point {recovery_point})");
+    assert_eq!(stats.truncated_bytes, (data.len() - kept_bytes) as u64, "{ctx}: bytes cut");
     assert_eq!(stats.dropped_segments, 0, "{ctx}: segments dropped");
     assert_eq!(log.log_end_offset(), end, "{ctx}: log end offset");
-    assert_eq!(
-        log.recovery_point(),
-        end,
-        "{ctx}: a recovered log is flushed"
-    );
+    assert_eq!(log.recovery_point(), end, "{ctx}: a recovered log is flushed");
     assert_log(&log, &expected, &ctx);
     assert_timestamps(&log, &expected, &ctx);
 
-    let info = append(
-        &log,
-        &mut expected,
-        &[random_batch(&mut rng), random_batch(&mut rng)],
-        0,
-    );
-    assert_eq!(
-        info.base_offset, end,
-        "{ctx}: offsets continue from the recovered end"
-    );
+    let info = append(&log, &mut expected, &[random_batch(&mut rng), random_batch(&mut rng)], 0);
+    assert_eq!(info.base_offset, end, "{ctx}: offsets continue from the recovered end");
     let end = log.log_end_offset();
     assert_log(&log, &expected, &format!("{ctx}, appended after recovery"));
     log.flush().unwrap();
@@ -172,35 +127,19 @@ fn a_torn_middle_segment_drops_the_segments_after_it() {
             format!("cut at {cut}")
         };
         fs::write(&path, &data).unwrap();
-        let ctx = format!(
-            "seed {seed}: segment {} of {} {what} (replay with {SEED_ENV}={seed})",
-            k,
-            bases.len()
-        );
+        let ctx = format!("seed {seed}: segment {} of {} {what} (replay with {SEED_ENV}={seed})", k, bases.len());
 
         let first = sent.iter().position(|s| s.base >= bases[k]).unwrap();
         let mut expected = sent[..first + j].to_vec();
         let end = expected.last().map(|s| s.next()).unwrap_or(0);
         let (log, stats) = open(dir.path(), &cfg, false);
         assert_eq!(stats.recovered_segments, k + 1, "{ctx}: recovered");
-        assert_eq!(
-            stats.dropped_segments,
-            bases.len() - 1 - k,
-            "{ctx}: dropped"
-        );
-        assert_eq!(
-            stats.truncated_bytes,
-            (data.len() - at) as u64,
-            "{ctx}: cut"
-        );
+        assert_eq!(stats.dropped_segments, bases.len() - 1 - k, "{ctx}: dropped");
+        assert_eq!(stats.truncated_bytes, (data.len() - at) as u64, "{ctx}: cut");
         assert_segment_files(dir.path(), &bases[..=k], &ctx);
         assert_eq!(log.log_end_offset(), end, "{ctx}");
         assert_log(&log, &expected, &ctx);
-        assert_eq!(
-            append(&log, &mut expected, &[random_batch(&mut rng)], 0).base_offset,
-            end,
-            "{ctx}"
-        );
+        assert_eq!(append(&log, &mut expected, &[random_batch(&mut rng)], 0).base_offset, end, "{ctx}");
         log.flush().unwrap();
         drop(log);
         let (log, stats) = open(dir.path(), &cfg, true);
@@ -251,25 +190,14 @@ fn unchecksummed_header_fields() {
         for g in &served {
             let h = BatchHeader::parse_checked(g).unwrap();
             assert!(h.base_offset > prev, "{ctx}: offsets must increase");
-            assert!(
-                h.last_offset() <= u32::MAX as i64,
-                "{ctx}: offset {} past the segment's range",
-                h.base_offset
-            );
-            assert!(
-                sent.iter().any(|s| s.bytes[16..] == g[16..]),
-                "{ctx}: served records never written"
-            );
+            assert!(h.last_offset() <= u32::MAX as i64, "{ctx}: offset {} past the segment's range", h.base_offset);
+            assert!(sent.iter().any(|s| s.bytes[16..] == g[16..]), "{ctx}: served records never written");
             prev = h.last_offset();
         }
         if let Some(n) = survivors {
             assert_eq!(served.len(), n, "{ctx}: batches kept");
         }
-        assert!(
-            log.log_end_offset() <= 31,
-            "{ctx}: log end offset {}",
-            log.log_end_offset()
-        );
+        assert!(log.log_end_offset() <= 31, "{ctx}: log end offset {}", log.log_end_offset());
     }
 }
 
@@ -279,30 +207,16 @@ fn damaged_indexes_of_a_sealed_segment_are_rebuilt() {
     type Damage = fn(&Path, &Path, &mut StdRng);
     let cases: Vec<(&str, Damage)> = vec![
         ("index deleted", |idx, _, _| fs::remove_file(idx).unwrap()),
-        ("time index deleted", |_, tix, _| {
-            fs::remove_file(tix).unwrap()
-        }),
+        ("time index deleted", |_, tix, _| fs::remove_file(tix).unwrap()),
         ("index torn", |idx, _, _| {
             let len = fs::metadata(idx).unwrap().len();
-            fs::OpenOptions::new()
-                .write(true)
-                .open(idx)
-                .unwrap()
-                .set_len(len - 3)
-                .unwrap()
+            fs::OpenOptions::new().write(true).open(idx).unwrap().set_len(len - 3).unwrap()
         }),
         ("time index torn", |_, tix, _| {
             let len = fs::metadata(tix).unwrap().len();
-            fs::OpenOptions::new()
-                .write(true)
-                .open(tix)
-                .unwrap()
-                .set_len(len - 5)
-                .unwrap()
+            fs::OpenOptions::new().write(true).open(tix).unwrap().set_len(len - 5).unwrap()
         }),
-        ("time index emptied", |_, tix, _| {
-            fs::write(tix, b"").unwrap()
-        }),
+        ("time index emptied", |_, tix, _| fs::write(tix, b"").unwrap()),
         ("index garbage", |idx, _, rng| {
             let len = fs::metadata(idx).unwrap().len() as usize;
             fs::write(idx, (0..len).map(|_| rng.gen::<u8>()).collect::<Vec<_>>()).unwrap()
@@ -325,18 +239,15 @@ fn damaged_indexes_of_a_sealed_segment_are_rebuilt() {
             data.extend_from_slice(&(pos + 20).to_be_bytes());
             fs::write(idx, data).unwrap()
         }),
-        (
-            "time index entry with a timestamp never written",
-            |_, tix, _| {
-                let mut data = fs::read(tix).unwrap();
-                let n = data.len();
-                let ts = i64::from_be_bytes(data[n - 12..n - 4].try_into().unwrap());
-                let rel = data[n - 4..].to_vec();
-                data.extend_from_slice(&(ts + 1_000_000).to_be_bytes());
-                data.extend_from_slice(&rel);
-                fs::write(tix, data).unwrap()
-            },
-        ),
+        ("time index entry with a timestamp never written", |_, tix, _| {
+            let mut data = fs::read(tix).unwrap();
+            let n = data.len();
+            let ts = i64::from_be_bytes(data[n - 12..n - 4].try_into().unwrap());
+            let rel = data[n - 4..].to_vec();
+            data.extend_from_slice(&(ts + 1_000_000).to_be_bytes());
+            data.extend_from_slice(&rel);
+            fs::write(tix, data).unwrap()
+        }),
     ];
     for (i, (name, damage)) in cases.into_iter().enumerate() {
         let mut rng = StdRng::seed_from_u64(0x1DE7 + i as u64);
@@ -352,35 +263,19 @@ fn damaged_indexes_of_a_sealed_segment_are_rebuilt() {
         log.flush().unwrap();
         drop(log);
         let base = segment_bases(dir.path())[1];
-        let (idx, tix) = (
-            seg_path(dir.path(), base, "index"),
-            seg_path(dir.path(), base, "timeindex"),
-        );
-        assert!(
-            fs::metadata(&idx).unwrap().len() >= 16 && fs::metadata(&tix).unwrap().len() >= 24,
-            "{name}: setup"
-        );
+        let (idx, tix) = (seg_path(dir.path(), base, "index"), seg_path(dir.path(), base, "timeindex"));
+        assert!(fs::metadata(&idx).unwrap().len() >= 16 && fs::metadata(&tix).unwrap().len() >= 24, "{name}: setup");
         damage(&idx, &tix, &mut rng);
         let (log, stats) = open(dir.path(), &cfg, true);
         assert_eq!(
-            (
-                stats.recovered_segments,
-                stats.truncated_bytes,
-                stats.dropped_segments
-            ),
+            (stats.recovered_segments, stats.truncated_bytes, stats.dropped_segments),
             (1, 0, 0),
             "{name}: the segment is recovered, no data is lost"
         );
         assert_log(&log, &sent, name);
         assert_timestamps(&log, &sent, name);
         for offset in (0..log.log_end_offset()).step_by(3) {
-            let bytes = log
-                .read(offset, 0)
-                .unwrap()
-                .slice
-                .unwrap()
-                .read_bytes()
-                .unwrap();
+            let bytes = log.read(offset, 0).unwrap().slice.unwrap().read_bytes().unwrap();
             assert_stored(&bytes, holding(&sent, offset), name);
         }
         drop(log);

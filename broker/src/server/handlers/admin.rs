@@ -47,9 +47,16 @@ pub async fn create_topics(state: &Arc<BrokerState>, req: CreateTopicsRequest, v
                 r.replication_factor = replication;
             }
             let result = if !t.assignments.is_empty() {
-                Err((codes::INVALID_REQUEST, "manual replica assignment is not supported on a single broker".to_string()))
+                Err((
+                    codes::INVALID_REQUEST,
+                    "manual replica assignment is not supported on a single broker".to_string(),
+                ))
             } else if req.validate_only {
-                state.topics.validate_new(&name, partitions, replication, &configs).map(|_| ()).map_err(|e| (e.code(), e.to_string()))
+                state
+                    .topics
+                    .validate_new(&name, partitions, replication, &configs)
+                    .map(|_| ())
+                    .map_err(|e| (e.code(), e.to_string()))
             } else {
                 state
                     .topics
@@ -125,7 +132,10 @@ pub async fn create_partitions(state: &Arc<BrokerState>, req: CreatePartitionsRe
             let res = if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
                 Err((codes::INVALID_REQUEST, "manual replica assignment is not supported on a single broker".into()))
             } else {
-                state.topics.add_partitions(&t.name.0, t.count, req.validate_only).map_err(|e| (e.code(), e.to_string()))
+                state
+                    .topics
+                    .add_partitions(&t.name.0, t.count, req.validate_only)
+                    .map_err(|e| (e.code(), e.to_string()))
             };
             if let Err((code, m)) = res {
                 r.error_code = code;
@@ -144,7 +154,8 @@ pub fn describe_configs(state: &Arc<BrokerState>, req: DescribeConfigsRequest) -
         let mut r = DescribeConfigsResult::default()
             .with_resource_type(res.resource_type)
             .with_resource_name(res.resource_name.clone());
-        let wanted = |name: &str| res.configuration_keys.as_ref().is_none_or(|keys| keys.iter().any(|k| k.as_str() == name));
+        let wanted =
+            |name: &str| res.configuration_keys.as_ref().is_none_or(|keys| keys.iter().any(|k| k.as_str() == name));
         match res.resource_type {
             TOPIC_RESOURCE => match state.topics.get(res.resource_name.as_str()) {
                 None => {
@@ -196,7 +207,10 @@ pub fn describe_configs(state: &Arc<BrokerState>, req: DescribeConfigsRequest) -
     resp
 }
 
-pub async fn alter_configs(state: &Arc<BrokerState>, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+pub async fn alter_configs(
+    state: &Arc<BrokerState>,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
     let state = state.clone();
     blocking(move || {
         let mut resp = IncrementalAlterConfigsResponse::default();
@@ -211,10 +225,19 @@ pub async fn alter_configs(state: &Arc<BrokerState>, req: IncrementalAlterConfig
                 let mut bad = None;
                 for c in &res.configs {
                     match c.config_operation {
-                        0 => changes.push((c.name.to_string(), c.value.as_ref().map(|v| v.to_string()).or(Some(String::new())))),
+                        0 => changes.push((
+                            c.name.to_string(),
+                            c.value.as_ref().map(|v| v.to_string()).or(Some(String::new())),
+                        )),
                         1 => changes.push((c.name.to_string(), None)),
                         op => {
-                            bad = Some((codes::INVALID_CONFIG, format!("operation {op} on '{}' is not supported; use SET (0) or DELETE (1)", c.name.as_str())))
+                            bad = Some((
+                                codes::INVALID_CONFIG,
+                                format!(
+                                    "operation {op} on '{}' is not supported; use SET (0) or DELETE (1)",
+                                    c.name.as_str()
+                                ),
+                            ))
                         }
                     }
                 }
@@ -244,7 +267,9 @@ pub async fn delete_records(state: &Arc<BrokerState>, req: DeleteRecordsRequest)
         for t in req.topics {
             let mut tr = DeleteRecordsTopicResult::default().with_name(t.name.clone());
             for p in t.partitions {
-                let mut pr = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index).with_low_watermark(-1);
+                let mut pr = DeleteRecordsPartitionResult::default()
+                    .with_partition_index(p.partition_index)
+                    .with_low_watermark(-1);
                 match state.topics.partition(&t.name.0, p.partition_index) {
                     None => pr.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION,
                     Some(log) => match log.delete_records(p.offset) {
