@@ -41,6 +41,9 @@ pub struct BenchArgs {
     /// Produce requests in flight per partition.
     #[arg(long, default_value_t = 8)]
     in_flight: usize,
+    /// Bytes per fetch (consume).
+    #[arg(long, default_value = "8MiB", value_parser = parse_size)]
+    fetch_bytes: u64,
     /// acks for produce (0, 1 or -1).
     #[arg(long, default_value_t = 1, allow_hyphen_values = true)]
     acks: i16,
@@ -109,7 +112,10 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         What::Produce => ("produce", produce(&client, &topic, &a, &batch, total_batches).await?),
         What::Consume => {
             produce(&client, &topic, &a, &batch, total_batches).await?;
-            ("consume", consume(&client, &topic, a.partitions, records).await?)
+            (
+                "consume",
+                consume(&client, &topic, a.partitions, records, a.fetch_bytes.min(i32::MAX as u64) as i32).await?,
+            )
         }
     };
     let secs = elapsed.as_secs_f64();
@@ -165,7 +171,13 @@ async fn produce(
     Ok(start.elapsed())
 }
 
-async fn consume(client: &Arc<Client>, topic: &str, partitions: i32, records: u64) -> anyhow::Result<Duration> {
+async fn consume(
+    client: &Arc<Client>,
+    topic: &str,
+    partitions: i32,
+    records: u64,
+    fetch_bytes: i32,
+) -> anyhow::Result<Duration> {
     let start = Instant::now();
     let mut set = JoinSet::new();
     for p in 0..partitions {
@@ -177,7 +189,7 @@ async fn consume(client: &Arc<Client>, topic: &str, partitions: i32, records: u6
             // Stop at the end known up front: a fetch at the log end would long-poll for
             // max.wait.ms and count that idle time as consume time.
             while offset < end {
-                let f = client.fetch(&topic, p, offset, 8 << 20, 100).await?;
+                let f = client.fetch(&topic, p, offset, fetch_bytes, 100).await?;
                 // Walk batch headers: a consumer must at least find the batches and their offsets.
                 let mut data = &f.records[..];
                 while data.len() >= 61 {
