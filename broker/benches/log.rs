@@ -5,34 +5,22 @@
 
 use std::hint::black_box;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use indexmap::IndexMap;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::Compression;
 use rill_broker::log::{Log, LogConfig};
+use rill_core::records::{encode_batch, ProducerRecord};
 
 fn batch(records: usize, value_size: usize) -> Bytes {
-    let recs: Vec<Record> = (0..records)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32 - 1,
-            timestamp: 1_700_000_000_000 + i as i64,
+    let recs: Vec<ProducerRecord> = (0..records)
+        .map(|i| ProducerRecord {
             key: Some(Bytes::from(format!("key-{i}"))),
             value: Some(Bytes::from(vec![b'v'; value_size])),
-            headers: IndexMap::new(),
+            headers: Vec::new(),
+            timestamp: Some(1_700_000_000_000 + i as i64),
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &recs, &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .expect("encode");
-    buf.freeze()
+    encode_batch(&recs, Compression::None, 0).expect("encode")
 }
 
 fn append(c: &mut Criterion) {

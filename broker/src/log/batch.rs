@@ -230,9 +230,9 @@ pub const MAGIC_OFFSET: usize = MAGIC_AT;
 
 #[cfg(test)]
 pub(crate) mod test_util {
-    use bytes::{Bytes, BytesMut};
-    use indexmap::IndexMap;
-    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    use bytes::Bytes;
+    use kafka_protocol::records::Compression;
+    use rill_core::records::{encode_batch, ProducerRecord};
 
     /// Encode `n` records `key-i`/`value-i` with timestamps `ts + i` as one batch at offset 0.
     pub fn batch(n: usize, ts: i64, compression: Compression) -> Bytes {
@@ -245,31 +245,17 @@ pub(crate) mod test_util {
         ts: i64,
         compression: Compression,
     ) -> Bytes {
-        let records: Vec<Record> = kvs
+        let records: Vec<ProducerRecord> = kvs
             .into_iter()
             .enumerate()
-            .map(|(i, (k, v))| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // The encoder starts a new batch when offset - sequence changes; this keeps one
-                // batch and writes base sequence -1 (no idempotence).
-                sequence: i as i32 - 1,
-                timestamp: ts + i as i64,
+            .map(|(i, (k, v))| ProducerRecord {
                 key: Some(Bytes::from(k)),
                 value: v.map(Bytes::from),
-                headers: IndexMap::new(),
+                headers: Vec::new(),
+                timestamp: Some(ts + i as i64),
             })
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression })
-            .expect("encode");
-        buf.freeze()
+        encode_batch(&records, compression, ts).expect("encode")
     }
 }
 

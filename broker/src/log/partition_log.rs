@@ -353,10 +353,17 @@ impl Log {
             return Ok(());
         }
         let _f = self.flush_lock.lock().expect("flush lock poisoned");
-        let flushed = self.flushed.load(Ordering::Acquire);
-        if flushed >= offset {
+        if self.flushed.load(Ordering::Acquire) >= offset {
             return Ok(());
         }
+        self.sync_appended().map(|_| ())
+    }
+
+    /// With the flush lock held: fsync the data of every segment holding unflushed records
+    /// (outside the log lock, so appends go on meanwhile), then the directory if a segment was
+    /// created, then advance the recovery point to what was appended when this began.
+    fn sync_appended(&self) -> io::Result<i64> {
+        let flushed = self.flushed.load(Ordering::Acquire);
         let (target, files) = {
             let mut g = self.lock();
             g.unflushed_messages = 0;
@@ -373,7 +380,7 @@ impl Log {
         }
         self.sync_dir_if_dirty()?;
         self.flushed.store(target, Ordering::Release);
-        Ok(())
+        Ok(target)
     }
 
     /// fsync the partition directory if a segment was created since the last time, so the new
@@ -388,30 +395,13 @@ impl Log {
         Ok(())
     }
 
-    /// fsync everything appended so far, including the indexes and the recovery point.
+    /// fsync everything appended so far and checkpoint the recovery point.
     ///
-    /// Only segments holding unflushed data are synced, outside the log lock, so appends go on
-    /// meanwhile. Index files are not synced here: opening a log checks them against the data
-    /// and rebuilds any that disagree.
+    /// Index files are not synced here: opening a log checks them against the data and rebuilds
+    /// any that disagree.
     pub fn flush(&self) -> io::Result<()> {
         let _f = self.flush_lock.lock().expect("flush lock poisoned");
-        let flushed = self.flushed.load(Ordering::Acquire);
-        let (target, files) = {
-            let mut g = self.lock();
-            g.unflushed_messages = 0;
-            let files: Vec<Arc<fs::File>> = g
-                .segments
-                .values()
-                .filter(|s| s.next_offset() > flushed || s.is_empty())
-                .map(|s| s.file().clone())
-                .collect();
-            (g.next_offset, files)
-        };
-        for f in files {
-            f.sync_data()?;
-        }
-        self.sync_dir_if_dirty()?;
-        self.flushed.store(target, Ordering::Release);
+        let target = self.sync_appended()?;
         checkpoint::write_i64(&self.dir.join(RECOVERY_POINT_FILE), target)
     }
 

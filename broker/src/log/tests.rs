@@ -7,13 +7,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use bytes::{Bytes, BytesMut};
-use indexmap::IndexMap;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rill_core::records::{encode_batch, ProducerRecord};
 
 use super::batch::test_util::{batch, keyed_batch};
 use super::batch::{self, BatchError, BatchHeader};
@@ -64,29 +62,16 @@ fn assert_no_recovery(stats: &OpenStats, ctx: &str) {
 type Rec<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, i64);
 
 fn encode(records: &[Rec], compression: Compression) -> Bytes {
-    let records: Vec<Record> = records
+    let records: Vec<ProducerRecord> = records
         .iter()
-        .enumerate()
-        .map(|(i, (k, v, ts))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // Same trick as `test_util`: one batch, base sequence -1.
-            sequence: i as i32 - 1,
-            timestamp: *ts,
+        .map(|(k, v, ts)| ProducerRecord {
             key: k.map(Bytes::copy_from_slice),
             value: v.map(Bytes::copy_from_slice),
-            headers: IndexMap::new(),
+            headers: Vec::new(),
+            timestamp: Some(*ts),
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression }).expect("encode");
-    buf.freeze()
+    encode_batch(&records, compression, 0).expect("encode")
 }
 
 /// A batch whose records carry the given timestamps.
