@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io;
+use std::io::{self, IoSlice};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,6 +19,9 @@ use super::batch::{self, BatchError, BatchHeader};
 use super::checkpoint;
 use super::config::{LogConfig, TimestampType};
 use super::segment::{self, FileSlice, RecoveryStats, Segment};
+
+/// Bytes of a batch the broker stamps: base offset, length (unchanged), partition leader epoch.
+const HEAD_LEN: usize = 16;
 
 /// Name of the file holding the offset below which the log was last fsynced.
 pub const RECOVERY_POINT_FILE: &str = "recovery-point";
@@ -283,28 +286,51 @@ impl Log {
         let log_append = inner.config.timestamp_type == TimestampType::LogAppendTime;
         self.maybe_roll(inner, records.len() as u64, now_ms)?;
         let epoch = inner.leader_epoch();
-        let mut scratch = std::mem::take(&mut inner.scratch);
-        scratch.clear();
-        scratch.extend_from_slice(records);
         let base_offset = inner.next_offset;
         let mut next = base_offset;
         let mut messages = 0i64;
-        for (at, h) in headers.iter_mut() {
-            let b = &mut scratch[*at..*at + h.size];
-            batch::patch_offset_and_epoch(b, next, epoch);
-            if log_append {
-                batch::set_log_append_time(b, now_ms);
-                h.max_timestamp = now_ms;
-            }
+        for (_, h) in headers.iter_mut() {
             h.base_offset = next;
             h.partition_leader_epoch = epoch;
+            if log_append {
+                h.max_timestamp = now_ms;
+            }
             next = h.next_offset();
             messages += h.record_count as i64;
         }
         let interval = inner.config.index_interval_bytes as u64;
-        let res = inner.active().append(&scratch, &headers, interval);
-        inner.scratch = scratch;
-        res?;
+        if log_append {
+            // Log-append time rewrites CRC-covered bytes: stamp a copy.
+            let mut scratch = std::mem::take(&mut inner.scratch);
+            scratch.clear();
+            scratch.extend_from_slice(records);
+            for (at, h) in &headers {
+                let b = &mut scratch[*at..*at + h.size];
+                batch::patch_offset_and_epoch(b, h.base_offset, epoch);
+                batch::set_log_append_time(b, now_ms);
+            }
+            let res = inner.active().append(&mut [IoSlice::new(&scratch)], &headers, interval);
+            inner.scratch = scratch;
+            res?;
+        } else {
+            // No copy of the records: each batch's first 16 bytes (base offset, length, leader
+            // epoch) are stamped in a small array; the rest goes to the file from the request.
+            let heads: Vec<[u8; HEAD_LEN]> = headers
+                .iter()
+                .map(|(at, h)| {
+                    let mut head = [0u8; HEAD_LEN];
+                    head.copy_from_slice(&records[*at..*at + HEAD_LEN]);
+                    batch::patch_offset_and_epoch(&mut head, h.base_offset, epoch);
+                    head
+                })
+                .collect();
+            let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(2 * headers.len());
+            for ((at, h), head) in headers.iter().zip(&heads) {
+                iov.push(IoSlice::new(head));
+                iov.push(IoSlice::new(&records[*at + HEAD_LEN..*at + h.size]));
+            }
+            inner.active().append(&mut iov, &headers, interval)?;
+        }
         inner.next_offset = next;
         inner.unflushed_messages += messages;
         let flush_to = (inner.unflushed_messages >= inner.config.flush_messages).then_some(next);

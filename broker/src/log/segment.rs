@@ -6,7 +6,7 @@
 //! and producer-state snapshots and are deleted with the segment.
 
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -313,17 +313,24 @@ impl Segment {
         self.file.sync_data()
     }
 
-    /// Append already-validated, offset-stamped batches.
+    /// Append already-validated, offset-stamped batches, written with one `pwritev` from the
+    /// given slices (no copy into a buffer first).
     ///
-    /// `data` is the concatenation; `headers` gives each batch's position within `data`.
-    pub fn append(&mut self, data: &[u8], headers: &[(usize, BatchHeader)], index_interval: u64) -> io::Result<()> {
+    /// `headers` gives each batch's position relative to the start of the appended bytes.
+    pub fn append(
+        &mut self,
+        bufs: &mut [IoSlice<'_>],
+        headers: &[(usize, BatchHeader)],
+        index_interval: u64,
+    ) -> io::Result<()> {
         let start = self.size;
-        if let Err(e) = self.file.write_all_at(data, start) {
+        let len: u64 = bufs.iter().map(|b| b.len() as u64).sum();
+        if let Err(e) = pwritev_all(&self.file, bufs, start) {
             // Leave nothing half-written behind.
             let _ = self.file.set_len(start);
             return Err(e);
         }
-        self.size += data.len() as u64;
+        self.size += len;
         self.index_interval = index_interval;
         for (at, h) in headers {
             self.index_batch(h, start + *at as u64)?;
@@ -454,6 +461,39 @@ impl Segment {
 
 fn corrupt_index(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("segment index inconsistent: {what}"))
+}
+
+/// Write every slice at `offset`, continuing after short writes.
+fn pwritev_all(file: &File, mut bufs: &mut [IoSlice<'_>], mut offset: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // Linux takes at most IOV_MAX (1024) slices per call.
+    const IOV_MAX: usize = 1024;
+    while !bufs.is_empty() {
+        let cnt = bufs.len().min(IOV_MAX);
+        // SAFETY: IoSlice is ABI-compatible with iovec on Unix; the slices outlive the call and
+        // the descriptor is owned by `file`.
+        let n = unsafe {
+            libc::pwritev(
+                file.as_raw_fd(),
+                bufs.as_ptr() as *const libc::iovec,
+                cnt as libc::c_int,
+                offset as libc::off_t,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        offset += n as u64;
+        IoSlice::advance_slices(&mut bufs, n as usize);
+    }
+    Ok(())
 }
 
 /// Delete every file that belongs to the segment at `base_offset` in `dir`.
