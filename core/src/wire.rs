@@ -117,3 +117,133 @@ pub fn decode_response<M: Decodable>(
 pub fn peek_correlation_id(frame: &[u8]) -> Option<i32> {
     (frame.len() >= 4).then(|| (&frame[..4]).get_i32())
 }
+
+/// A request frame as a list of chunks: encoded bytes, with large payloads the caller already
+/// holds (record batches) referenced rather than copied.
+#[derive(Debug, Default)]
+pub struct Chunks {
+    /// In wire order, starting with the 4-byte length.
+    pub parts: Vec<Bytes>,
+}
+
+impl Chunks {
+    /// Total bytes on the wire.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(Bytes::len).sum()
+    }
+
+    /// True when there is nothing to send.
+    pub fn is_empty(&self) -> bool {
+        self.parts.iter().all(Bytes::is_empty)
+    }
+}
+
+/// Payloads smaller than this are copied: a separate chunk costs more than the copy.
+const MIN_REFERENCED: usize = 4096;
+
+/// An encoding buffer that references known payloads instead of copying them.
+///
+/// The protocol crate writes a `records` field with `put_slice(&bytes)`; when the slice is one of
+/// the `known` payloads (same address and length), the current chunk is closed and the payload
+/// is appended by reference.
+struct ChunkBuf<'a> {
+    done: Vec<Bytes>,
+    done_len: usize,
+    cur: BytesMut,
+    known: &'a [Bytes],
+}
+
+unsafe impl BufMut for ChunkBuf<'_> {
+    fn remaining_mut(&self) -> usize {
+        self.cur.remaining_mut()
+    }
+    unsafe fn advance_mut(&mut self, cnt: usize) {
+        // SAFETY: forwarded contract: the caller initialised `cnt` bytes of `chunk_mut`.
+        unsafe { self.cur.advance_mut(cnt) }
+    }
+    fn chunk_mut(&mut self) -> &mut bytes::buf::UninitSlice {
+        self.cur.chunk_mut()
+    }
+    fn put_slice(&mut self, src: &[u8]) {
+        let known = (src.len() >= MIN_REFERENCED)
+            .then(|| self.known.iter().find(|b| b.as_ptr() == src.as_ptr() && b.len() == src.len()))
+            .flatten();
+        match known {
+            Some(b) => {
+                let head = self.cur.split().freeze();
+                self.done_len += head.len() + b.len();
+                self.done.push(head);
+                self.done.push(b.clone());
+            }
+            None => self.cur.extend_from_slice(src),
+        }
+    }
+}
+
+impl kafka_protocol::protocol::buf::ByteBufMut for ChunkBuf<'_> {
+    fn offset(&self) -> usize {
+        self.done_len + self.cur.len()
+    }
+    fn seek(&mut self, offset: usize) {
+        assert!(offset >= self.done_len, "seek into a referenced chunk");
+        self.cur.truncate(offset - self.done_len)
+    }
+    fn range(&mut self, r: std::ops::Range<usize>) -> &mut [u8] {
+        assert!(r.start >= self.done_len, "gap inside a referenced chunk");
+        &mut self.cur[r.start - self.done_len..r.end - self.done_len]
+    }
+}
+
+/// Encode a request frame as chunks, referencing any of `known` payloads the body contains.
+pub fn encode_request_chunks<M: Encodable>(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    client_id: &str,
+    body: &M,
+    known: &[Bytes],
+) -> Result<Chunks, crate::Error> {
+    let header = RequestHeader::default()
+        .with_request_api_key(api_key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_string(client_id.to_string())));
+    let mut buf = ChunkBuf { done: Vec::new(), done_len: 0, cur: BytesMut::with_capacity(256), known };
+    header
+        .encode(&mut buf, api_key.request_header_version(version))
+        .and_then(|_| body.encode(&mut buf, version))
+        .map_err(|e| crate::Error::Protocol(format!("encoding {api_key:?} v{version}: {e}")))?;
+    let body_len = buf.done_len + buf.cur.len();
+    let mut parts = Vec::with_capacity(buf.done.len() + 2);
+    parts.push(Bytes::copy_from_slice(&(body_len as i32).to_be_bytes()));
+    parts.extend(buf.done.into_iter().filter(|b| !b.is_empty()));
+    if !buf.cur.is_empty() {
+        parts.push(buf.cur.freeze());
+    }
+    Ok(Chunks { parts })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+
+    #[test]
+    fn chunked_encoding_matches_contiguous_and_references_records() {
+        let records = Bytes::from(vec![7u8; 64 * 1024]);
+        let req = ProduceRequest::default().with_acks(1).with_timeout_ms(1000).with_topic_data(vec![
+            TopicProduceData::default().with_name(TopicName(StrBytes::from_static_str("t"))).with_partition_data(vec![
+                PartitionProduceData::default().with_index(0).with_records(Some(records.clone())),
+            ]),
+        ]);
+        for v in [3, 8, 9] {
+            let flat = encode_request(ApiKey::Produce, v, 42, "c", &req).unwrap();
+            let chunks =
+                encode_request_chunks(ApiKey::Produce, v, 42, "c", &req, std::slice::from_ref(&records)).unwrap();
+            let joined: Vec<u8> = chunks.parts.iter().flat_map(|b| b.iter().copied()).collect();
+            assert_eq!(joined, flat.to_vec(), "v{v}");
+            assert!(chunks.parts.iter().any(|p| p.as_ptr() == records.as_ptr()), "v{v}: records were copied");
+        }
+    }
+}

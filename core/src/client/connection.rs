@@ -20,7 +20,7 @@ use crate::wire::{self, DEFAULT_MAX_FRAME_BYTES};
 type Reply = oneshot::Sender<Result<Bytes>>;
 
 struct Call {
-    frame: BytesMut,
+    frame: wire::Chunks,
     correlation_id: i32,
     /// `None` for requests the broker does not answer (Produce with acks=0).
     reply: Option<Reply>,
@@ -62,7 +62,7 @@ impl Connection {
                         break;
                     }
                 }
-                if let Err(e) = wr.write_all(&call.frame).await {
+                if let Err(e) = write_chunks(&mut wr, &call.frame.parts).await {
                     tracing::debug!(peer = %peer, error = %e, "write failed; closing connection");
                     break;
                 }
@@ -148,9 +148,15 @@ impl Connection {
 
     /// Send `req` at exactly `version` and wait for the response.
     pub async fn call_at<R: Request>(&self, req: R, version: i16) -> Result<R::Response> {
+        self.call_at_with(req, version, &[]).await
+    }
+
+    /// Like [`Connection::call_at`], sending any of `payloads` that `req` holds (record
+    /// batches) by reference rather than copying them into the frame.
+    pub async fn call_at_with<R: Request>(&self, req: R, version: i16, payloads: &[Bytes]) -> Result<R::Response> {
         let key = ApiKey::try_from(R::KEY).map_err(|_| Error::Protocol("unknown API key".into()))?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = wire::encode_request(key, version, id, &self.client_id, &req)?;
+        let frame = wire::encode_request_chunks(key, version, id, &self.client_id, &req, payloads)?;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Call { frame, correlation_id: id, reply: Some(reply) })
@@ -161,12 +167,13 @@ impl Connection {
         Ok(resp)
     }
 
-    /// Send `req` without waiting for an answer (Produce with acks=0).
-    pub async fn send_oneway<R: Request>(&self, req: R, our_max: i16) -> Result<()> {
+    /// Send `req` without waiting for an answer (Produce with acks=0); `payloads` as in
+    /// [`Connection::call_at_with`].
+    pub async fn send_oneway<R: Request>(&self, req: R, our_max: i16, payloads: &[Bytes]) -> Result<()> {
         let version = self.version::<R>(our_max)?;
         let key = ApiKey::try_from(R::KEY).map_err(|_| Error::Protocol("unknown API key".into()))?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = wire::encode_request(key, version, id, &self.client_id, &req)?;
+        let frame = wire::encode_request_chunks(key, version, id, &self.client_id, &req, payloads)?;
         self.tx
             .send(Call { frame, correlation_id: id, reply: None })
             .await
@@ -182,4 +189,18 @@ impl Connection {
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
+}
+
+/// Write every chunk with vectored writes, continuing after short writes.
+async fn write_chunks(w: &mut tokio::net::tcp::OwnedWriteHalf, parts: &[Bytes]) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> = parts.iter().map(|p| std::io::IoSlice::new(p)).collect();
+    let mut bufs = &mut slices[..];
+    while !bufs.is_empty() {
+        let n = w.write_vectored(bufs).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        std::io::IoSlice::advance_slices(&mut bufs, n);
+    }
+    Ok(())
 }

@@ -262,12 +262,15 @@ impl Client {
                 .with_name(TopicName(StrBytes::from_string(topic.to_string())))
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(partition)
-                    .with_records(Some(records))])]);
+                    .with_records(Some(records.clone()))])]);
+        // The records go to the socket by reference, not copied into the request frame.
+        let payloads = [records];
         if acks == 0 {
-            conn.send_oneway(req, 9).await?;
+            conn.send_oneway(req, 9, &payloads).await?;
             return Ok(-1);
         }
-        let resp = self.timed("Produce", conn.call(req, 9)).await?;
+        let version = conn.version::<ProduceRequest>(9)?;
+        let resp = self.timed("Produce", conn.call_at_with(req, version, &payloads)).await?;
         let p = resp
             .responses
             .first()
