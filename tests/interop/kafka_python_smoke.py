@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """kafka-python against a rill broker.
 
-    kafka_python_smoke.py BOOTSTRAP TOPIC
+    kafka_python_smoke.py BOOTSTRAP TOPIC [COMPRESSION]
 
-A producer (api_version auto-detected, idempotence off, gzip) sends 1,000 keyed records with headers;
+A producer (api_version auto-detected, idempotence off, COMPRESSION: gzip by default; lz4 needs
+the `lz4` package) sends 1,000 keyed records with headers;
 the topic is auto-created by the metadata request. A consumer without a group (group_id=None)
 assigns every partition, seeks to the beginning and must read back, per partition, exactly the
 records the producer's acknowledgements placed there, at those offsets and in that order.
@@ -35,7 +36,7 @@ def check(cond, msg):
         fail(msg)
 
 
-def make_producer(bootstrap):
+def make_producer(bootstrap, compression):
     """A producer whose version probe is logged, so a failed auto-detection says what it tried."""
     log = logging.getLogger("kafka")
     log.setLevel(logging.DEBUG)
@@ -43,7 +44,7 @@ def make_producer(bootstrap):
     handler = logging.Handler()
     handler.emit = lambda r: records.append(f"{r.name}: {r.getMessage()}")
     log.addHandler(handler)
-    config = {"bootstrap_servers": bootstrap, "acks": "all", "retries": 0, "linger_ms": 5, "compression_type": "gzip"}
+    config = {"bootstrap_servers": bootstrap, "acks": "all", "retries": 0, "linger_ms": 5, "compression_type": compression}
     if "enable_idempotence" in KafkaProducer.DEFAULT_CONFIG:
         config["enable_idempotence"] = False
     try:
@@ -62,11 +63,12 @@ def make_producer(bootstrap):
 
 
 def main():
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         sys.exit(__doc__)
     bootstrap, topic = sys.argv[1], sys.argv[2]
+    compression = sys.argv[3] if len(sys.argv) == 4 else "gzip"
     started = time.monotonic()
-    producer = make_producer(bootstrap)
+    producer = make_producer(bootstrap, compression)
     detected = producer.config.get("api_version")
     print(f"kafka-python {kafka.__version__}: api_version auto-detected as {detected}")
     # Record batches (magic v2) need 0.11 or later; an older guess would send message sets.
