@@ -6,12 +6,12 @@ use kafka_protocol::error::ResponseError;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Socket-level failure talking to a broker.
-    #[error("I/O error talking to {addr}: {source}")]
+    #[error("cannot talk to a broker at {addr}: {cause}; check that one runs there (--bootstrap / bootstrap.servers)")]
     Io {
         /// Broker address.
         addr: String,
-        /// Underlying error.
-        source: std::io::Error,
+        /// Underlying error (in the message, not chained, so it is printed once).
+        cause: std::io::Error,
     },
     /// Framing failure (oversized or truncated frame).
     #[error(transparent)]

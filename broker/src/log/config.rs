@@ -141,7 +141,7 @@ impl Default for LogConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// Not a topic config this broker knows.
-    #[error("unknown topic config '{0}'")]
+    #[error("unknown topic config '{0}'; known: {names}", names = TOPIC_CONFIG_NAMES.join(", "))]
     Unknown(String),
     /// The value does not parse or is out of range.
     #[error("invalid value '{value}' for topic config '{name}': {why}")]

@@ -42,20 +42,20 @@ pub struct BrokerState {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {cause}; choose another --listen address or stop whatever uses it")]
     Bind {
         /// Address asked for.
         addr: SocketAddr,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message, not chained, so it is printed once).
+        cause: std::io::Error,
     },
     /// The data directory could not be opened or recovered.
-    #[error("cannot open data directory {dir}: {source}")]
+    #[error("cannot open data directory {dir}: {cause}")]
     Storage {
         /// The directory.
         dir: PathBuf,
         /// Why.
-        source: TopicError,
+        cause: TopicError,
     },
 }
 
@@ -76,12 +76,11 @@ impl Broker {
         let d = dir.clone();
         let topics = tokio::task::spawn_blocking(move || Topics::open(&d, defaults))
             .await
-            .map_err(|e| StartError::Storage { dir: dir.clone(), source: TopicError::Storage(e.to_string()) })?
-            .map_err(|source| StartError::Storage { dir: dir.clone(), source })?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Bind { addr: config.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+            .map_err(|e| StartError::Storage { dir: dir.clone(), cause: TopicError::Storage(e.to_string()) })?
+            .map_err(|cause| StartError::Storage { dir: dir.clone(), cause })?;
+        let listener =
+            TcpListener::bind(config.listen).await.map_err(|cause| StartError::Bind { addr: config.listen, cause })?;
+        let addr = listener.local_addr().map_err(|cause| StartError::Bind { addr: config.listen, cause })?;
         let advertised_host = config.advertised_host.clone().unwrap_or_else(|| addr.ip().to_string());
         let cluster_id = cluster_id(&config.data_dir);
         let state = Arc::new(BrokerState {

@@ -48,7 +48,7 @@ const MAX_QUEUED: usize = 64;
 impl Connection {
     /// Connect, start the I/O tasks and negotiate API versions.
     pub async fn connect(addr: &str, client_id: &str) -> Result<Self> {
-        let io_err = |source| Error::Io { addr: addr.to_string(), source };
+        let io_err = |cause| Error::Io { addr: addr.to_string(), cause };
         let stream = TcpStream::connect(addr).await.map_err(io_err)?;
         stream.set_nodelay(true).map_err(io_err)?;
         let (mut rd, mut wr) = stream.into_split();

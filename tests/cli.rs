@@ -1,0 +1,88 @@
+//! The `rill` command line: `rill topics` through the Kafka protocol against a real broker, and
+//! the one-line errors people see when something is wrong.
+
+mod common;
+
+use std::process::{Command, Output};
+
+fn rill(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rill")).args(args).output().expect("run rill")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = rill(args);
+    assert!(out.status.success(), "rill {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Fails with exactly one line on stderr, starting with `rill:`; returns that line.
+fn fails(args: &[&str]) -> String {
+    let out = rill(args);
+    assert!(!out.status.success(), "rill {args:?} should fail");
+    let err = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "rill {args:?}: expected one error line, got:\n{err}");
+    assert!(lines[0].starts_with("rill: "), "rill {args:?}: {err}");
+    lines[0].to_string()
+}
+
+#[test]
+fn topics_create_list_describe_alter_delete() {
+    let broker = common::BrokerProc::start(&[]);
+    let b = broker.addr.as_str();
+    let out = ok(&[
+        "topics",
+        "--bootstrap",
+        b,
+        "create",
+        "orders",
+        "--partitions",
+        "3",
+        "--config",
+        "cleanup.policy=compact",
+    ]);
+    assert_eq!(out.trim(), "Created topic orders.");
+    ok(&["topics", "--bootstrap", b, "create", "payments"]);
+    assert_eq!(ok(&["topics", "--bootstrap", b, "list"]), "orders\npayments\n");
+
+    let d = ok(&["topics", "--bootstrap", b, "describe", "orders"]);
+    assert!(d.contains("Topic: orders\tPartitionCount: 3\tReplicationFactor: 1"), "{d}");
+    assert!(d.contains("cleanup.policy=compact"), "{d}");
+    assert_eq!(d.matches("\tTopic: orders\tPartition: ").count(), 3, "{d}");
+
+    ok(&["topics", "--bootstrap", b, "alter", "orders", "--set", "retention.ms=3600000", "--partitions", "4"]);
+    let d = ok(&["topics", "--bootstrap", b, "describe", "orders"]);
+    assert!(d.contains("PartitionCount: 4") && d.contains("retention.ms=3600000"), "{d}");
+    ok(&["topics", "--bootstrap", b, "alter", "orders", "--delete", "retention.ms"]);
+    let d = ok(&["topics", "--bootstrap", b, "describe", "orders"]);
+    assert!(d.contains("retention.ms=604800000"), "reset to the default: {d}");
+
+    assert_eq!(ok(&["topics", "--bootstrap", b, "delete", "orders"]).trim(), "Deleted topic orders.");
+    assert_eq!(ok(&["topics", "--bootstrap", b, "list"]), "payments\n");
+}
+
+#[test]
+fn errors_are_one_line_naming_the_problem() {
+    let broker = common::BrokerProc::start(&[]);
+    let b = broker.addr.as_str();
+    ok(&["topics", "--bootstrap", b, "create", "dup"]);
+    let e = fails(&["topics", "--bootstrap", b, "create", "dup"]);
+    assert!(e.contains("TOPIC_ALREADY_EXISTS") && e.contains("'dup'"), "{e}");
+    let e = fails(&["topics", "--bootstrap", b, "create", "bad/name"]);
+    assert!(e.contains("INVALID_TOPIC_EXCEPTION") && e.contains("bad/name"), "{e}");
+    let e = fails(&["topics", "--bootstrap", b, "create", "c", "--config", "cleanup.policy=shred"]);
+    assert!(e.contains("INVALID_CONFIG") && e.contains("shred"), "{e}");
+    let e = fails(&["topics", "--bootstrap", b, "delete", "missing"]);
+    assert!(e.contains("UNKNOWN_TOPIC_OR_PARTITION") && e.contains("missing"), "{e}");
+
+    // Nothing listens on port 1.
+    let e = fails(&["topics", "--bootstrap", "127.0.0.1:1", "list"]);
+    assert!(e.contains("127.0.0.1:1"), "{e}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let e = fails(&["broker", "--data-dir", d, "--listen", "127.0.0.1:0", "--set", "log.retention.ms=soon"]);
+    assert!(e.contains("retention.ms") && e.contains("soon"), "{e}");
+    let e = fails(&["broker", "--data-dir", d, "--listen", "127.0.0.1:0", "--set", "no.such.setting=1"]);
+    assert!(e.contains("no.such.setting"), "{e}");
+}
