@@ -326,8 +326,10 @@ impl Segment {
         let start = self.size;
         let len: u64 = bufs.iter().map(|b| b.len() as u64).sum();
         if let Err(e) = pwritev_all(&self.file, bufs, start) {
-            // Leave nothing half-written behind.
-            let _ = self.file.set_len(start);
+            // Leave nothing half-written behind; if even that fails, recovery cuts the tail.
+            if let Err(t) = self.file.set_len(start) {
+                tracing::error!(error = %t, "cannot cut a failed append; recovery will");
+            }
             return Err(e);
         }
         self.size += len;

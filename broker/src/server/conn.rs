@@ -119,8 +119,11 @@ pub async fn serve(state: Arc<BrokerState>, stream: TcpStream, peer: SocketAddr)
         }
     }
     drop(frames_tx);
-    let _ = worker.await;
-    let _ = writer.await;
+    for (what, task) in [("request worker", worker), ("response writer", writer)] {
+        if let Err(e) = task.await {
+            tracing::error!(%peer, error = %e, "connection {what} failed");
+        }
+    }
 }
 
 /// Decode one request and run its handler. `Err` closes the connection.

@@ -10,7 +10,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{blocking, codes};
 use crate::server::BrokerState;
-use crate::topics::{validate_topic_name, Topic};
+use crate::topics::{validate_topic_name, Topic, TopicError};
 
 pub async fn handle(state: &Arc<BrokerState>, req: MetadataRequest, version: i16) -> MetadataResponse {
     let node = state.config.node_id;
@@ -35,12 +35,19 @@ pub async fn handle(state: &Arc<BrokerState>, req: MetadataRequest, version: i16
         Some(names) => {
             for name in names {
                 let mut topic = state.topics.get(&name);
+                let mut create_error = None;
                 if topic.is_none() && auto_create && validate_topic_name(&name).is_ok() {
                     let st = state.clone();
                     let n = name.clone();
                     let parts = state.config.num_partitions;
-                    // A concurrent creation of the same topic is fine: either way it exists.
-                    let _ = blocking(move || st.topics.create(&n, parts, 1, Default::default())).await;
+                    match blocking(move || st.topics.create(&n, parts, 1, Default::default())).await {
+                        // A concurrent creation of the same topic is fine: either way it exists.
+                        Ok(_) | Err(TopicError::AlreadyExists(_)) => {}
+                        Err(e) => {
+                            tracing::error!(topic = %name, error = %e, "auto-creating topic failed");
+                            create_error = Some(e.code());
+                        }
+                    }
                     topic = state.topics.get(&name);
                 }
                 let entry = match topic {
@@ -49,7 +56,7 @@ pub async fn handle(state: &Arc<BrokerState>, req: MetadataRequest, version: i16
                         let code = if validate_topic_name(&name).is_err() {
                             codes::INVALID_TOPIC_EXCEPTION
                         } else {
-                            codes::UNKNOWN_TOPIC_OR_PARTITION
+                            create_error.unwrap_or(codes::UNKNOWN_TOPIC_OR_PARTITION)
                         };
                         MetadataResponseTopic::default()
                             .with_error_code(code)

@@ -19,7 +19,7 @@ pub async fn handle(state: &Arc<BrokerState>, req: ProduceRequest, version: i16,
     let acks = req.acks;
     let valid_acks = matches!(acks, -1..=1);
     let mut resp = ProduceResponse::default();
-    let mut flushes: Vec<(Arc<Log>, i64)> = Vec::new();
+    let mut flushes: Vec<Flush> = Vec::new();
     let mut appended = false;
     for topic in req.topic_data {
         let mut t = TopicProduceResponse::default().with_name(topic.name.clone());
@@ -45,7 +45,7 @@ pub async fn handle(state: &Arc<BrokerState>, req: ProduceRequest, version: i16,
                                 pr.log_start_offset = info.log_start_offset;
                             }
                             if let Some(to) = info.flush_to {
-                                flushes.push((log, to));
+                                flushes.push(Flush { topic: topic.name.0.to_string(), partition: p.index, log, to });
                             }
                         }
                         Err(e) => {
@@ -79,7 +79,7 @@ pub async fn handle(state: &Arc<BrokerState>, req: ProduceRequest, version: i16,
         let failed = flush_all(flushes).await;
         for t in resp.responses.iter_mut() {
             for p in t.partition_responses.iter_mut() {
-                if failed.iter().any(|(name, part)| name == t.name.0.as_str() && *part == p.index) {
+                if failed.iter().any(|f| f.topic == t.name.0.as_str() && f.partition == p.index) {
                     p.error_code = codes::KAFKA_STORAGE_ERROR;
                 }
             }
@@ -94,20 +94,27 @@ pub async fn handle(state: &Arc<BrokerState>, req: ProduceRequest, version: i16,
     })))
 }
 
-/// Flush each log to its offset; returns the (topic dir name, partition) pairs that failed.
-async fn flush_all(flushes: Vec<(Arc<Log>, i64)>) -> Vec<(String, i32)> {
+/// A partition that must be fsynced up to `to` before its acknowledgement.
+struct Flush {
+    topic: String,
+    partition: i32,
+    log: Arc<Log>,
+    to: i64,
+}
+
+/// Flush each log to its offset; returns the ones that failed.
+async fn flush_all(flushes: Vec<Flush>) -> Vec<Flush> {
     blocking(move || {
-        let mut failed = Vec::new();
-        for (log, to) in flushes {
-            if let Err(e) = log.flush_to(to) {
-                tracing::error!(dir = %log.dir().display(), error = %e, "flush failed");
-                let name = log.dir().file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-                if let Some((topic, p)) = name.rsplit_once('-') {
-                    failed.push((topic.to_string(), p.parse().unwrap_or(-1)));
+        flushes
+            .into_iter()
+            .filter(|f| match f.log.flush_to(f.to) {
+                Ok(()) => false,
+                Err(e) => {
+                    tracing::error!(topic = %f.topic, partition = f.partition, error = %e, "flush failed");
+                    true
                 }
-            }
-        }
-        failed
+            })
+            .collect()
     })
     .await
 }
