@@ -77,6 +77,14 @@ pub async fn read_frame_trusting<R: AsyncRead + Unpin>(
     Ok(buf.split().freeze())
 }
 
+fn request_header(api_key: ApiKey, version: i16, correlation_id: i32, client_id: &str) -> RequestHeader {
+    RequestHeader::default()
+        .with_request_api_key(api_key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_string(client_id.to_string())))
+}
+
 /// Encode a request frame: length prefix, header (at the version the API needs), body.
 pub fn encode_request<M: Encodable>(
     api_key: ApiKey,
@@ -85,11 +93,7 @@ pub fn encode_request<M: Encodable>(
     client_id: &str,
     body: &M,
 ) -> Result<BytesMut, crate::Error> {
-    let header = RequestHeader::default()
-        .with_request_api_key(api_key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_string(client_id.to_string())));
+    let header = request_header(api_key, version, correlation_id, client_id);
     let mut buf = BytesMut::with_capacity(256);
     buf.put_i32(0);
     header
@@ -203,11 +207,7 @@ pub fn encode_request_chunks<M: Encodable>(
     body: &M,
     known: &[Bytes],
 ) -> Result<Chunks, crate::Error> {
-    let header = RequestHeader::default()
-        .with_request_api_key(api_key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_string(client_id.to_string())));
+    let header = request_header(api_key, version, correlation_id, client_id);
     let mut buf = ChunkBuf { done: Vec::new(), done_len: 0, cur: BytesMut::with_capacity(256), known };
     header
         .encode(&mut buf, api_key.request_header_version(version))
