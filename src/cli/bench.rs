@@ -179,39 +179,42 @@ async fn consume(
     fetch_bytes: i32,
 ) -> anyhow::Result<Duration> {
     let start = Instant::now();
-    let mut set = JoinSet::new();
+    // As Kafka consumers do: one fetch per round for every partition still behind its end, each
+    // partition getting an equal share of the fetch size.
+    let mut offsets = Vec::new();
+    let mut ends = Vec::new();
     for p in 0..partitions {
-        let (client, topic) = (client.clone(), topic.to_string());
-        set.spawn(async move {
-            let mut offset = client.list_offset(&topic, p, EARLIEST).await?;
-            let end = client.list_offset(&topic, p, rill_core::client::LATEST).await?;
-            let mut count = 0u64;
-            // Stop at the end known up front: a fetch at the log end would long-poll for
-            // max.wait.ms and count that idle time as consume time.
-            while offset < end {
-                let f = client.fetch(&topic, p, offset, fetch_bytes, 100).await?;
-                // Walk batch headers: a consumer must at least find the batches and their offsets.
-                let mut data = &f.records[..];
-                while data.len() >= 61 {
-                    let len = i32::from_be_bytes(data[8..12].try_into().expect("4")) as usize + 12;
-                    if len > data.len() {
-                        break;
-                    }
-                    let base = i64::from_be_bytes(data[0..8].try_into().expect("8"));
-                    let delta = i32::from_be_bytes(data[23..27].try_into().expect("4")) as i64;
-                    count += (base + delta + 1 - offset.max(base)).max(0) as u64;
-                    offset = base + delta + 1;
-                    data = &data[len..];
+        offsets.push((p, client.list_offset(topic, p, EARLIEST).await?));
+        ends.push(client.list_offset(topic, p, rill_core::client::LATEST).await?);
+    }
+    let per_partition = (fetch_bytes / partitions.max(1)).max(1);
+    let mut count = 0u64;
+    loop {
+        // Stop at the ends known up front: a fetch at the log end would long-poll for
+        // max.wait.ms and count that idle time as consume time.
+        let behind: Vec<(i32, i64)> = offsets.iter().copied().filter(|(p, o)| *o < ends[*p as usize]).collect();
+        if behind.is_empty() {
+            break;
+        }
+        for (p, data) in client.fetch_many(topic, &behind, fetch_bytes, per_partition, 100).await? {
+            let data = data?;
+            let offset = &mut offsets[p as usize].1;
+            // Walk batch headers: a consumer must at least find the batches and their offsets.
+            let mut d = &data.records[..];
+            while d.len() >= 61 {
+                let len = i32::from_be_bytes(d[8..12].try_into().expect("4")) as usize + 12;
+                if len > d.len() {
+                    break;
                 }
+                let base = i64::from_be_bytes(d[0..8].try_into().expect("8"));
+                let delta = i32::from_be_bytes(d[23..27].try_into().expect("4")) as i64;
+                count += (base + delta + 1 - (*offset).max(base)).max(0) as u64;
+                *offset = base + delta + 1;
+                d = &d[len..];
             }
-            anyhow::Ok(count)
-        });
+        }
     }
-    let mut got = 0;
-    while let Some(r) = set.join_next().await {
-        got += r??;
-    }
-    anyhow::ensure!(got == records, "consumed {got} records, expected {records}");
+    anyhow::ensure!(count == records, "consumed {count} records, expected {records}");
     Ok(start.elapsed())
 }
 

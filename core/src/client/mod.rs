@@ -298,7 +298,23 @@ impl Client {
         max_bytes: i32,
         max_wait_ms: i32,
     ) -> Result<FetchedData> {
-        let conn = self.leader(topic, partition).await?;
+        let mut got = self.fetch_many(topic, &[(partition, offset)], max_bytes, max_bytes, max_wait_ms).await?;
+        got.pop().map(|(_, r)| r).unwrap_or_else(|| Err(Error::Protocol("empty fetch response".into())))
+    }
+
+    /// Fetch several partitions of `topic` (all led by one broker) in one request, as Kafka
+    /// consumers do: `(partition, offset)` pairs, at most `partition_max_bytes` each and
+    /// `max_bytes` in all. Returns each partition's data or error, in request order.
+    pub async fn fetch_many(
+        &self,
+        topic: &str,
+        partitions: &[(i32, i64)],
+        max_bytes: i32,
+        partition_max_bytes: i32,
+        max_wait_ms: i32,
+    ) -> Result<Vec<(i32, Result<FetchedData>)>> {
+        let first = partitions.first().ok_or_else(|| Error::Config("fetch of no partition".into()))?.0;
+        let conn = self.leader(topic, first).await?;
         let req = FetchRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_max_wait_ms(max_wait_ms)
@@ -308,30 +324,43 @@ impl Client {
             .with_session_epoch(-1)
             .with_topics(vec![FetchTopic::default()
                 .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
-                .with_partitions(vec![FetchPartition::default()
-                    .with_partition(partition)
-                    .with_fetch_offset(offset)
-                    .with_partition_max_bytes(max_bytes)])]);
+                .with_partitions(
+                    partitions
+                        .iter()
+                        .map(|(p, o)| {
+                            FetchPartition::default()
+                                .with_partition(*p)
+                                .with_fetch_offset(*o)
+                                .with_partition_max_bytes(partition_max_bytes)
+                        })
+                        .collect(),
+                )]);
         let resp = self.timed("Fetch", conn.call(req, 12)).await?;
         if let Some(e) = Error::from_code(resp.error_code, "Fetch", None) {
             return Err(e);
         }
-        let p = resp
-            .responses
-            .first()
-            .and_then(|t| t.partitions.first())
-            .ok_or_else(|| Error::Protocol("empty fetch response".into()))?;
-        if let Some(e) = Error::from_code(p.error_code, format!("{topic}-{partition} at offset {offset}"), None) {
-            if e.is_retriable() {
-                self.invalidate().await;
-            }
-            return Err(e);
+        let mut out = Vec::with_capacity(partitions.len());
+        let mut stale = false;
+        for p in resp.responses.iter().flat_map(|t| t.partitions.iter()) {
+            let offset = partitions.iter().find(|(q, _)| *q == p.partition_index).map(|(_, o)| *o).unwrap_or(-1);
+            let what = format!("{topic}-{} at offset {offset}", p.partition_index);
+            let r = match Error::from_code(p.error_code, what, None) {
+                Some(e) => {
+                    stale |= e.is_retriable();
+                    Err(e)
+                }
+                None => Ok(FetchedData {
+                    high_watermark: p.high_watermark,
+                    log_start_offset: p.log_start_offset,
+                    records: p.records.clone().unwrap_or_default(),
+                }),
+            };
+            out.push((p.partition_index, r));
         }
-        Ok(FetchedData {
-            high_watermark: p.high_watermark,
-            log_start_offset: p.log_start_offset,
-            records: p.records.clone().unwrap_or_default(),
-        })
+        if stale {
+            self.invalidate().await;
+        }
+        Ok(out)
     }
 
     /// ListOffsets for one partition: [`EARLIEST`], [`LATEST`] or a timestamp in ms.
