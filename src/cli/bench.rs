@@ -38,7 +38,7 @@ pub struct BenchArgs {
     /// Bytes of records per produce batch.
     #[arg(long, default_value = "256KiB", value_parser = parse_size)]
     batch_bytes: u64,
-    /// Produce requests in flight per partition.
+    /// Produce requests in flight.
     #[arg(long, default_value_t = 8)]
     in_flight: usize,
     /// Bytes per fetch (consume).
@@ -144,28 +144,28 @@ async fn produce(
     batch: &Bytes,
     batches: u64,
 ) -> anyhow::Result<Duration> {
+    // As Kafka producers do: each request carries one batch for every partition, with up to
+    // `in_flight` requests outstanding on the connection.
+    let rounds = batches.div_ceil(a.partitions as u64);
     let start = Instant::now();
-    let mut set = JoinSet::new();
-    for p in 0..a.partitions {
-        let n = batches / a.partitions as u64 + u64::from((p as u64) < batches % a.partitions as u64);
-        let (client, topic, batch, in_flight, acks) =
-            (client.clone(), topic.to_string(), batch.clone(), a.in_flight, a.acks);
-        set.spawn(async move {
-            let mut pending = JoinSet::new();
-            for _ in 0..n {
-                while pending.len() >= in_flight {
-                    pending.join_next().await.expect("non-empty")??;
-                }
-                let (c, t, b) = (client.clone(), topic.clone(), batch.clone());
-                pending.spawn(async move { c.produce(&t, p, b, acks).await.map(|_| ()) });
-            }
-            while let Some(r) = pending.join_next().await {
-                r??;
+    let mut pending = JoinSet::new();
+    for r in 0..rounds {
+        while pending.len() >= a.in_flight {
+            pending.join_next().await.expect("non-empty")??;
+        }
+        let parts: Vec<(i32, Bytes)> = (0..a.partitions)
+            .filter(|p| r * a.partitions as u64 + (*p as u64) < batches)
+            .map(|p| (p, batch.clone()))
+            .collect();
+        let (c, t, acks) = (client.clone(), topic.to_string(), a.acks);
+        pending.spawn(async move {
+            for (p, res) in c.produce_many(&t, parts, acks).await? {
+                res.map_err(|e| anyhow::anyhow!("partition {p}: {e}"))?;
             }
             anyhow::Ok(())
         });
     }
-    while let Some(r) = set.join_next().await {
+    while let Some(r) = pending.join_next().await {
         r??;
     }
     Ok(start.elapsed())

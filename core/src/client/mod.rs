@@ -254,39 +254,57 @@ impl Client {
 
     /// Produce raw record batches to one partition. Returns the base offset (-1 for acks=0).
     pub async fn produce(&self, topic: &str, partition: i32, records: Bytes, acks: i16) -> Result<i64> {
-        let conn = self.leader(topic, partition).await?;
+        let mut got = self.produce_many(topic, vec![(partition, records)], acks).await?;
+        got.pop().map(|(_, r)| r).unwrap_or_else(|| Err(Error::Protocol("empty produce response".into())))
+    }
+
+    /// Produce record batches to several partitions of `topic` (all led by one broker) in one
+    /// request, as Kafka producers do. Returns each partition's base offset or error, in request
+    /// order; with acks=0 there is no answer and every base offset is -1.
+    pub async fn produce_many(
+        &self,
+        topic: &str,
+        batches: Vec<(i32, Bytes)>,
+        acks: i16,
+    ) -> Result<Vec<(i32, Result<i64>)>> {
+        let first = batches.first().ok_or_else(|| Error::Config("produce to no partition".into()))?.0;
+        let conn = self.leader(topic, first).await?;
         let req = ProduceRequest::default()
             .with_acks(acks)
             .with_timeout_ms(self.config.request_timeout.as_millis() as i32)
             .with_topic_data(vec![TopicProduceData::default()
                 .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(partition)
-                    .with_records(Some(records.clone()))])]);
+                .with_partition_data(
+                    batches
+                        .iter()
+                        .map(|(p, r)| PartitionProduceData::default().with_index(*p).with_records(Some(r.clone())))
+                        .collect(),
+                )]);
         // The records go to the socket by reference, not copied into the request frame.
-        let payloads = [records];
+        let payloads: Vec<Bytes> = batches.iter().map(|(_, r)| r.clone()).collect();
         if acks == 0 {
             conn.send_oneway(req, 9, &payloads).await?;
-            return Ok(-1);
+            return Ok(batches.iter().map(|(p, _)| (*p, Ok(-1))).collect());
         }
         let version = conn.version::<ProduceRequest>(9)?;
         let resp = self.timed("Produce", conn.call_at_with(req, version, &payloads)).await?;
-        let p = resp
-            .responses
-            .first()
-            .and_then(|t| t.partition_responses.first())
-            .ok_or_else(|| Error::Protocol("empty produce response".into()))?;
-        if let Some(e) = Error::from_code(
-            p.error_code,
-            format!("{topic}-{partition}"),
-            p.error_message.as_ref().map(|m| m.to_string()),
-        ) {
-            if e.is_retriable() {
-                self.invalidate().await;
-            }
-            return Err(e);
+        let mut out = Vec::with_capacity(batches.len());
+        let mut stale = false;
+        for p in resp.responses.iter().flat_map(|t| t.partition_responses.iter()) {
+            let what = format!("{topic}-{}", p.index);
+            let r = match Error::from_code(p.error_code, what, p.error_message.as_ref().map(|m| m.to_string())) {
+                Some(e) => {
+                    stale |= e.is_retriable();
+                    Err(e)
+                }
+                None => Ok(p.base_offset),
+            };
+            out.push((p.index, r));
         }
-        Ok(p.base_offset)
+        if stale {
+            self.invalidate().await;
+        }
+        Ok(out)
     }
 
     /// Fetch from one partition starting at `offset`.

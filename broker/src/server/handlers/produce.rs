@@ -18,50 +18,9 @@ use crate::server::BrokerState;
 pub async fn handle(state: &Arc<BrokerState>, req: ProduceRequest, version: i16, id: i32) -> Result<Reply, String> {
     let acks = req.acks;
     let valid_acks = matches!(acks, -1..=1);
-    let mut resp = ProduceResponse::default();
-    let mut flushes: Vec<Flush> = Vec::new();
-    let mut appended = false;
-    for topic in req.topic_data {
-        let mut t = TopicProduceResponse::default().with_name(topic.name.clone());
-        for p in topic.partition_data {
-            let mut pr = PartitionProduceResponse::default()
-                .with_index(p.index)
-                .with_base_offset(-1)
-                .with_log_append_time_ms(-1)
-                .with_log_start_offset(-1);
-            let log = state.topics.partition(&topic.name.0, p.index);
-            match (valid_acks, log, p.records) {
-                (false, _, _) => pr.error_code = codes::INVALID_REQUIRED_ACKS,
-                (_, None, _) => pr.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION,
-                (_, Some(_), None) => pr.error_code = codes::CORRUPT_MESSAGE,
-                (true, Some(log), Some(records)) => {
-                    let l = log.clone();
-                    match blocking(move || l.append(&records, now_ms())).await {
-                        Ok(info) => {
-                            appended = true;
-                            pr.base_offset = info.base_offset;
-                            pr.log_append_time_ms = info.log_append_time;
-                            if version >= 5 {
-                                pr.log_start_offset = info.log_start_offset;
-                            }
-                            if let Some(to) = info.flush_to {
-                                flushes.push(Flush { topic: topic.name.0.to_string(), partition: p.index, log, to });
-                            }
-                        }
-                        Err(e) => {
-                            tracing::debug!(topic = %topic.name.0, partition = p.index, error = %e, "produce rejected");
-                            pr.error_code = log_error_code(&e);
-                            if version >= 8 {
-                                pr.error_message = Some(StrBytes::from_string(e.to_string()));
-                            }
-                        }
-                    }
-                }
-            }
-            t.partition_responses.push(pr);
-        }
-        resp.responses.push(t);
-    }
+    // Every partition of the request is appended in one trip to a blocking thread.
+    let st = state.clone();
+    let (mut resp, flushes, appended) = blocking(move || append_all(&st, req, version, valid_acks)).await;
     if appended {
         state.data_arrived.notify_waiters();
     }
@@ -92,6 +51,59 @@ pub async fn handle(state: &Arc<BrokerState>, req: ProduceRequest, version: i16,
             }
         }
     })))
+}
+
+/// Append each partition's batches; returns the response, the flushes the policy asks for, and
+/// whether anything was appended.
+fn append_all(
+    state: &BrokerState,
+    req: ProduceRequest,
+    version: i16,
+    valid_acks: bool,
+) -> (ProduceResponse, Vec<Flush>, bool) {
+    let mut resp = ProduceResponse::default();
+    let mut flushes: Vec<Flush> = Vec::new();
+    let mut appended = false;
+    let now = now_ms();
+    for topic in req.topic_data {
+        let mut t = TopicProduceResponse::default().with_name(topic.name.clone());
+        for p in topic.partition_data {
+            let mut pr = PartitionProduceResponse::default()
+                .with_index(p.index)
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(-1);
+            let log = state.topics.partition(&topic.name.0, p.index);
+            match (valid_acks, log, p.records) {
+                (false, _, _) => pr.error_code = codes::INVALID_REQUIRED_ACKS,
+                (_, None, _) => pr.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION,
+                (_, Some(_), None) => pr.error_code = codes::CORRUPT_MESSAGE,
+                (true, Some(log), Some(records)) => match log.append(&records, now) {
+                    Ok(info) => {
+                        appended = true;
+                        pr.base_offset = info.base_offset;
+                        pr.log_append_time_ms = info.log_append_time;
+                        if version >= 5 {
+                            pr.log_start_offset = info.log_start_offset;
+                        }
+                        if let Some(to) = info.flush_to {
+                            flushes.push(Flush { topic: topic.name.0.to_string(), partition: p.index, log, to });
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(topic = %topic.name.0, partition = p.index, error = %e, "produce rejected");
+                        pr.error_code = log_error_code(&e);
+                        if version >= 8 {
+                            pr.error_message = Some(StrBytes::from_string(e.to_string()));
+                        }
+                    }
+                },
+            }
+            t.partition_responses.push(pr);
+        }
+        resp.responses.push(t);
+    }
+    (resp, flushes, appended)
 }
 
 /// A partition that must be fsynced up to `to` before its acknowledgement.
