@@ -34,8 +34,7 @@ use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 
 use super::batch::{BatchError, BatchHeader, ATTR_LOG_APPEND_TIME, HEADER_LEN, LOG_OVERHEAD};
 use super::config::LogConfig;
@@ -502,10 +501,9 @@ fn open_with_prefix(path: &Path, src: &File, len: u64) -> io::Result<BufWriter<F
 
 /// Decode the records of one batch.
 fn decode(h: &BatchHeader, raw: &[u8]) -> Result<Vec<Record>, CleanError> {
-    let mut bytes = Bytes::copy_from_slice(raw);
-    RecordBatchDecoder::decode(&mut bytes)
+    super::validate::decode_batch(raw)
         .map(|set| set.records)
-        .map_err(|e| CleanError::Decode { offset: h.base_offset, reason: e.to_string() })
+        .map_err(|reason| CleanError::Decode { offset: h.base_offset, reason })
 }
 
 /// Encode the surviving records of the batch `h` as one batch at their original offsets.

@@ -13,6 +13,7 @@ pub mod index;
 mod partition_log;
 pub mod segment;
 pub mod time_index;
+pub mod validate;
 
 #[cfg(test)]
 mod tests;

@@ -12,13 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
-use kafka_protocol::records::RecordBatchDecoder;
-
-use super::batch::{self, BatchError, BatchHeader};
+use super::batch::{self, BatchError};
 use super::checkpoint;
 use super::config::{LogConfig, TimestampType};
 use super::segment::{self, FileSlice, RecoveryStats, Segment};
+use super::validate;
 
 /// Bytes of a batch the broker stamps: base offset, length (unchanged), partition leader epoch.
 const HEAD_LEN: usize = 16;
@@ -256,33 +254,15 @@ impl Log {
     ///
     /// All batches are validated before any is written: a request is appended whole or not at all.
     pub fn append(&self, records: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+        // Validation reads every byte (CRC, record framing, decompression): do it before taking
+        // the lock, so appends to this partition and reads of it are not held up meanwhile.
+        let (max, compacts) = {
+            let g = self.lock();
+            (g.config.max_message_bytes, g.config.cleanup_policy.compacts())
+        };
+        let mut headers = validate::validate_batches(records, max, compacts)?;
         let mut g = self.lock();
         let inner = &mut *g;
-        let max = inner.config.max_message_bytes;
-        let mut headers = Vec::new();
-        for item in batch::batches(records) {
-            let (at, h) = item?;
-            if h.size as i64 > max {
-                return Err(LogError::TooLarge { size: h.size, max });
-            }
-            if h.record_count < 1 || h.last_offset_delta as i64 + 1 != h.record_count as i64 {
-                return Err(LogError::InvalidRecord(format!(
-                    "batch claims {} records but an offset range of {}",
-                    h.record_count,
-                    h.last_offset_delta as i64 + 1
-                )));
-            }
-            if h.is_control() {
-                return Err(LogError::InvalidRecord("producers may not write control batches".into()));
-            }
-            headers.push((at, h));
-        }
-        if headers.is_empty() {
-            return Err(LogError::InvalidRecord("produce request carries no record batch".into()));
-        }
-        if inner.config.cleanup_policy.compacts() {
-            check_keys(records, &headers)?;
-        }
         let log_append = inner.config.timestamp_type == TimestampType::LogAppendTime;
         self.maybe_roll(inner, records.len() as u64, now_ms)?;
         let epoch = inner.leader_epoch();
@@ -752,17 +732,4 @@ fn complete_swap(dir: &Path, base: i64, now_ms: i64, interval: u64) -> io::Resul
     seg.rebuild_indexes(interval)?;
     seg.seal()?;
     Ok(seg)
-}
-
-/// Compacted topics need a key on every record (INVALID_RECORD otherwise).
-fn check_keys(records: &[u8], headers: &[(usize, BatchHeader)]) -> Result<(), LogError> {
-    for (at, h) in headers {
-        let mut b = Bytes::copy_from_slice(&records[*at..*at + h.size]);
-        let set = RecordBatchDecoder::decode(&mut b)
-            .map_err(|e| LogError::InvalidRecord(format!("undecodable batch: {e}")))?;
-        if set.records.iter().any(|r| r.key.is_none()) {
-            return Err(LogError::InvalidRecord("compacted topic cannot accept a record without a key".into()));
-        }
-    }
-    Ok(())
 }

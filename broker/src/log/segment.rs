@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kafka_protocol::records::RecordBatchDecoder;
 
 use super::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD};
 use super::index::OffsetIndex;
@@ -387,9 +386,8 @@ impl Segment {
                 }
                 let mut raw = vec![0u8; h.size];
                 self.file.read_exact_at(&mut raw, pos)?;
-                let mut bytes = Bytes::from(raw);
-                let set = RecordBatchDecoder::decode(&mut bytes)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                let set =
+                    super::validate::decode_batch(&raw).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                 let mut found = set.records.iter().filter(|r| r.offset >= min_offset);
                 if let Some(r) = found.find(|r| r.timestamp >= ts) {
                     return Ok(Some(r.offset));
