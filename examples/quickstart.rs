@@ -10,6 +10,10 @@ use rill::broker::Broker;
 use rill::core::client::{Admin, Client, ClientConfig, NewTopic, EARLIEST};
 use rill::core::records::{decode_records, encode_batch, parse_compression, ProducerRecord};
 
+/// A program hosting a broker installs Rill's allocator (see `rill::broker::alloc`).
+#[global_allocator]
+static GLOBAL: rill::broker::alloc::GuardedAlloc = rill::broker::alloc::GuardedAlloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;

@@ -6,6 +6,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Keeps hostile length claims in requests from aborting the broker (see `rill_broker::alloc`).
+#[global_allocator]
+static GLOBAL: rill_broker::alloc::GuardedAlloc = rill_broker::alloc::GuardedAlloc;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("RILL_LOG")

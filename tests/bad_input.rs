@@ -90,6 +90,18 @@ fn batch(n: usize, value_len: usize, tag: &str) -> BytesMut {
     BytesMut::from(&encode_batch(&records, Compression::None, now_ms()).expect("encode batch")[..])
 }
 
+/// `n` gzip-compressed records.
+fn gzip_batch(n: usize, tag: &str) -> BytesMut {
+    let recs: Vec<ProducerRecord> = (0..n)
+        .map(|i| ProducerRecord {
+            key: Some(Bytes::from(format!("{tag}-{i}"))),
+            value: Some(Bytes::from(vec![b'x'; 10])),
+            ..Default::default()
+        })
+        .collect();
+    BytesMut::from(&encode_batch(&recs, kafka_protocol::records::Compression::Gzip, now_ms()).expect("encode")[..])
+}
+
 fn produce_request(topic: &str, acks: i16, records: Bytes) -> ProduceRequest {
     ProduceRequest::default().with_acks(acks).with_timeout_ms(10_000).with_topic_data(vec![TopicProduceData::default()
         .with_name(TopicName(StrBytes::from_string(topic.to_string())))
@@ -441,6 +453,36 @@ async fn bad_input_never_hurts_a_good_client() {
     expect_closed(&mut s, case).await;
     cx.after(case).await;
 
+    // Arrays claiming 2^31 - 1 elements in a few bytes: the decoder sizes its vector by the
+    // claim before reading, which must neither abort the broker nor commit the memory.
+    for (key, version) in [(3i16, 1i16), (3, 9), (0, PRODUCE_V), (19, CREATE_TOPICS_V)] {
+        let case = format!("API {key} v{version} claiming i32::MAX array elements");
+        let mut frame = bare_header_frame(key, version);
+        if version >= 9 && key == 3 {
+            // Flexible header (v2): client id then an empty tagged-field section.
+            frame.put_u8(0);
+            frame.put_u8(0xff);
+            frame.put_u8(0xff);
+            frame.put_u8(0xff);
+            frame.put_u8(0xff);
+            frame.put_u8(0x07); // compact array length varint: 2^31 - 1 + 1
+        } else if key == 0 {
+            frame.put_i16(-1); // transactional id: null
+            frame.put_i16(1); // acks
+            frame.put_i32(1000); // timeout
+            frame.put_i32(i32::MAX);
+        } else {
+            // Metadata v1 topics, CreateTopics v5 topics: a plain i32 count.
+            frame.put_i32(i32::MAX);
+        }
+        let len = (frame.len() - 4) as i32;
+        frame[0..4].copy_from_slice(&len.to_be_bytes());
+        let mut s = connect(&cx.addr).await;
+        send(&mut s, &frame, &case).await;
+        expect_closed(&mut s, &case).await;
+        cx.after(&case).await;
+    }
+
     // Produce at versions outside the advertised range: closed, and nothing appended.
     for version in [2i16, 99] {
         let case = format!("Produce v{version}");
@@ -505,6 +547,18 @@ async fn bad_input_never_hurts_a_good_client() {
     miscounted[CRC_AT..CRC_FROM].copy_from_slice(&crc.to_be_bytes());
     cx.produce_expecting("a batch claiming 4 records over an offset range of 3", VICTIM, 1, miscounted.freeze(), 87)
         .await;
+
+    // A batch that claims 2^31 - 1 records (offset range to match, valid CRC) but holds 3:
+    // rejected before it is stored, so nothing that reads the log later can trip on it.
+    for codec in [0u8, 1] {
+        let mut lying = if codec == 0 { batch(3, 10, "lie") } else { gzip_batch(3, "lie") };
+        lying[23..27].copy_from_slice(&(i32::MAX - 1).to_be_bytes());
+        lying[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].copy_from_slice(&i32::MAX.to_be_bytes());
+        let crc = crc32c(&lying[CRC_FROM..]);
+        lying[CRC_AT..CRC_FROM].copy_from_slice(&crc.to_be_bytes());
+        let case = format!("a batch (codec {codec}) claiming i32::MAX records");
+        cx.produce_expecting(&case, VICTIM, 1, lying.freeze(), 87).await;
+    }
 
     cx.produce_expecting("acks=5", VICTIM, 5, good_batch.clone().freeze(), 21).await;
     cx.produce_expecting("an unknown topic", "no-such-topic", 1, good_batch.clone().freeze(), 3).await;

@@ -3,7 +3,9 @@
 //! - [`log`]: segmented log storage (segments, indexes, recovery, retention, compaction).
 //! - [`topics`]: the topics a broker holds and their persisted metadata.
 //! - [`server`]: the Kafka-protocol TCP server; [`Broker`] starts one, standalone or embedded.
+//! - [`alloc`]: the allocator a process hosting a broker should install.
 
+pub mod alloc;
 pub mod config;
 pub mod log;
 pub mod server;
