@@ -1,9 +1,11 @@
-//! Broker behaviour end to end, through a real `rill broker` process: long-poll fetches and
-//! background compaction.
+//! Broker behaviour end to end over real TCP: long-poll fetches (on an embedded broker, whose
+//! parked-fetch metric the tests wait on), fetch limits, and background compaction (through a
+//! real `rill broker` process).
 
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -11,6 +13,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
+use rill_broker::Broker;
 use rill_core::client::{Admin, Client, ClientConfig, Connection, NewTopic};
 use rill_core::records::{decode_records, encode_batch, ProducerRecord};
 
@@ -45,38 +48,50 @@ async fn create(client: &Client, name: &str, configs: &[(&str, &str)]) {
         .unwrap();
 }
 
-/// A fetch at the log end waits for data instead of answering at once, and is woken by a
-/// produce well before its `max.wait.ms`; with `min.bytes` above one batch it waits for more.
+/// Wait (bounded) until `n` fetches are parked in the broker.
+async fn parked(broker: &Broker, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while broker.state().fetches_waiting.load(Ordering::SeqCst) != n {
+        assert!(Instant::now() < deadline, "expected {n} parked fetch(es)");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A fetch at the log end parks instead of answering at once, and a produce wakes it well
+/// before its `max.wait.ms`; with `min.bytes` above what is there, it waits for more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_poll_fetch_wakes_on_produce_and_honours_min_bytes() {
-    let broker = common::BrokerProc::start(&[]);
-    let client = Client::connect(ClientConfig::new(&broker.addr)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::embedded(dir.path()).await.unwrap();
+    let client = Client::connect(ClientConfig::new(broker.bootstrap())).await.unwrap();
     create(&client, "poll", &[]).await;
-    let conn = Connection::connect(&broker.addr, "long-poll").await.unwrap();
+    let conn = Connection::connect(&broker.bootstrap(), "long-poll").await.unwrap();
     let batch = encode_batch(&[record("k", Some(&"v".repeat(500)))], Compression::None, 0).unwrap();
 
-    // max.wait.ms = 60 s: if the produce did not wake the fetch, the test would hang for a
-    // minute and then fail on the data check below.
+    // max.wait.ms = 60 s: only a wakeup by the produce answers within the 30 s timeout below.
     let waiting = {
         let conn = conn.clone();
         tokio::spawn(async move { conn.call(fetch_req("poll", 0, 60_000, 1), 12).await })
     };
+    parked(&broker, 1).await;
     client.produce("poll", 0, batch.clone(), 1).await.unwrap();
-    let started = Instant::now();
     let resp =
         tokio::time::timeout(Duration::from_secs(30), waiting).await.expect("fetch woken by produce").unwrap().unwrap();
     let p = &resp.responses[0].partitions[0];
     assert_eq!(p.error_code, 0);
     assert_eq!(decode_records(p.records.clone().unwrap(), 0).unwrap().len(), 1);
-    assert!(started.elapsed() < Duration::from_secs(30));
 
-    // min.bytes of two batches: one more batch is not enough, a second one is.
+    // min.bytes of two batches: the first produce leaves it parked, the second answers it.
     let need = 2 * batch.len() as i32;
     let waiting = {
         let conn = conn.clone();
         tokio::spawn(async move { conn.call(fetch_req("poll", 1, 60_000, need), 12).await })
     };
+    parked(&broker, 1).await;
     client.produce("poll", 0, batch.clone(), 1).await.unwrap();
+    // Still parked after the first batch (it re-read and went back to waiting).
+    parked(&broker, 1).await;
+    assert!(!waiting.is_finished(), "answered with less than min.bytes");
     client.produce("poll", 0, batch.clone(), 1).await.unwrap();
     let resp = tokio::time::timeout(Duration::from_secs(30), waiting).await.expect("fetch answered").unwrap().unwrap();
     let got = decode_records(resp.responses[0].partitions[0].records.clone().unwrap(), 1).unwrap();
@@ -86,6 +101,61 @@ async fn long_poll_fetch_wakes_on_produce_and_honours_min_bytes() {
     let resp = conn.call(fetch_req("poll", 3, 0, 1), 12).await.unwrap();
     assert_eq!(resp.responses[0].partitions[0].high_watermark, 3);
     assert!(resp.responses[0].partitions[0].records.as_ref().is_none_or(|r| r.is_empty()));
+    broker.shutdown().await.unwrap();
+}
+
+/// A client that hangs up during a long poll releases it at once, not when `max.wait.ms` ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_releases_a_parked_fetch() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::embedded(dir.path()).await.unwrap();
+    let client = Client::connect(ClientConfig::new(broker.bootstrap())).await.unwrap();
+    create(&client, "idle", &[]).await;
+    for _ in 0..3 {
+        let conn = Connection::connect(&broker.bootstrap(), "hang-up").await.unwrap();
+        let call = {
+            let conn = conn.clone();
+            tokio::spawn(async move { conn.call(fetch_req("idle", 0, i32::MAX, 1), 12).await })
+        };
+        parked(&broker, 1).await;
+        call.abort();
+        drop(conn);
+        parked(&broker, 0).await;
+    }
+    broker.shutdown().await.unwrap();
+}
+
+/// `partition_max_bytes` and `max_bytes` bound every partition after the first with data; only
+/// that first one may exceed them, so an oversized batch still makes progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_limits_bind_all_but_the_first_partition_with_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::embedded(dir.path()).await.unwrap();
+    let client = Client::connect(ClientConfig::new(broker.bootstrap())).await.unwrap();
+    Admin::new(&client)
+        .create_topics(
+            &[NewTopic { name: "lim".into(), partitions: 3, replication_factor: 1, configs: BTreeMap::new() }],
+            false,
+        )
+        .await
+        .unwrap();
+    let batch = encode_batch(&[record("k", Some(&"v".repeat(5000)))], Compression::None, 0).unwrap();
+    for p in 0..3 {
+        client.produce("lim", p, batch.clone(), 1).await.unwrap();
+    }
+    let lens = |max_bytes: i32, partition_max: i32| {
+        let client = &client;
+        async move {
+            let got = client.fetch_many("lim", &[(0, 0), (1, 0), (2, 0)], max_bytes, partition_max, 0).await.unwrap();
+            got.into_iter().map(|(_, d)| d.unwrap().records.len()).collect::<Vec<_>>()
+        }
+    };
+    let one = batch.len();
+    assert_eq!(lens(1 << 20, 100).await, vec![one, 0, 0], "partition_max_bytes below one batch");
+    assert_eq!(lens(one as i32 + 1000, 1 << 20).await, vec![one, 0, 0], "max_bytes fits one batch");
+    assert_eq!(lens(2 * one as i32, 1 << 20).await, vec![one, one, 0], "max_bytes fits two batches");
+    assert_eq!(lens(1 << 20, 1 << 20).await, vec![one, one, one], "everything fits");
+    broker.shutdown().await.unwrap();
 }
 
 /// A compacted topic, cleaned in the background by the running broker, keeps the latest value

@@ -15,6 +15,9 @@ pub const DEFAULT_NUM_PARTITIONS: i32 = 1;
 pub const DEFAULT_RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(300);
 /// `log.cleaner.backoff.ms` (15 s).
 pub const DEFAULT_CLEANER_BACKOFF: Duration = Duration::from_secs(15);
+/// `queued.max.request.bytes`: request bytes read but not yet handled, over all connections.
+/// Kafka leaves this unbounded by default; a bound keeps slow clients from pinning memory.
+pub const DEFAULT_QUEUED_MAX_REQUEST_BYTES: usize = 512 * 1024 * 1024;
 /// Requests read ahead per connection before the reader waits for responses to drain.
 pub const DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION: usize = 16;
 
@@ -37,6 +40,8 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     /// Requests read ahead per connection.
     pub max_in_flight_per_connection: usize,
+    /// `queued.max.request.bytes`.
+    pub queued_max_request_bytes: usize,
     /// `log.retention.check.interval.ms`.
     pub retention_check_interval: Duration,
     /// `log.cleaner.backoff.ms`.
@@ -59,6 +64,7 @@ impl BrokerConfig {
             num_partitions: DEFAULT_NUM_PARTITIONS,
             socket_request_max_bytes: DEFAULT_SOCKET_REQUEST_MAX_BYTES,
             max_in_flight_per_connection: DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION,
+            queued_max_request_bytes: DEFAULT_QUEUED_MAX_REQUEST_BYTES,
             retention_check_interval: DEFAULT_RETENTION_CHECK_INTERVAL,
             cleaner_backoff: DEFAULT_CLEANER_BACKOFF,
             log_defaults: LogConfig::default(),
@@ -83,6 +89,10 @@ impl BrokerConfig {
             }
             "socket.request.max.bytes" => {
                 self.socket_request_max_bytes =
+                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("a positive integer"))?
+            }
+            "queued.max.request.bytes" => {
+                self.queued_max_request_bytes =
                     value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("a positive integer"))?
             }
             "log.retention.check.interval.ms" => self.retention_check_interval = ms(value)?,

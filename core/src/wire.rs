@@ -51,6 +51,12 @@ pub async fn read_frame_trusting<R: AsyncRead + Unpin>(
     trust: usize,
     buf: &mut BytesMut,
 ) -> Result<Bytes, FrameError> {
+    let n = read_frame_len(r, max).await?;
+    read_frame_body(r, n, trust, buf).await
+}
+
+/// Read a frame's 4-byte length prefix and check it against `max`.
+pub async fn read_frame_len<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<usize, FrameError> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
         Ok(_) => {}
@@ -61,7 +67,17 @@ pub async fn read_frame_trusting<R: AsyncRead + Unpin>(
     if claimed < 0 || claimed as usize > max {
         return Err(FrameError::TooLarge { claimed, max });
     }
-    let n = claimed as usize;
+    Ok(claimed as usize)
+}
+
+/// Read a frame body of `n` bytes whose length prefix was already read; see
+/// [`read_frame_trusting`] for `trust`.
+pub async fn read_frame_body<R: AsyncRead + Unpin>(
+    r: &mut R,
+    n: usize,
+    trust: usize,
+    buf: &mut BytesMut,
+) -> Result<Bytes, FrameError> {
     buf.clear();
     buf.reserve(n.min(trust.max(64 * 1024)));
     while buf.len() < n {

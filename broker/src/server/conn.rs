@@ -1,11 +1,14 @@
 //! One client connection: read frames, dispatch, write responses in request order.
 //!
-//! The reader runs each request's ordered part inline (appends happen in the order requests
-//! arrive) and queues the response; work that may wait (durability flushes, fetch long polls)
-//! continues in its own task. At most `max_in_flight_per_connection` responses are queued before
-//! the reader stops reading. A frame over `socket.request.max.bytes`, an unknown API key, an
-//! unsupported version or an undecodable request closes the connection with one log line; the
-//! broker goes on serving everyone else.
+//! Three tasks: the reader takes frames off the socket, each holding part of the broker-wide
+//! request-byte budget until it is handled; the worker handles them strictly in arrival order
+//! (appends happen in the order requests arrive); the writer sends responses in order. Work that
+//! may wait (durability flushes, fetch long polls) continues in a task of its own whose response
+//! keeps its place in the queue. At most `max_in_flight_per_connection` responses are queued
+//! before the reader stops reading. A frame over `socket.request.max.bytes`, an unknown API key,
+//! an unsupported version or an undecodable request closes the connection with one log line; the
+//! broker goes on serving everyone else. When the peer hangs up, work whose answers nobody will
+//! read (long polls) is aborted; requests already read are still handled, as Kafka does.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,10 +16,10 @@ use std::sync::Arc;
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::task::JoinHandle;
-use tokio_util_like::CancelOnDrop;
 
 use super::handlers;
 use super::response::{write_frame, Frame};
@@ -24,7 +27,9 @@ use super::versions;
 use super::BrokerState;
 use rill_core::wire::{self, FrameError};
 
-/// A queued response: ready now, or computed by a task. `None`: nothing to send (acks=0).
+/// A queued response: ready now, or computed by a task. `Now(None)`: nothing to send
+/// (acks=0). A task that yields `None` failed to encode its response, which closes the
+/// connection: skipping a response would shift every later correlation id.
 pub enum Reply {
     /// Already encoded.
     Now(Option<Frame>),
@@ -32,74 +37,103 @@ pub enum Reply {
     Later(JoinHandle<Option<Frame>>),
 }
 
-mod tokio_util_like {
-    /// Aborts a task when dropped, so a closed connection stops its pending work.
-    pub struct CancelOnDrop(pub tokio::task::AbortHandle);
-    impl Drop for CancelOnDrop {
-        fn drop(&mut self) {
-            self.0.abort();
+impl Reply {
+    /// Stop the work behind a reply nobody will read.
+    fn abort(self) {
+        if let Reply::Later(h) = self {
+            h.abort();
         }
+    }
+}
+
+/// Aborts a task when dropped, so a closed connection stops its pending work.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
 /// Serve one connection until it closes or the broker stops.
 pub async fn serve(state: Arc<BrokerState>, stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_nodelay(true);
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+    }
     let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Reply>(state.config.max_in_flight_per_connection.max(1));
+    let closed = state.shutdown.child_token();
+    let in_flight = state.config.max_in_flight_per_connection.max(1);
+    let (tx, mut rx) = mpsc::channel::<Reply>(in_flight);
     let zero_copy = state.config.zero_copy;
+    let writer_closed = closed.clone();
     let writer = tokio::spawn(async move {
-        while let Some(reply) = rx.recv().await {
+        loop {
+            let reply = tokio::select! {
+                r = rx.recv() => match r { Some(r) => r, None => break },
+                _ = writer_closed.cancelled() => break,
+            };
             let frame = match reply {
-                Reply::Now(f) => f,
+                Reply::Now(None) => continue,
+                Reply::Now(Some(f)) => f,
                 Reply::Later(h) => {
-                    let _guard = CancelOnDrop(h.abort_handle());
-                    match h.await {
-                        Ok(f) => f,
+                    let _guard = AbortOnDrop(h.abort_handle());
+                    let done = tokio::select! {
+                        r = h => r,
+                        _ = writer_closed.cancelled() => break,
+                    };
+                    match done {
+                        Ok(Some(f)) => f,
+                        Ok(None) => {
+                            tracing::error!(%peer, "a response could not be encoded; closing connection");
+                            break;
+                        }
                         Err(e) => {
                             tracing::error!(%peer, error = %e, "request task failed; closing connection");
-                            return;
+                            break;
                         }
                     }
                 }
             };
-            let Some(frame) = frame else { continue };
-            let frame = if zero_copy { Ok(frame) } else { frame.materialize() };
-            let res = match frame {
+            let res = match if zero_copy { Ok(frame) } else { frame.materialize() } {
                 Ok(f) => write_frame(&mut wr, &f).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = res {
                 tracing::debug!(%peer, error = %e, "write failed; closing connection");
-                return;
+                break;
             }
         }
+        writer_closed.cancel();
+        rx.close();
+        while let Ok(r) = rx.try_recv() {
+            r.abort();
+        }
     });
-    // The worker handles requests strictly in arrival order while the reader is already
-    // reading the next frame off the socket: network reads overlap disk appends.
-    let (frames_tx, mut frames_rx) = mpsc::channel::<Bytes>(state.config.max_in_flight_per_connection.max(1));
-    let worker_state = state.clone();
+    let (frames_tx, mut frames_rx) = mpsc::channel::<(Bytes, OwnedSemaphorePermit)>(in_flight);
+    let (worker_state, worker_closed) = (state.clone(), closed.clone());
     let worker = tokio::spawn(async move {
-        while let Some(frame) = frames_rx.recv().await {
+        while let Some((frame, permit)) = frames_rx.recv().await {
             match dispatch(&worker_state, frame).await {
                 Ok(reply) => {
-                    if tx.send(reply).await.is_err() {
-                        break;
+                    if let Err(unsent) = tx.send(reply).await {
+                        unsent.0.abort();
                     }
                 }
                 Err(why) => {
                     tracing::warn!(%peer, "{why}; closing connection");
+                    worker_closed.cancel();
                     break;
                 }
             }
+            drop(permit);
         }
     });
     let max = state.config.socket_request_max_bytes;
     let mut buf = BytesMut::new();
     loop {
         let frame = tokio::select! {
-            f = wire::read_frame(&mut rd, max, &mut buf) => f,
-            _ = state.shutdown.cancelled() => break,
+            f = read_budgeted(&state, &mut rd, max, &mut buf) => f,
+            _ = closed.cancelled() => break,
         };
         let frame = match frame {
             Ok(f) => f,
@@ -114,16 +148,36 @@ pub async fn serve(state: Arc<BrokerState>, stream: TcpStream, peer: SocketAddr)
             }
         };
         if frames_tx.send(frame).await.is_err() {
-            // The worker closed the connection (a bad request).
             break;
         }
     }
+    closed.cancel();
     drop(frames_tx);
     for (what, task) in [("request worker", worker), ("response writer", writer)] {
         if let Err(e) = task.await {
             tracing::error!(%peer, error = %e, "connection {what} failed");
         }
     }
+}
+
+/// Read one frame, holding its share of the broker's request-byte budget
+/// (`queued.max.request.bytes`) from before its body is read until it has been handled.
+async fn read_budgeted(
+    state: &BrokerState,
+    rd: &mut OwnedReadHalf,
+    max: usize,
+    buf: &mut BytesMut,
+) -> Result<(Bytes, OwnedSemaphorePermit), FrameError> {
+    let n = wire::read_frame_len(rd, max).await?;
+    let want = n.clamp(1, state.config.queued_max_request_bytes).min(u32::MAX as usize) as u32;
+    let permit = state
+        .request_budget
+        .clone()
+        .acquire_many_owned(want)
+        .await
+        .map_err(|_| FrameError::Io(std::io::ErrorKind::BrokenPipe.into()))?;
+    let body = wire::read_frame_body(rd, n, wire::SERVER_TRUST_BYTES, buf).await?;
+    Ok((body, permit))
 }
 
 /// Decode one request and run its handler. `Err` closes the connection.

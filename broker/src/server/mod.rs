@@ -36,6 +36,11 @@ pub struct BrokerState {
     pub advertised_host: String,
     /// Port given to clients.
     pub advertised_port: u16,
+    /// Request bytes read but not yet handled, across all connections
+    /// (`queued.max.request.bytes`): a reader waits for room before reading a body.
+    pub request_budget: Arc<tokio::sync::Semaphore>,
+    /// Fetches parked waiting for data (the fetch purgatory's size, as a metric).
+    pub fetches_waiting: std::sync::atomic::AtomicUsize,
 }
 
 /// Errors starting a broker.
@@ -83,6 +88,7 @@ impl Broker {
         let addr = listener.local_addr().map_err(|cause| StartError::Bind { addr: config.listen, cause })?;
         let advertised_host = config.advertised_host.clone().unwrap_or_else(|| addr.ip().to_string());
         let cluster_id = cluster_id(&config.data_dir);
+        let budget = config.queued_max_request_bytes.min(u32::MAX as usize);
         let state = Arc::new(BrokerState {
             config,
             topics,
@@ -91,6 +97,8 @@ impl Broker {
             cluster_id,
             advertised_host,
             advertised_port: addr.port(),
+            request_budget: Arc::new(tokio::sync::Semaphore::new(budget)),
+            fetches_waiting: std::sync::atomic::AtomicUsize::new(0),
         });
         let mut tasks = JoinSet::new();
         tasks.spawn(accept_loop(state.clone(), listener));

@@ -6,6 +6,7 @@
 //! make progress past a batch larger than its limits (Kafka's rule). Incremental fetch sessions
 //! are not kept: every response is a full response with session id 0, which KIP-227 allows.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +52,7 @@ async fn run(state: &Arc<BrokerState>, req: FetchRequest, version: i16, id: i32)
         if done {
             return encode_spliced(version, id, &resp, slices);
         }
+        let _parked = Parked::new(&state.fetches_waiting);
         tokio::select! {
             _ = &mut notified => {}
             _ = tokio::time::sleep_until(deadline) => {}
@@ -97,6 +99,10 @@ fn read_all(state: &BrokerState, req: &FetchRequest, version: i16) -> (FetchResp
                             r.slice
                         })
                     };
+                    // Only the first partition with data may exceed its limits (so a batch larger
+                    // than them still makes progress); later ones keep an oversized first batch
+                    // for a later fetch.
+                    let read = read.map(|s| s.filter(|s| total == 0 || s.len <= limit));
                     match read {
                         Ok(Some(mut s)) => {
                             s.len = s.len.min(MAX_SPLICE as u64);
@@ -144,4 +150,20 @@ fn encode_spliced(version: i16, id: i32, resp: &FetchResponse, slices: Vec<FileS
     let mut frame = buf.into_frame().map_err(|e| e.to_string())?;
     frame.finish();
     Ok(frame)
+}
+
+/// Counts a fetch as parked for as long as it lives (also when the task is aborted).
+struct Parked<'a>(&'a AtomicUsize);
+
+impl<'a> Parked<'a> {
+    fn new(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::SeqCst);
+        Self(n)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
