@@ -1,7 +1,7 @@
 //! One client connection: read frames, dispatch, write responses in request order.
 //!
-//! Three tasks: the reader takes frames off the socket, each holding part of the broker-wide
-//! request-byte budget until it is handled; the worker handles them strictly in arrival order
+//! Three tasks: the reader takes frames off the socket, each then holding part of the
+//! broker-wide request-byte budget until it is handled; the worker handles them strictly in arrival order
 //! (appends happen in the order requests arrive); the writer sends responses in order. Work that
 //! may wait (durability flushes, fetch long polls) continues in a task of its own whose response
 //! keeps its place in the queue. At most `max_in_flight_per_connection` responses are queued
@@ -160,8 +160,13 @@ pub async fn serve(state: Arc<BrokerState>, stream: TcpStream, peer: SocketAddr)
     }
 }
 
-/// Read one frame, holding its share of the broker's request-byte budget
-/// (`queued.max.request.bytes`) from before its body is read until it has been handled.
+/// Read one frame, then take its share of the broker's request-byte budget
+/// (`queued.max.request.bytes`), held until the request has been handled.
+///
+/// The budget is taken for bytes that arrived, not for bytes claimed: a peer that claims
+/// 100 MiB and sends little holds only what it sent, and cannot starve others by claiming.
+/// Frames being read are bounded per connection (one at a time, at most
+/// `socket.request.max.bytes`, and only as large as what actually arrived).
 async fn read_budgeted(
     state: &BrokerState,
     rd: &mut OwnedReadHalf,
@@ -169,6 +174,7 @@ async fn read_budgeted(
     buf: &mut BytesMut,
 ) -> Result<(Bytes, OwnedSemaphorePermit), FrameError> {
     let n = wire::read_frame_len(rd, max).await?;
+    let body = wire::read_frame_body(rd, n, wire::SERVER_TRUST_BYTES, buf).await?;
     let want = n.clamp(1, state.config.queued_max_request_bytes).min(u32::MAX as usize) as u32;
     let permit = state
         .request_budget
@@ -176,7 +182,6 @@ async fn read_budgeted(
         .acquire_many_owned(want)
         .await
         .map_err(|_| FrameError::Io(std::io::ErrorKind::BrokenPipe.into()))?;
-    let body = wire::read_frame_body(rd, n, wire::SERVER_TRUST_BYTES, buf).await?;
     Ok((body, permit))
 }
 
