@@ -118,6 +118,9 @@ pub struct Topics {
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     /// Serialises metadata changes and the `topics.json` write.
     meta_lock: std::sync::Mutex<()>,
+    /// Set when `topics.json` was written while lookups were locked out.
+    #[cfg(test)]
+    persisted_under_lock: std::sync::atomic::AtomicBool,
 }
 
 fn partition_dir(data_dir: &Path, topic: &str, p: i32) -> PathBuf {
@@ -152,26 +155,44 @@ impl Topics {
             topics.insert(name.clone(), Arc::new(Topic { name, id: rec.id, overrides: rec.configs, partitions }));
         }
         // From here on, a crash is unclean until the next clean shutdown writes the marker again.
+        // The removal is fsynced: a marker back after a power loss would skip recovery.
         match fs::remove_file(&marker) {
+            Ok(()) => checkpoint::sync_dir(data_dir)?,
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
-            _ => {}
+            Err(_) => {}
         }
         Ok(Self {
             data_dir: data_dir.to_path_buf(),
             defaults,
             topics: RwLock::new(topics),
             meta_lock: std::sync::Mutex::new(()),
+            #[cfg(test)]
+            persisted_under_lock: Default::default(),
         })
     }
 
-    fn persist(&self, topics: &HashMap<String, Arc<Topic>>) -> io::Result<()> {
-        let records: BTreeMap<&String, TopicRecord> = topics
-            .iter()
-            .map(|(n, t)| {
-                (n, TopicRecord { id: t.id, partitions: t.partitions.len() as i32, configs: t.overrides.clone() })
-            })
-            .collect();
-        let json = serde_json::to_vec_pretty(&records).map_err(io::Error::other)?;
+    /// The metadata of every topic with `change` applied (`None` removes the topic), as
+    /// `topics.json` holds it.
+    fn records_with(&self, name: &str, change: Option<&Topic>) -> BTreeMap<String, TopicRecord> {
+        let record =
+            |t: &Topic| TopicRecord { id: t.id, partitions: t.partitions.len() as i32, configs: t.overrides.clone() };
+        let mut records: BTreeMap<String, TopicRecord> =
+            self.topics.read().expect("topics lock").iter().map(|(n, t)| (n.clone(), record(t))).collect();
+        match change {
+            Some(t) => records.insert(name.to_string(), record(t)),
+            None => records.remove(name),
+        };
+        records
+    }
+
+    /// Write `topics.json`. Called with `meta_lock` held and the topics lock not held, so that
+    /// partition lookups do not wait for its fsyncs.
+    fn persist(&self, records: &BTreeMap<String, TopicRecord>) -> io::Result<()> {
+        #[cfg(test)]
+        if self.topics.try_read().is_err() {
+            self.persisted_under_lock.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let json = serde_json::to_vec_pretty(records).map_err(io::Error::other)?;
         checkpoint::write_atomic(&self.data_dir.join(TOPICS_FILE), &json)
     }
 
@@ -242,25 +263,29 @@ impl Topics {
             }
             logs.push(Arc::new(Log::open(&dir, config.clone(), true, now)?.0));
         }
+        // The partition directories' names must be durable before topics.json names them.
+        checkpoint::sync_dir(&self.data_dir)?;
         let topic = Arc::new(Topic { name: name.into(), id: Uuid::new_v4(), overrides, partitions: logs });
-        let mut all = self.topics.write().expect("topics lock");
-        all.insert(name.into(), topic.clone());
-        self.persist(&all)?;
+        self.persist(&self.records_with(name, Some(&topic)))?;
+        self.topics.write().expect("topics lock").insert(name.into(), topic.clone());
         Ok(topic)
     }
 
     /// Delete a topic and its data.
     pub fn delete(&self, name: &str) -> Result<(), TopicError> {
         let _m = self.meta_lock.lock().expect("meta lock");
-        let topic = {
-            let mut all = self.topics.write().expect("topics lock");
-            let t = all.remove(name).ok_or_else(|| TopicError::Unknown(name.into()))?;
-            self.persist(&all)?;
-            t
-        };
+        let topic = self.get(name).ok_or_else(|| TopicError::Unknown(name.into()))?;
+        self.persist(&self.records_with(name, None))?;
+        self.topics.write().expect("topics lock").remove(name);
+        // Requests may still hold these logs; once closed they cannot write into a directory
+        // that a topic created under the same name would reuse.
+        for log in &topic.partitions {
+            log.close_for_delete();
+        }
         for p in 0..topic.partitions.len() {
             fs::remove_dir_all(partition_dir(&self.data_dir, name, p as i32))?;
         }
+        checkpoint::sync_dir(&self.data_dir)?;
         Ok(())
     }
 
@@ -287,11 +312,11 @@ impl Topics {
             }
             partitions.push(Arc::new(Log::open(&dir, config.clone(), true, now_ms())?.0));
         }
+        checkpoint::sync_dir(&self.data_dir)?;
         let new =
             Arc::new(Topic { name: topic.name.clone(), id: topic.id, overrides: topic.overrides.clone(), partitions });
-        let mut all = self.topics.write().expect("topics lock");
-        all.insert(name.into(), new);
-        self.persist(&all)?;
+        self.persist(&self.records_with(name, Some(&new)))?;
+        self.topics.write().expect("topics lock").insert(name.into(), new);
         Ok(())
     }
 
@@ -320,14 +345,13 @@ impl Topics {
         if validate_only {
             return Ok(());
         }
+        let new =
+            Arc::new(Topic { name: topic.name.clone(), id: topic.id, overrides, partitions: topic.partitions.clone() });
+        self.persist(&self.records_with(name, Some(&new)))?;
         for log in &topic.partitions {
             log.set_config(config.clone());
         }
-        let new =
-            Arc::new(Topic { name: topic.name.clone(), id: topic.id, overrides, partitions: topic.partitions.clone() });
-        let mut all = self.topics.write().expect("topics lock");
-        all.insert(name.into(), new);
-        self.persist(&all)?;
+        self.topics.write().expect("topics lock").insert(name.into(), new);
         Ok(())
     }
 
@@ -336,12 +360,20 @@ impl Topics {
         &self.defaults
     }
 
-    /// Flush every log and write the clean-shutdown marker.
+    /// Flush every log and write the clean-shutdown marker, unless a log failed to close (a
+    /// failed log among them): then the next start recovers.
     pub fn close(&self) -> io::Result<()> {
+        let mut first_err = None;
         for log in self.all_logs() {
-            log.close()?;
+            if let Err(e) = log.close() {
+                tracing::error!(dir = %log.dir().display(), error = %e, "closing log failed; the next start recovers");
+                first_err.get_or_insert(e);
+            }
         }
-        checkpoint::write_atomic(&self.data_dir.join(CLEAN_SHUTDOWN_FILE), b"clean\n")
+        match first_err {
+            Some(e) => Err(e),
+            None => checkpoint::write_atomic(&self.data_dir.join(CLEAN_SHUTDOWN_FILE), b"clean\n"),
+        }
     }
 }
 
@@ -377,5 +409,75 @@ mod tests {
         assert_eq!(t.partitions[0].config().retention_ms, 1000);
         topics.delete("t").unwrap();
         assert!(!dir.path().join("t-0").exists());
+    }
+
+    /// Two fsyncs per `topics.json` write: lookups of every partition must not wait for them.
+    #[test]
+    fn topics_json_is_written_outside_the_topics_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let topics = Topics::open(dir.path(), LogConfig::default()).unwrap();
+        topics.create("t", 2, 1, BTreeMap::new()).unwrap();
+        topics.add_partitions("t", 3, false).unwrap();
+        topics.alter_configs("t", &[("retention.ms".into(), Some("1000".into()))], false).unwrap();
+        topics.delete("t").unwrap();
+        assert!(!topics.persisted_under_lock.load(std::sync::atomic::Ordering::Relaxed));
+    }
+
+    /// Once the marker is gone the start counts as unclean; that must survive a power loss.
+    #[test]
+    fn removing_the_clean_shutdown_marker_is_fsynced() {
+        let dir = tempfile::tempdir().unwrap();
+        Topics::open(dir.path(), LogConfig::default()).unwrap().close().unwrap();
+        assert!(dir.path().join(CLEAN_SHUTDOWN_FILE).exists());
+        checkpoint::synced_dirs::take();
+        let _topics = Topics::open(dir.path(), LogConfig::default()).unwrap();
+        assert!(!dir.path().join(CLEAN_SHUTDOWN_FILE).exists());
+        assert!(checkpoint::synced_dirs::take().contains(&dir.path().to_path_buf()), "data directory fsynced");
+    }
+
+    /// New partition directories are made durable before `topics.json` names them.
+    #[test]
+    fn create_fsyncs_the_data_directory_before_persisting() {
+        let dir = tempfile::tempdir().unwrap();
+        let topics = Topics::open(dir.path(), LogConfig::default()).unwrap();
+        checkpoint::synced_dirs::take();
+        topics.create("t", 2, 1, BTreeMap::new()).unwrap();
+        let synced = checkpoint::synced_dirs::take();
+        let data = synced.iter().position(|d| d == dir.path()).expect("data directory fsynced");
+        for p in 0..2 {
+            let pdir = partition_dir(dir.path(), "t", p);
+            assert!(synced[..data].contains(&pdir), "partition {p} fsynced before the data directory");
+        }
+    }
+
+    /// A request still holding a partition of a deleted topic must not write into the directory
+    /// of a new topic of the same name.
+    #[test]
+    fn a_stale_log_of_a_deleted_topic_cannot_touch_its_successor() {
+        use crate::log::batch::test_util::batch;
+        use kafka_protocol::records::Compression;
+        let dir = tempfile::tempdir().unwrap();
+        let topics = Topics::open(dir.path(), LogConfig::default()).unwrap();
+        let cfg = BTreeMap::from([("segment.bytes".to_string(), "100".to_string())]);
+        topics.create("t", 1, 1, cfg.clone()).unwrap();
+        let stale = topics.partition("t", 0).unwrap();
+        stale.append(&batch(3, 0, Compression::None), 0).unwrap();
+        topics.delete("t").unwrap();
+        topics.create("t", 1, 1, cfg).unwrap();
+        let pdir = partition_dir(dir.path(), "t", 0);
+        let listing = || {
+            let mut names: Vec<String> =
+                fs::read_dir(&pdir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+            names.sort();
+            names
+        };
+        let before = listing();
+        // This append would roll: a new segment file in the successor's directory.
+        let res = stale.append(&batch(3, 1, Compression::None), 0);
+        assert!(matches!(res, Err(LogError::Deleted)), "{res:?}");
+        stale.flush().unwrap();
+        assert!(!stale.flush_sealed().unwrap());
+        assert_eq!(listing(), before, "the successor's directory is untouched");
+        assert_eq!(topics.partition("t", 0).unwrap().log_end_offset(), 0);
     }
 }

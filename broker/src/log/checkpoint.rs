@@ -14,9 +14,37 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     }
     fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
+        sync_dir(dir)?;
     }
     Ok(())
+}
+
+/// fsync a directory, so that the names created, renamed or removed in it survive a power loss.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()?;
+    #[cfg(test)]
+    synced_dirs::record(dir);
+    Ok(())
+}
+
+/// Test-only record of the directories this thread fsynced, in order.
+#[cfg(test)]
+pub(crate) mod synced_dirs {
+    use std::cell::RefCell;
+    use std::path::{Path, PathBuf};
+
+    thread_local! {
+        static SYNCED: RefCell<Vec<PathBuf>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn record(dir: &Path) {
+        SYNCED.with(|s| s.borrow_mut().push(dir.to_path_buf()));
+    }
+
+    /// The directories fsynced since the last call.
+    pub(crate) fn take() -> Vec<PathBuf> {
+        SYNCED.with(|s| std::mem::take(&mut *s.borrow_mut()))
+    }
 }
 
 /// Read a file holding one integer; `None` if missing or unreadable as a number.

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 const ENTRY: usize = 8;
 
+/// Failpoint: an entry write that reports failure after the bytes went in.
+pub(crate) const INDEX_APPEND: &str = "index.append";
+
 /// Offset index of one segment.
 #[derive(Debug)]
 pub struct OffsetIndex {
@@ -16,6 +19,9 @@ pub struct OffsetIndex {
     file: File,
     base_offset: i64,
     entries: Vec<(u32, u32)>,
+    /// A failed append left bytes in the file that could not be cut: no more appends, so the
+    /// damage stays at the end, where opening the index finds it and the segment rebuilds it.
+    broken: bool,
 }
 
 impl OffsetIndex {
@@ -45,10 +51,13 @@ impl OffsetIndex {
             entries.truncate(valid);
             file.set_len((valid * ENTRY) as u64)?;
         }
-        Ok(Self { path: path.to_path_buf(), file, base_offset, entries })
+        Ok(Self { path: path.to_path_buf(), file, base_offset, entries, broken: false })
     }
 
     /// Append an entry; `offset` and `position` must exceed the last entry's.
+    ///
+    /// On failure the file is cut back to the entries before, so the index stays valid (and
+    /// sparser); if even that fails, the index takes no more entries until it is truncated.
     pub fn append(&mut self, offset: i64, position: u32) -> io::Result<()> {
         let rel = (offset - self.base_offset) as u32;
         if let Some(&(last_rel, last_pos)) = self.entries.last() {
@@ -56,10 +65,16 @@ impl OffsetIndex {
                 return Ok(());
             }
         }
+        if self.broken {
+            return Err(io::Error::other(format!("{} takes no entries after a failed write", self.path.display())));
+        }
         let mut e = [0u8; ENTRY];
         e[0..4].copy_from_slice(&rel.to_be_bytes());
         e[4..8].copy_from_slice(&position.to_be_bytes());
-        self.file.write_all(&e)?;
+        if let Err(err) = self.file.write_all(&e).and_then(|_| super::segment::failpoint(INDEX_APPEND)) {
+            self.broken = self.file.set_len((self.entries.len() * ENTRY) as u64).is_err();
+            return Err(err);
+        }
         self.entries.push((rel, position));
         Ok(())
     }
@@ -83,15 +98,20 @@ impl OffsetIndex {
     pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
         let rel = offset - self.base_offset;
         let keep = self.entries.partition_point(|&(r, _)| (r as i64) < rel);
-        self.entries.truncate(keep);
-        self.file.set_len((keep * ENTRY) as u64)
+        self.truncate_entries(keep)
     }
 
     /// Drop entries whose position is `>= position`.
     pub fn truncate_to_position(&mut self, position: u32) -> io::Result<()> {
         let keep = self.entries.partition_point(|&(_, p)| p < position);
+        self.truncate_entries(keep)
+    }
+
+    fn truncate_entries(&mut self, keep: usize) -> io::Result<()> {
         self.entries.truncate(keep);
-        self.file.set_len((keep * ENTRY) as u64)
+        self.file.set_len((keep * ENTRY) as u64)?;
+        self.broken = false;
+        Ok(())
     }
 
     /// Remove every entry.
@@ -164,5 +184,21 @@ mod tests {
         assert_eq!(idx.len(), 2);
         idx.truncate_to_position(2000).unwrap();
         assert_eq!(idx.len(), 1);
+    }
+
+    #[test]
+    fn a_failed_append_leaves_the_file_as_the_entries() {
+        use crate::log::segment::failpoints;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.index");
+        let mut idx = OffsetIndex::open(&path, 0).unwrap();
+        idx.append(10, 100).unwrap();
+        failpoints::arm(INDEX_APPEND);
+        assert!(idx.append(20, 200).is_err());
+        failpoints::disarm(INDEX_APPEND);
+        idx.append(30, 300).unwrap();
+        assert_eq!(idx.lookup(25), (10, 100), "the failed entry is not used");
+        let reopened = OffsetIndex::open(&path, 0).unwrap();
+        assert_eq!(reopened.entries, idx.entries, "the failed entry is not in the file");
     }
 }

@@ -3,14 +3,17 @@
 //! Appends, reads and retention take one short lock over the segment map. Durability follows the
 //! topic's flush policy: by default writes sit in the page cache (Kafka's model); when
 //! `flush.messages` asks for it, [`Log::flush_to`] gives group commit, where one fsync covers
-//! every batch appended before it started.
+//! every batch appended before it started. [`Log::flush_sealed`], called periodically, makes
+//! rolled segments durable and checkpoints the recovery point, so an unclean start re-validates
+//! little more than the active segment. A failed data write or fsync fails the log: it takes no
+//! more appends or flushes until a restart recovers it.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, IoSlice};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use super::batch::{self, BatchError};
 use super::checkpoint;
@@ -58,6 +61,9 @@ pub enum LogError {
         /// Log end offset.
         end: i64,
     },
+    /// The log was closed because its topic was deleted (UNKNOWN_TOPIC_OR_PARTITION).
+    #[error("the partition was deleted")]
+    Deleted,
 }
 
 /// Where an append landed.
@@ -124,14 +130,30 @@ impl Inner {
 }
 
 /// One partition's log.
+///
+/// Lock order: `flush_lock`, then `inner`.
 pub struct Log {
     dir: PathBuf,
     inner: Mutex<Inner>,
     flush_lock: Mutex<()>,
-    /// Everything below this offset has been fsynced (the recovery point).
+    /// Everything below this offset has been fsynced (the recovery point). Moves only under the
+    /// flush lock.
     flushed: AtomicI64,
+    /// The recovery point last written to `recovery-point` (-1: none); changes under the flush lock.
+    checkpointed: AtomicI64,
     /// A segment file was created since the directory was last fsynced.
-    dir_dirty: std::sync::atomic::AtomicBool,
+    dir_dirty: AtomicBool,
+    /// A data write or fsync failed. After a failed fsync Linux may drop the dirty pages, so a
+    /// later fsync that succeeds proves nothing: appends and flushes fail until a restart, whose
+    /// recovery re-validates everything above the recovery point. Reads go on.
+    failed: AtomicBool,
+    /// The topic was deleted ([`Log::close_for_delete`]): nothing may write into the directory,
+    /// which a topic of the same name may be using by now. Set under both locks.
+    closed: AtomicBool,
+    /// Copies of the config and leader epoch for readers that must not wait for the log lock
+    /// (an append holds it across a large write).
+    config: RwLock<Arc<LogConfig>>,
+    leader_epoch: AtomicI32,
 }
 
 impl std::fmt::Debug for Log {
@@ -160,6 +182,8 @@ impl Log {
     pub fn open(dir: &Path, config: LogConfig, clean: bool, now_ms: i64) -> Result<(Self, OpenStats), LogError> {
         fs::create_dir_all(dir)?;
         let swapped = finish_interrupted_swaps(dir)?;
+        // Names created or removed here are made durable by one directory fsync at the end.
+        let mut dir_changed = !swapped.is_empty();
         let mut bases: Vec<i64> = fs::read_dir(dir)?
             .filter_map(|e| e.ok())
             .filter_map(|e| {
@@ -168,15 +192,17 @@ impl Log {
             })
             .collect();
         bases.sort_unstable();
-        let recovery_point = checkpoint::read_i64(&dir.join(RECOVERY_POINT_FILE))?.unwrap_or(0);
+        let checkpointed = checkpoint::read_i64(&dir.join(RECOVERY_POINT_FILE))?;
+        let recovery_point = checkpointed.unwrap_or(0);
         let mut stats = OpenStats::default();
         let mut segments = BTreeMap::new();
         let index_interval = config.index_interval_bytes as u64;
-        let mut truncated = false;
+        // The segment with a torn or corrupt tail, if any; every segment after it goes.
+        let mut torn = None;
+        let mut doomed = Vec::new();
         for (i, &base) in bases.iter().enumerate() {
-            if truncated {
-                segment::delete_segment_files(dir, base)?;
-                stats.dropped_segments += 1;
+            if torn.is_some() {
+                doomed.push(base);
                 continue;
             }
             let next_base = bases.get(i + 1).copied().unwrap_or(i64::MAX);
@@ -186,18 +212,32 @@ impl Log {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::warn!(dir = %dir.display(), base, error = %e, "index inconsistent; recovering segment");
-                        recover_segment(dir, base, now_ms, index_interval, &mut stats, &mut truncated)?
+                        recover_segment(dir, base, now_ms, index_interval, &mut stats, &mut torn)?
                     }
                 }
             } else {
-                recover_segment(dir, base, now_ms, index_interval, &mut stats, &mut truncated)?
+                recover_segment(dir, base, now_ms, index_interval, &mut stats, &mut torn)?
             };
             segments.insert(base, seg);
+        }
+        if let Some(base) = torn {
+            // Delete the later segments durably before cutting the tail: a crash in between then
+            // leaves the tail to be found again, never a cut segment followed by later ones (an
+            // offset hole the next start would accept).
+            for &b in &doomed {
+                segment::delete_segment_files(dir, b)?;
+            }
+            stats.dropped_segments = doomed.len();
+            if !doomed.is_empty() {
+                checkpoint::sync_dir(dir)?;
+            }
+            segments.get_mut(&base).expect("the torn segment was recovered").cut_tail()?;
         }
         let mut log_start = checkpoint::read_i64(&dir.join(LOG_START_FILE))?.unwrap_or(0);
         if segments.is_empty() {
             let seg = Segment::create(dir, log_start, now_ms)?;
             segments.insert(log_start, seg);
+            dir_changed = true;
         }
         // Drop empty non-active segments (a crash between a roll and the first append to the
         // next segment leaves one); seal the rest so each has its final time-index entry.
@@ -207,11 +247,12 @@ impl Log {
         for b in empty {
             if let Some(s) = segments.remove(&b) {
                 s.delete()?;
+                dir_changed = true;
             }
         }
         for (b, s) in segments.iter_mut() {
             if *b != last_base {
-                s.seal()?;
+                s.seal();
             }
         }
         let next_offset = segments.values().next_back().map(|s| s.next_offset()).unwrap_or(0);
@@ -221,10 +262,16 @@ impl Log {
         epochs.retain(|&(_, start)| start <= next_offset);
         if epochs.is_empty() {
             epochs.push((0, log_start));
+            // This fsyncs the directory too, which covers `dir_changed`.
             checkpoint::write_epochs(&dir.join(LEADER_EPOCH_FILE), &epochs)?;
+        } else if dir_changed {
+            checkpoint::sync_dir(dir)?;
         }
+        let leader_epoch = epochs.last().map(|e| e.0).unwrap_or(0);
         let log = Self {
             dir: dir.to_path_buf(),
+            config: RwLock::new(Arc::new(config.clone())),
+            leader_epoch: AtomicI32::new(leader_epoch),
             inner: Mutex::new(Inner {
                 config,
                 segments,
@@ -237,7 +284,10 @@ impl Log {
             }),
             flush_lock: Mutex::new(()),
             flushed: AtomicI64::new(if clean { next_offset } else { recovery_point.min(next_offset) }),
-            dir_dirty: std::sync::atomic::AtomicBool::new(false),
+            checkpointed: AtomicI64::new(checkpointed.unwrap_or(-1)),
+            dir_dirty: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         };
         if stats.truncated_bytes > 0 || stats.recovered_segments > 0 {
             log.flush()?;
@@ -257,11 +307,12 @@ impl Log {
         // Validation reads every byte (CRC, record framing, decompression): do it before taking
         // the lock, so appends to this partition and reads of it are not held up meanwhile.
         let (max, compacts) = {
-            let g = self.lock();
-            (g.config.max_message_bytes, g.config.cleanup_policy.compacts())
+            let c = self.config.read().expect("log config lock poisoned");
+            (c.max_message_bytes, c.cleanup_policy.compacts())
         };
         let mut headers = validate::validate_batches(records, max, compacts)?;
         let mut g = self.lock();
+        self.check_writable()?;
         let inner = &mut *g;
         let log_append = inner.config.timestamp_type == TimestampType::LogAppendTime;
         self.maybe_roll(inner, records.len() as u64, now_ms)?;
@@ -291,7 +342,7 @@ impl Log {
             }
             let res = inner.active().append(&mut [IoSlice::new(&scratch)], &headers, interval);
             inner.scratch = scratch;
-            res?;
+            res.map_err(|e| self.fail(e))?;
         } else {
             // No copy of the records: each batch's first 16 bytes (base offset, length, leader
             // epoch) are stamped in a small array; the rest goes to the file from the request.
@@ -309,7 +360,7 @@ impl Log {
                 iov.push(IoSlice::new(head));
                 iov.push(IoSlice::new(&records[*at + HEAD_LEN..*at + h.size]));
             }
-            inner.active().append(&mut iov, &headers, interval)?;
+            inner.active().append(&mut iov, &headers, interval).map_err(|e| self.fail(e))?;
         }
         inner.next_offset = next;
         inner.unflushed_messages += messages;
@@ -344,7 +395,7 @@ impl Log {
 
     fn roll(&self, inner: &mut Inner, now_ms: i64) -> io::Result<()> {
         let next = inner.next_offset;
-        inner.active().seal()?;
+        inner.active().seal();
         let seg = Segment::create(&self.dir, next, now_ms)?;
         inner.segments.insert(next, seg);
         self.dir_dirty.store(true, Ordering::Release);
@@ -362,6 +413,9 @@ impl Log {
         if self.flushed.load(Ordering::Acquire) >= offset {
             return Ok(());
         }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, LogError::Deleted));
+        }
         self.sync_appended().map(|_| ())
     }
 
@@ -369,6 +423,7 @@ impl Log {
     /// (outside the log lock, so appends go on meanwhile), then the directory if a segment was
     /// created, then advance the recovery point to what was appended when this began.
     fn sync_appended(&self) -> io::Result<i64> {
+        self.check_not_failed()?;
         let flushed = self.flushed.load(Ordering::Acquire);
         let (target, files) = {
             let mut g = self.lock();
@@ -382,41 +437,139 @@ impl Log {
             (g.next_offset, files)
         };
         for f in files {
-            f.sync_data()?;
+            self.sync_data(&f)?;
         }
         self.sync_dir_if_dirty()?;
         self.flushed.store(target, Ordering::Release);
         Ok(target)
     }
 
+    /// fsync a segment's data; a failure fails the log.
+    fn sync_data(&self, file: &fs::File) -> io::Result<()> {
+        segment::sync_data(file).map_err(|e| self.fail(e))
+    }
+
     /// fsync the partition directory if a segment was created since the last time, so the new
-    /// file's name survives a power loss along with its data.
+    /// file's name survives a power loss along with its data. A failure fails the log: the name
+    /// of a file holding acknowledged data may be lost.
     fn sync_dir_if_dirty(&self) -> io::Result<()> {
         if self.dir_dirty.swap(false, Ordering::AcqRel) {
-            if let Err(e) = fs::File::open(&self.dir).and_then(|d| d.sync_all()) {
+            if let Err(e) = checkpoint::sync_dir(&self.dir) {
                 self.dir_dirty.store(true, Ordering::Release);
-                return Err(e);
+                return Err(self.fail(e));
             }
         }
+        Ok(())
+    }
+
+    /// Mark the log failed after a data write or fsync error; returns the error.
+    fn fail(&self, e: io::Error) -> io::Error {
+        if !self.failed.swap(true, Ordering::AcqRel) {
+            tracing::error!(dir = %self.dir.display(), error = %e,
+                "log write or fsync failed: appends and flushes refused until a restart recovers the log");
+        }
+        e
+    }
+
+    fn check_not_failed(&self) -> io::Result<()> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(io::Error::other(format!(
+                "log {} refuses writes after a failed write or fsync; restart the broker to recover it",
+                self.dir.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// With the log lock held: may this log take writes?
+    fn check_writable(&self) -> Result<(), LogError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(LogError::Deleted);
+        }
+        Ok(self.check_not_failed()?)
+    }
+
+    /// With the flush lock held: write the `recovery-point` checkpoint.
+    fn write_recovery_point(&self, offset: i64) -> io::Result<()> {
+        checkpoint::write_i64(&self.dir.join(RECOVERY_POINT_FILE), offset)?;
+        self.checkpointed.store(offset, Ordering::Release);
         Ok(())
     }
 
     /// fsync everything appended so far and checkpoint the recovery point.
     ///
     /// Index files are not synced here: opening a log checks them against the data and rebuilds
-    /// any that disagree.
+    /// any that disagree. Does nothing once the log is closed for deletion.
     pub fn flush(&self) -> io::Result<()> {
         let _f = self.flush_lock.lock().expect("flush lock poisoned");
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let target = self.sync_appended()?;
-        checkpoint::write_i64(&self.dir.join(RECOVERY_POINT_FILE), target)
+        self.write_recovery_point(target)
+    }
+
+    /// Make the sealed segments durable and move the recovery point up to the active segment,
+    /// as Kafka does after a roll; checkpoint the recovery point if it moved since the last
+    /// checkpoint (group commit moves it without writing the file). Meant to be called every
+    /// few seconds: an unclean start then re-validates little more than the active segment.
+    ///
+    /// The fsyncs run outside the log lock, so appends go on meanwhile. Returns whether the
+    /// checkpoint was written. Does nothing once the log is closed for deletion; fails once the
+    /// log has failed.
+    pub fn flush_sealed(&self) -> io::Result<bool> {
+        let _f = self.flush_lock.lock().expect("flush lock poisoned");
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        self.check_not_failed()?;
+        let flushed = self.flushed.load(Ordering::Acquire);
+        let (active_base, files) = {
+            let g = self.lock();
+            let active_base = *g.segments.keys().next_back().expect("a log always has an active segment");
+            let files: Vec<Arc<fs::File>> = g
+                .segments
+                .range(..active_base)
+                .filter(|(_, s)| s.next_offset() > flushed)
+                .map(|(_, s)| s.file().clone())
+                .collect();
+            (active_base, files)
+        };
+        if flushed < active_base {
+            for f in files {
+                self.sync_data(&f)?;
+            }
+            // The active segment's name too: the recovery point now lies in it.
+            self.sync_dir_if_dirty()?;
+            self.flushed.store(active_base, Ordering::Release);
+        }
+        let recovery_point = self.flushed.load(Ordering::Acquire);
+        if recovery_point <= self.checkpointed.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        self.write_recovery_point(recovery_point)?;
+        Ok(true)
+    }
+
+    /// Close the log because its topic is being deleted: waits for a flush in progress, then
+    /// makes appends, rolls, flushes, retention, DeleteRecords and compaction swaps do nothing
+    /// or fail with [`LogError::Deleted`], so that a request still holding this log cannot write
+    /// into a directory a new topic of the same name may be using. Reads go on.
+    pub fn close_for_delete(&self) {
+        let _f = self.flush_lock.lock().expect("flush lock poisoned");
+        let _g = self.lock();
+        self.closed.store(true, Ordering::Release);
     }
 
     /// Flush everything, indexes included (clean shutdown).
     pub fn close(&self) -> io::Result<()> {
         self.flush()?;
         let g = self.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
         for s in g.segments.values() {
-            s.flush()?;
+            s.flush().map_err(|e| self.fail(e))?;
         }
         Ok(())
     }
@@ -425,6 +578,10 @@ impl Log {
     pub fn flush_if_due(&self, now_ms: i64) -> io::Result<()> {
         let due = {
             let mut g = self.lock();
+            // A failed log has logged its failure once; a closed one has nothing to flush.
+            if self.failed.load(Ordering::Acquire) || self.closed.load(Ordering::Acquire) {
+                return Ok(());
+            }
             let due = g.unflushed_messages > 0
                 && g.config.flush_ms != i64::MAX
                 && now_ms - g.last_flush_ms >= g.config.flush_ms;
@@ -490,6 +647,9 @@ impl Log {
     /// below it. Returns the new log start offset.
     pub fn delete_records(&self, offset: i64) -> Result<i64, LogError> {
         let mut g = self.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(LogError::Deleted);
+        }
         let end = g.next_offset;
         let offset = if offset == -1 { end } else { offset };
         if offset < 0 || offset > end {
@@ -526,7 +686,7 @@ impl Log {
     /// Returns the number of segments deleted.
     pub fn apply_retention(&self, now_ms: i64) -> io::Result<usize> {
         let mut g = self.lock();
-        if !g.config.cleanup_policy.deletes() {
+        if !g.config.cleanup_policy.deletes() || self.closed.load(Ordering::Acquire) {
             return Ok(0);
         }
         let (retention_ms, retention_bytes) = (g.config.retention_ms, g.config.retention_bytes);
@@ -569,6 +729,9 @@ impl Log {
         // Held so that no flush in progress records a recovery point above the new end.
         let _f = self.flush_lock.lock().expect("flush lock poisoned");
         let mut g = self.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(LogError::Deleted);
+        }
         if offset >= g.next_offset {
             return Ok(());
         }
@@ -588,7 +751,7 @@ impl Log {
         // What is appended from here on is not durable yet: an unclean open must re-check it.
         let recovery_point = self.dir.join(RECOVERY_POINT_FILE);
         if checkpoint::read_i64(&recovery_point)?.is_some_and(|rp| rp > next) {
-            checkpoint::write_i64(&recovery_point, next)?;
+            self.write_recovery_point(next)?;
         }
         Ok(())
     }
@@ -620,14 +783,14 @@ impl Log {
         let n = g.segments.len();
         let is_sealed = g.segments.keys().take(n.saturating_sub(1)).any(|b| *b == base);
         let unchanged = g.segments.get(&base).map(|s| s.size() == expected_size).unwrap_or(false);
-        if !is_sealed || !unchanged {
+        if !is_sealed || !unchanged || self.closed.load(Ordering::Acquire) {
             let _ = fs::remove_file(cleaned);
             return Ok(false);
         }
         let interval = g.config.index_interval_bytes as u64;
         let swap = self.dir.join(format!("{}.swap", segment::file_name(base, "log")));
         fs::rename(cleaned, &swap)?;
-        fs::File::open(&self.dir)?.sync_all()?;
+        checkpoint::sync_dir(&self.dir)?;
         let seg = complete_swap(&self.dir, base, now_ms, interval)?;
         g.segments.insert(base, seg);
         Ok(true)
@@ -635,12 +798,14 @@ impl Log {
 
     /// Replace the topic config (IncrementalAlterConfigs).
     pub fn set_config(&self, config: LogConfig) {
-        self.lock().config = config;
+        let mut g = self.lock();
+        *self.config.write().expect("log config lock poisoned") = Arc::new(config.clone());
+        g.config = config;
     }
 
-    /// The topic config in force.
+    /// The topic config in force. Does not wait for the log lock.
     pub fn config(&self) -> LogConfig {
-        self.lock().config.clone()
+        LogConfig::clone(&self.config.read().expect("log config lock poisoned"))
     }
 
     /// First offset still in the log.
@@ -663,9 +828,9 @@ impl Log {
         self.lock().segments.len()
     }
 
-    /// Current leader epoch (stamped into every appended batch).
+    /// Current leader epoch (stamped into every appended batch). Does not wait for the log lock.
     pub fn leader_epoch(&self) -> i32 {
-        self.lock().leader_epoch()
+        self.leader_epoch.load(Ordering::Acquire)
     }
 
     /// Offset below which everything is fsynced.
@@ -677,23 +842,31 @@ impl Log {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// Hold the log lock until the returned guard is dropped (tests of what must not wait on it).
+    #[cfg(test)]
+    pub(crate) fn hold_lock_for_test(&self) -> impl Sized + '_ {
+        self.lock()
+    }
 }
 
+/// Re-validate segment `base`; if its tail is torn or corrupt, set `torn` to `base` (the caller
+/// cuts the tail once the segments after it are gone).
 fn recover_segment(
     dir: &Path,
     base: i64,
     now_ms: i64,
     index_interval: u64,
     stats: &mut OpenStats,
-    truncated: &mut bool,
+    torn: &mut Option<i64>,
 ) -> io::Result<Segment> {
     let mut seg = Segment::open_unchecked(dir, base, now_ms)?;
     let RecoveryStats { truncated_bytes, .. } = seg.recover(base, index_interval)?;
     stats.recovered_segments += 1;
     if truncated_bytes > 0 {
-        tracing::warn!(dir = %dir.display(), base, truncated_bytes, "cut torn or corrupt tail");
+        tracing::warn!(dir = %dir.display(), base, truncated_bytes, "cutting torn or corrupt tail");
         stats.truncated_bytes += truncated_bytes;
-        *truncated = true;
+        *torn = Some(base);
     }
     Ok(seg)
 }
@@ -730,6 +903,6 @@ fn complete_swap(dir: &Path, base: i64, now_ms: i64, interval: u64) -> io::Resul
     // The cleaner validated and fsynced every batch it wrote: headers suffice to index them,
     // which keeps this short stretch under the log lock to a header scan.
     seg.rebuild_indexes(interval)?;
-    seg.seal()?;
+    seg.seal();
     Ok(seg)
 }

@@ -74,6 +74,8 @@ pub struct Segment {
     created_ms: i64,
     /// `index.interval.bytes`: log bytes between two index entries.
     index_interval: u64,
+    /// An index write failed (warned about once per segment).
+    index_write_failed: bool,
 }
 
 impl Segment {
@@ -171,6 +173,7 @@ impl Segment {
             offset_of_max_timestamp: base_offset,
             created_ms: now_ms,
             index_interval: DEFAULT_INDEX_INTERVAL,
+            index_write_failed: false,
         })
     }
 
@@ -210,8 +213,9 @@ impl Segment {
         Ok(header)
     }
 
-    /// Re-validate every batch (length, magic, CRC, offsets), rebuild both indexes and truncate
-    /// the file at the first invalid batch.
+    /// Re-validate every batch (length, magic, CRC, offsets) and rebuild both indexes. The
+    /// segment ends at the first invalid batch, but the file keeps its tail until
+    /// [`Segment::cut_tail`]: the caller first deletes the segments that follow.
     pub fn recover(&mut self, expected_start: i64, index_interval: u64) -> io::Result<RecoveryStats> {
         self.index_interval = index_interval;
         self.index.clear()?;
@@ -244,7 +248,7 @@ impl Segment {
             if !in_order || h.base_offset - self.base_offset > u32::MAX as i64 - h.last_offset_delta as i64 {
                 break;
             }
-            self.index_batch(&h, pos)?;
+            self.index_batch(&h, pos);
             self.next_offset = h.next_offset();
             first = false;
             stats.batches += 1;
@@ -252,22 +256,43 @@ impl Segment {
         }
         if pos < self.size {
             stats.truncated_bytes = self.size - pos;
-            self.file.set_len(pos)?;
             self.size = pos;
         }
         self.age_from_first_batch();
         Ok(stats)
     }
 
-    fn index_batch(&mut self, h: &BatchHeader, pos: u64) -> io::Result<()> {
+    /// Cut the file to the batches [`Segment::recover`] kept.
+    pub fn cut_tail(&mut self) -> io::Result<()> {
+        failpoint(CUT_TAIL)?;
+        if self.file.metadata()?.len() > self.size {
+            self.file.set_len(self.size)?;
+        }
+        Ok(())
+    }
+
+    /// Observe a batch and give it index entries when one is due. An index write that fails
+    /// costs only an entry: indexes are sparse, lookups scan on from the entry before, and opening
+    /// the segment checks both indexes and rebuilds one that disagrees with the data.
+    fn index_batch(&mut self, h: &BatchHeader, pos: u64) {
         self.observe(h);
         if self.bytes_since_index >= self.index_interval {
-            self.index.append(h.base_offset, pos as u32)?;
-            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)?;
+            let res = self.index.append(h.base_offset, pos as u32);
+            self.index_write_done(res);
+            let res = self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp);
+            self.index_write_done(res);
             self.bytes_since_index = 0;
         }
         self.bytes_since_index += h.size as u64;
-        Ok(())
+    }
+
+    fn index_write_done(&mut self, res: io::Result<()>) {
+        if let Err(e) = res {
+            if !std::mem::replace(&mut self.index_write_failed, true) {
+                tracing::warn!(dir = %self.dir.display(), base = self.base_offset, error = %e,
+                    "index write failed; lookups scan past the missing entries");
+            }
+        }
     }
 
     /// Rebuild both indexes from batch headers alone, without CRC checks: for files whose batches
@@ -286,7 +311,7 @@ impl Segment {
             if h.base_offset < self.next_offset {
                 return Err(corrupt_index("batch offsets go backwards"));
             }
-            self.index_batch(&h, pos)?;
+            self.index_batch(&h, pos);
             self.next_offset = h.next_offset();
             pos += h.size as u64;
         }
@@ -309,13 +334,15 @@ impl Segment {
 
     /// fsync the `.log` file only (indexes are rebuilt or checked on open).
     pub fn flush_data(&self) -> io::Result<()> {
-        self.file.sync_data()
+        sync_data(&self.file)
     }
 
     /// Append already-validated, offset-stamped batches, written with one `pwritev` from the
     /// given slices (no copy into a buffer first).
     ///
-    /// `headers` gives each batch's position relative to the start of the appended bytes.
+    /// `headers` gives each batch's position relative to the start of the appended bytes. Only a
+    /// failed data write is an error (and then nothing was appended); index writes that fail are
+    /// logged and skipped, so the data and the offsets handed out always agree.
     pub fn append(
         &mut self,
         bufs: &mut [IoSlice<'_>],
@@ -324,7 +351,7 @@ impl Segment {
     ) -> io::Result<()> {
         let start = self.size;
         let len: u64 = bufs.iter().map(|b| b.len() as u64).sum();
-        if let Err(e) = pwritev_all(&self.file, bufs, start) {
+        if let Err(e) = failpoint(WRITE_DATA).and_then(|_| pwritev_all(&self.file, bufs, start)) {
             // Leave nothing half-written behind; if even that fails, recovery cuts the tail.
             if let Err(t) = self.file.set_len(start) {
                 tracing::error!(error = %t, "cannot cut a failed append; recovery will");
@@ -334,7 +361,7 @@ impl Segment {
         self.size += len;
         self.index_interval = index_interval;
         for (at, h) in headers {
-            self.index_batch(h, start + *at as u64)?;
+            self.index_batch(h, start + *at as u64);
             self.next_offset = h.next_offset();
         }
         Ok(())
@@ -411,17 +438,18 @@ impl Segment {
 
     /// fsync the log and both indexes.
     pub fn flush(&self) -> io::Result<()> {
-        self.file.sync_data()?;
+        sync_data(&self.file)?;
         self.index.flush()?;
         self.time_index.flush()
     }
 
-    /// Write the final time-index entry, as a sealed segment keeps it.
-    pub fn seal(&mut self) -> io::Result<()> {
+    /// Write the final time-index entry, as a sealed segment keeps it (if that write fails, the
+    /// segment just lacks it, as after a failed index write in [`Segment::append`]).
+    pub fn seal(&mut self) {
         if self.max_timestamp >= 0 {
-            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)?;
+            let res = self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp);
+            self.index_write_done(res);
         }
-        Ok(())
     }
 
     /// Delete every file of the segment. Open [`FileSlice`]s stay readable.
@@ -498,6 +526,7 @@ fn pwritev_all(file: &File, mut bufs: &mut [IoSlice<'_>], mut offset: u64) -> io
 
 /// Delete every file that belongs to the segment at `base_offset` in `dir`.
 pub fn delete_segment_files(dir: &Path, base_offset: i64) -> io::Result<()> {
+    failpoint(DELETE_SEGMENT)?;
     for ext in SEGMENT_FILE_EXTS {
         match fs::remove_file(dir.join(file_name(base_offset, ext))) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
@@ -505,4 +534,55 @@ pub fn delete_segment_files(dir: &Path, base_offset: i64) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// fsync the data of a segment file.
+pub(crate) fn sync_data(file: &File) -> io::Result<()> {
+    failpoint(SYNC_DATA)?;
+    file.sync_data()
+}
+
+/// Failpoint: fsync of segment data.
+pub(crate) const SYNC_DATA: &str = "segment.sync_data";
+/// Failpoint: write of appended batches.
+pub(crate) const WRITE_DATA: &str = "segment.write";
+/// Failpoint: deletion of a segment's files.
+pub(crate) const DELETE_SEGMENT: &str = "segment.delete";
+/// Failpoint: cutting a torn or corrupt tail during recovery.
+pub(crate) const CUT_TAIL: &str = "segment.cut_tail";
+
+/// Fails when a test armed `name` on this thread (see `failpoints`); does nothing otherwise.
+#[inline]
+pub(crate) fn failpoint(name: &'static str) -> io::Result<()> {
+    #[cfg(test)]
+    if failpoints::armed(name) {
+        return Err(io::Error::other(format!("injected failure: {name}")));
+    }
+    let _ = name;
+    Ok(())
+}
+
+/// Test-only fault injection: an armed failpoint fails every check of it on the arming thread
+/// until it is disarmed.
+#[cfg(test)]
+pub(crate) mod failpoints {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static ARMED: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Make checks of `name` fail.
+    pub(crate) fn arm(name: &'static str) {
+        ARMED.with(|a| a.borrow_mut().push(name));
+    }
+
+    /// Let checks of `name` pass again.
+    pub(crate) fn disarm(name: &'static str) {
+        ARMED.with(|a| a.borrow_mut().retain(|n| *n != name));
+    }
+
+    pub(super) fn armed(name: &str) -> bool {
+        ARMED.with(|a| a.borrow().contains(&name))
+    }
 }

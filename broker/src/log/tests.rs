@@ -254,7 +254,9 @@ fn assert_segment_files(dir: &Path, bases: &[i64], ctx: &str) {
 }
 
 mod append_read;
+mod faults;
 mod flush;
+mod lifecycle;
 mod recovery;
 mod retention;
 mod validation;

@@ -11,12 +11,17 @@ use std::path::Path;
 
 const ENTRY: usize = 12;
 
+/// Failpoint: an entry write that reports failure after the bytes went in.
+pub(crate) const TIME_INDEX_APPEND: &str = "timeindex.append";
+
 /// Time index of one segment.
 #[derive(Debug)]
 pub struct TimeIndex {
     file: File,
     base_offset: i64,
     entries: Vec<(i64, u32)>,
+    /// A failed append left bytes that could not be cut: no more appends (see `OffsetIndex`).
+    broken: bool,
 }
 
 impl TimeIndex {
@@ -45,21 +50,30 @@ impl TimeIndex {
         if valid * ENTRY != len {
             file.set_len((valid * ENTRY) as u64)?;
         }
-        Ok(Self { file, base_offset, entries })
+        Ok(Self { file, base_offset, entries, broken: false })
     }
 
     /// Record that `timestamp` is the largest so far, first reached at `offset`.
+    ///
+    /// On failure the file is cut back to the entries before (a missing entry only makes
+    /// lookups start earlier); if even that fails, no more entries are taken until a truncation.
     pub fn maybe_append(&mut self, timestamp: i64, offset: i64) -> io::Result<()> {
         if let Some(&(t, _)) = self.entries.last() {
             if timestamp <= t {
                 return Ok(());
             }
         }
+        if self.broken {
+            return Err(io::Error::other("time index takes no entries after a failed write"));
+        }
         let rel = (offset - self.base_offset) as u32;
         let mut e = [0u8; ENTRY];
         e[0..8].copy_from_slice(&timestamp.to_be_bytes());
         e[8..12].copy_from_slice(&rel.to_be_bytes());
-        self.file.write_all(&e)?;
+        if let Err(err) = self.file.write_all(&e).and_then(|_| super::segment::failpoint(TIME_INDEX_APPEND)) {
+            self.broken = self.file.set_len((self.entries.len() * ENTRY) as u64).is_err();
+            return Err(err);
+        }
         self.entries.push((timestamp, rel));
         Ok(())
     }
@@ -90,7 +104,9 @@ impl TimeIndex {
         let rel = offset - self.base_offset;
         let keep = self.entries.partition_point(|&(_, r)| (r as i64) < rel);
         self.entries.truncate(keep);
-        self.file.set_len((keep * ENTRY) as u64)
+        self.file.set_len((keep * ENTRY) as u64)?;
+        self.broken = false;
+        Ok(())
     }
 
     /// fsync the index file.
@@ -118,5 +134,21 @@ mod tests {
         drop(ti);
         let ti = TimeIndex::open(&dir.path().join("0.timeindex"), 0).unwrap();
         assert_eq!(ti.last_timestamp(), Some(300));
+    }
+
+    #[test]
+    fn a_failed_append_leaves_the_file_as_the_entries() {
+        use crate::log::segment::failpoints;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.timeindex");
+        let mut ti = TimeIndex::open(&path, 0).unwrap();
+        ti.maybe_append(100, 0).unwrap();
+        failpoints::arm(TIME_INDEX_APPEND);
+        assert!(ti.maybe_append(200, 10).is_err());
+        failpoints::disarm(TIME_INDEX_APPEND);
+        ti.maybe_append(300, 20).unwrap();
+        assert_eq!(ti.lookup(250), 0, "the failed entry is not used");
+        let reopened = TimeIndex::open(&path, 0).unwrap();
+        assert_eq!(reopened.entries, ti.entries, "the failed entry is not in the file");
     }
 }

@@ -115,3 +115,56 @@ fn truncate_to_lowers_the_recovery_point() {
     let kept: Vec<Sent> = sent.iter().filter(|s| s.base < cut).cloned().collect();
     assert_log(&log, &kept, "after unclean reopen");
 }
+
+/// As in Kafka, sealed segments are flushed after a roll and the recovery point moves to the
+/// active segment, so an unclean start re-validates only that one.
+#[test]
+fn flush_sealed_moves_the_recovery_point_to_the_active_segment() {
+    let dir = tempdir();
+    let path = dir.path().join(RECOVERY_POINT_FILE);
+    let cfg = config(&[("segment.bytes", "1024")]);
+    let (log, _) = open(dir.path(), &cfg, true);
+    let mut rng = StdRng::seed_from_u64(6);
+    let mut sent = Vec::new();
+    while log.segment_count() < 5 {
+        append(&log, &mut sent, &[random_batch(&mut rng)], 0);
+    }
+    let active = *segment_bases(dir.path()).last().unwrap();
+    assert!(log.flush_sealed().unwrap(), "sealed segments to flush");
+    assert_eq!(log.recovery_point(), active);
+    assert_eq!(checkpoint::read_i64(&path).unwrap(), Some(active));
+    assert!(!log.flush_sealed().unwrap(), "nothing new to flush");
+    // The loop stops at the append that rolled: the active segment holds unflushed data.
+    while log.segment_count() < 7 {
+        append(&log, &mut sent, &[random_batch(&mut rng)], 0);
+    }
+    let active = *segment_bases(dir.path()).last().unwrap();
+    assert!(log.log_end_offset() > active);
+    assert!(log.flush_sealed().unwrap());
+    assert_eq!(checkpoint::read_i64(&path).unwrap(), Some(active));
+    drop(log);
+    let (log, stats) = open(dir.path(), &cfg, false);
+    assert_eq!((stats.recovered_segments, stats.truncated_bytes), (1, 0), "only the active segment is re-validated");
+    assert_log(&log, &sent, "after unclean reopen");
+}
+
+/// Group commit moves the recovery point in memory only; `flush_sealed` checkpoints it.
+#[test]
+fn flush_sealed_checkpoints_a_recovery_point_moved_by_group_commit() {
+    let dir = tempdir();
+    let path = dir.path().join(RECOVERY_POINT_FILE);
+    let cfg = config(&[("segment.bytes", "1024"), ("flush.messages", "1")]);
+    let (log, _) = open(dir.path(), &cfg, true);
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut sent = Vec::new();
+    while log.segment_count() < 3 {
+        let info = append(&log, &mut sent, &[random_batch(&mut rng)], 0);
+        log.flush_to(info.flush_to.unwrap()).unwrap();
+    }
+    let end = log.log_end_offset();
+    assert_eq!(log.recovery_point(), end);
+    assert_eq!(checkpoint::read_i64(&path).unwrap(), None, "not checkpointed yet");
+    assert!(log.flush_sealed().unwrap());
+    assert_eq!(checkpoint::read_i64(&path).unwrap(), Some(end));
+    assert!(!log.flush_sealed().unwrap());
+}

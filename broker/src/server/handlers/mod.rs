@@ -134,5 +134,6 @@ pub fn log_error_code(e: &crate::log::LogError) -> i16 {
         LogError::TooLarge { .. } => codes::MESSAGE_TOO_LARGE,
         LogError::InvalidRecord(_) => codes::INVALID_RECORD,
         LogError::OffsetOutOfRange { .. } => codes::OFFSET_OUT_OF_RANGE,
+        LogError::Deleted => codes::UNKNOWN_TOPIC_OR_PARTITION,
     }
 }
