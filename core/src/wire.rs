@@ -127,9 +127,10 @@ pub fn decode_response<M: Decodable>(
     version: i16,
     mut frame: Bytes,
 ) -> Result<(i32, M), crate::Error> {
-    let err = |e: anyhow::Error| crate::Error::Protocol(format!("decoding {api_key:?} v{version} response: {e}"));
-    let header = ResponseHeader::decode(&mut frame, api_key.response_header_version(version)).map_err(err)?;
-    let body = M::decode(&mut frame, version).map_err(err)?;
+    let err =
+        |e: &dyn std::fmt::Display| crate::Error::Protocol(format!("decoding {api_key:?} v{version} response: {e}"));
+    let header = ResponseHeader::decode(&mut frame, api_key.response_header_version(version)).map_err(|e| err(&e))?;
+    let body = M::decode(&mut frame, version).map_err(|e| err(&e))?;
     Ok((header.correlation_id, body))
 }
 

@@ -27,10 +27,10 @@ pub struct BenchArgs {
     #[arg(long)]
     bootstrap: Option<String>,
     /// Value size of each record in bytes.
-    #[arg(long, default_value_t = 100)]
-    record_size: usize,
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    record_size: u32,
     /// Partitions of the benchmark topic.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=10_000))]
     partitions: i32,
     /// Total bytes of record values to move.
     #[arg(long, default_value = "512MiB", value_parser = parse_size)]
@@ -94,19 +94,19 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             false,
         )
         .await?;
-    let per_batch = (a.batch_bytes as usize / a.record_size.max(1)).max(1);
+    let per_batch = (a.batch_bytes as usize / (a.record_size as usize).max(1)).max(1);
     let batch = encode_batch(
         &(0..per_batch)
             .map(|i| ProducerRecord {
                 key: None,
-                value: Some(Bytes::from(vec![(i % 251) as u8; a.record_size])),
+                value: Some(Bytes::from(vec![(i % 251) as u8; a.record_size as usize])),
                 ..Default::default()
             })
             .collect::<Vec<_>>(),
         kafka_protocol::records::Compression::None,
         0,
     )?;
-    let total_batches = (a.bytes / (per_batch * a.record_size) as u64).max(a.partitions as u64);
+    let total_batches = (a.bytes / (per_batch * (a.record_size as usize)) as u64).max(a.partitions as u64);
     let records = total_batches * per_batch as u64;
     let (label, elapsed) = match a.what {
         What::Produce => ("produce", produce(&client, &topic, &a, &batch, total_batches).await?),
@@ -119,7 +119,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         }
     };
     let secs = elapsed.as_secs_f64();
-    let value_bytes = records as f64 * a.record_size as f64;
+    let value_bytes = records as f64 * (a.record_size as usize) as f64;
     println!(
         "{label}: {} records of {} B over {} partition(s), acks={}: {:.0} records/s, {:.0} MB/s, {:.2}x loopback",
         records,

@@ -325,8 +325,21 @@ def check_admin(bootstrap):
     p.produce(ADMIN_TOPIC, key=b"k", value=b"v", partition=4, on_delivery=lambda err, _m: err and errors.append(err))
     check(p.flush(30) == 0 and not errors, f"produce to the new partition: {errors}")
 
-    # delete_records, where the client has it: the new partition's start moves past its record.
+    # delete_records, where the client has it. On a compact-only topic Kafka refuses it
+    # (POLICY_VIOLATION); once the policy includes delete, the new partition's start moves past
+    # its record.
     if hasattr(admin, "delete_records"):
+        (f,) = admin.delete_records([TopicPartition(ADMIN_TOPIC, 4, 1)], request_timeout=TIMEOUT).values()
+        try:
+            f.result(timeout=TIMEOUT)
+            fail("delete_records on a cleanup.policy=compact topic succeeded; expected POLICY_VIOLATION")
+        except KafkaException as e:
+            check(e.args[0].code() == KafkaError.POLICY_VIOLATION, f"delete_records on a compact topic: {e}")
+        from confluent_kafka.admin import AlterConfigOpType, ConfigEntry
+
+        policy = ConfigEntry("cleanup.policy", "compact,delete", incremental_operation=AlterConfigOpType.SET)
+        (f,) = admin.incremental_alter_configs([ConfigResource("topic", ADMIN_TOPIC, incremental_configs=[policy])]).values()
+        f.result(timeout=TIMEOUT)
         (f,) = admin.delete_records([TopicPartition(ADMIN_TOPIC, 4, 1)], request_timeout=TIMEOUT).values()
         r = f.result(timeout=TIMEOUT)
         check(r.low_watermark == 1, f"delete_records low watermark {r.low_watermark}, expected 1")

@@ -151,6 +151,10 @@ impl Broker {
     }
 }
 
+/// How often sealed segments are flushed and recovery points checkpointed (Kafka checkpoints
+/// every `log.flush.offset.checkpoint.interval.ms`, 60 s; sealed segments flush on roll).
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
 /// A stable cluster id per data directory.
 fn cluster_id(dir: &std::path::Path) -> String {
     let path = dir.join("cluster-id");
@@ -188,29 +192,41 @@ async fn accept_loop(state: Arc<BrokerState>, listener: TcpListener) {
     while conns.join_next().await.is_some() {}
 }
 
-/// Periodic log maintenance: `flush.ms`, retention, compaction. Runs its disk work on blocking
-/// threads; appends only ever wait for the short swaps.
+/// Periodic log maintenance: `flush.ms`, flushing sealed segments and checkpointing the recovery
+/// point, retention, compaction. Disk work runs on blocking threads; appends only ever wait for
+/// the short swaps. On shutdown a running compaction pass is waited for, not abandoned.
 async fn maintenance(state: Arc<BrokerState>) {
     let tick = Duration::from_millis(100);
     let mut last_retention = tokio::time::Instant::now();
     let mut last_clean = tokio::time::Instant::now();
+    let mut last_checkpoint = tokio::time::Instant::now();
     let cleaner = Arc::new(std::sync::Mutex::new(crate::log::cleaner::Cleaner::new()));
+    // Logs already reported as failed: report each once, not every tick.
+    let failed: Arc<std::sync::Mutex<std::collections::HashSet<PathBuf>>> = Arc::default();
+    let mut compaction = JoinSet::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
-            _ = state.shutdown.cancelled() => return,
+            Some(_) = compaction.join_next(), if !compaction.is_empty() => continue,
+            _ = state.shutdown.cancelled() => {
+                while compaction.join_next().await.is_some() {}
+                return;
+            }
         }
         let retention_due = last_retention.elapsed() >= state.config.retention_check_interval;
         if retention_due {
             last_retention = tokio::time::Instant::now();
         }
-        let clean_due = last_clean.elapsed() >= state.config.cleaner_backoff;
-        if clean_due {
+        let checkpoint_due = last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL;
+        if checkpoint_due {
+            last_checkpoint = tokio::time::Instant::now();
+        }
+        if last_clean.elapsed() >= state.config.cleaner_backoff && compaction.is_empty() {
             last_clean = tokio::time::Instant::now();
             let (st, c) = (state.clone(), cleaner.clone());
             // Compaction runs beside the loop so a long pass never delays flush.ms or retention.
-            tokio::task::spawn_blocking(move || {
-                let Ok(mut c) = c.try_lock() else { return };
+            compaction.spawn_blocking(move || {
+                let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
                 let logs = st.topics.all_logs();
                 let stats = c.run_once(logs.iter().map(|l| l.as_ref()), now_ms());
                 if stats.logs_cleaned > 0 || stats.logs_failed > 0 {
@@ -218,12 +234,24 @@ async fn maintenance(state: Arc<BrokerState>) {
                 }
             });
         }
-        let st = state.clone();
+        let (st, failed) = (state.clone(), failed.clone());
         let res = tokio::task::spawn_blocking(move || {
             let now = now_ms();
+            let mut failed = failed.lock().unwrap_or_else(|p| p.into_inner());
             for log in st.topics.all_logs() {
                 if let Err(e) = log.flush_if_due(now) {
                     tracing::error!(dir = %log.dir().display(), error = %e, "scheduled flush failed");
+                }
+                if checkpoint_due {
+                    // Sealed segments get flushed and the recovery point checkpointed, so an
+                    // unclean restart re-validates about one segment per partition.
+                    match log.flush_sealed() {
+                        Ok(_) => {}
+                        Err(e) if failed.insert(log.dir().to_path_buf()) => {
+                            tracing::error!(dir = %log.dir().display(), error = %e, "log failed; it refuses writes until a restart")
+                        }
+                        Err(_) => {}
+                    }
                 }
                 if retention_due {
                     match log.apply_retention(now) {

@@ -91,7 +91,7 @@ impl<'a> Admin<'a> {
                     })
                     .collect(),
             );
-        let resp = self.client.any_broker().call(req, 7).await?;
+        let resp = self.client.timed("CreateTopics", self.client.any_broker().call(req, 7)).await?;
         for t in &resp.topics {
             check(t.error_code, format!("topic '{}'", t.name.0), t.error_message.as_ref())?;
         }
@@ -109,7 +109,7 @@ impl<'a> Admin<'a> {
         } else {
             req.topic_names = names.iter().map(|n| name(n)).collect();
         }
-        let resp = conn.call_at(req, v).await?;
+        let resp = self.client.timed("DeleteTopics", conn.call_at(req, v)).await?;
         for r in &resp.responses {
             let n = r.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
             check(r.error_code, format!("topic '{n}'"), r.error_message.as_ref())?;
@@ -142,7 +142,7 @@ impl<'a> Admin<'a> {
             .with_resource_type(TOPIC_RESOURCE)
             .with_resource_name(StrBytes::from_string(topic.to_string()))
             .with_configuration_keys(None)]);
-        let resp = self.client.any_broker().call(req, 4).await?;
+        let resp = self.client.timed("DescribeConfigs", self.client.any_broker().call(req, 4)).await?;
         let r = resp.results.first().ok_or_else(|| Error::Protocol("empty DescribeConfigs response".into()))?;
         check(r.error_code, format!("configs of topic '{topic}'"), r.error_message.as_ref())?;
         Ok(r.configs
@@ -167,7 +167,7 @@ impl<'a> Admin<'a> {
                     })
                     .collect(),
             )]);
-        let resp = self.client.any_broker().call(req, 1).await?;
+        let resp = self.client.timed("IncrementalAlterConfigs", self.client.any_broker().call(req, 1)).await?;
         for r in &resp.responses {
             check(r.error_code, format!("configs of topic '{topic}'"), r.error_message.as_ref())?;
         }
@@ -179,7 +179,7 @@ impl<'a> Admin<'a> {
         let req = CreatePartitionsRequest::default()
             .with_timeout_ms(30_000)
             .with_topics(vec![CreatePartitionsTopic::default().with_name(name(topic)).with_count(count)]);
-        let resp = self.client.any_broker().call(req, 3).await?;
+        let resp = self.client.timed("CreatePartitions", self.client.any_broker().call(req, 3)).await?;
         for r in &resp.results {
             check(r.error_code, format!("partitions of topic '{topic}'"), r.error_message.as_ref())?;
         }
@@ -197,7 +197,7 @@ impl<'a> Admin<'a> {
                 .with_partitions(vec![DeleteRecordsPartition::default()
                     .with_partition_index(partition)
                     .with_offset(offset)])]);
-        let resp = conn.call(req, 2).await?;
+        let resp = self.client.timed("DeleteRecords", conn.call(req, 2)).await?;
         let p = resp
             .topics
             .first()

@@ -150,7 +150,8 @@ impl Client {
         &self.config
     }
 
-    async fn timed<T>(&self, what: &str, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    /// Run a request with `request.timeout.ms`.
+    pub(crate) async fn timed<T>(&self, what: &str, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         tokio::time::timeout(self.config.request_timeout, f)
             .await
             .map_err(|_| Error::Timeout(format!("{what} after {:?}", self.config.request_timeout)))?

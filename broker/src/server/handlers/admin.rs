@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
@@ -34,8 +35,16 @@ pub async fn create_topics(state: &Arc<BrokerState>, req: CreateTopicsRequest, v
         let mut resp = CreateTopicsResponse::default();
         for t in req.topics {
             let name = t.name.0.to_string();
-            let partitions = if t.num_partitions == -1 { state.config.num_partitions } else { t.num_partitions };
-            let replication = if t.replication_factor == -1 { 1 } else { t.replication_factor };
+            // Explicit assignments (one broker list per partition) stand in for the counts.
+            let assigned =
+                single_node_assignment(&t.assignments, t.num_partitions, t.replication_factor, state.config.node_id);
+            let (partitions, replication) = match assigned {
+                Ok(Some(n)) => (n, 1),
+                _ => (
+                    if t.num_partitions == -1 { state.config.num_partitions } else { t.num_partitions },
+                    if t.replication_factor == -1 { 1 } else { t.replication_factor },
+                ),
+            };
             let configs: BTreeMap<String, String> = t
                 .configs
                 .iter()
@@ -46,11 +55,8 @@ pub async fn create_topics(state: &Arc<BrokerState>, req: CreateTopicsRequest, v
                 r.num_partitions = partitions;
                 r.replication_factor = replication;
             }
-            let result = if !t.assignments.is_empty() {
-                Err((
-                    codes::INVALID_REQUEST,
-                    "manual replica assignment is not supported on a single broker".to_string(),
-                ))
+            let result = if let Err(e) = assigned {
+                Err(e)
             } else if req.validate_only {
                 state
                     .topics
@@ -80,6 +86,40 @@ pub async fn create_topics(state: &Arc<BrokerState>, req: CreateTopicsRequest, v
         resp
     })
     .await
+}
+
+/// Check CreateTopics' explicit replica assignments on a single broker: `Ok(None)` when there
+/// are none, `Ok(Some(partitions))` when every partition 0..n is assigned to this node alone.
+fn single_node_assignment(
+    assignments: &[CreatableReplicaAssignment],
+    num_partitions: i32,
+    replication_factor: i16,
+    node: i32,
+) -> Result<Option<i32>, (i16, String)> {
+    if assignments.is_empty() {
+        return Ok(None);
+    }
+    if num_partitions != -1 || replication_factor != -1 {
+        return Err((
+            codes::INVALID_REQUEST,
+            "give either replica assignments or num_partitions and replication_factor, not both".into(),
+        ));
+    }
+    let mut seen: Vec<i32> = assignments.iter().map(|a| a.partition_index).collect();
+    seen.sort_unstable();
+    if seen != (0..assignments.len() as i32).collect::<Vec<_>>() {
+        return Err((codes::INVALID_REPLICA_ASSIGNMENT, "assignments must cover partitions 0..n exactly once".into()));
+    }
+    if let Some(a) = assignments.iter().find(|a| a.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>() != [node]) {
+        return Err((
+            codes::INVALID_REPLICA_ASSIGNMENT,
+            format!(
+                "partition {} is assigned to {:?}; this broker (node {node}) runs alone",
+                a.partition_index, a.broker_ids
+            ),
+        ));
+    }
+    Ok(Some(assignments.len() as i32))
 }
 
 pub async fn delete_topics(state: &Arc<BrokerState>, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
@@ -272,6 +312,8 @@ pub async fn delete_records(state: &Arc<BrokerState>, req: DeleteRecordsRequest)
                     .with_low_watermark(-1);
                 match state.topics.partition(&t.name.0, p.partition_index) {
                     None => pr.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION,
+                    // Records of a compact-only topic go by compaction alone, as in Kafka.
+                    Some(log) if !log.config().cleanup_policy.deletes() => pr.error_code = codes::POLICY_VIOLATION,
                     Some(log) => match log.delete_records(p.offset) {
                         Ok(lw) => pr.low_watermark = lw,
                         Err(e) => pr.error_code = log_error_code(&e),

@@ -12,6 +12,9 @@ use super::{blocking, codes};
 use crate::server::BrokerState;
 use crate::topics::{validate_topic_name, Topic, TopicError};
 
+/// Kafka's internal topics (`is_internal` in Metadata); other `__` names are ordinary topics.
+const INTERNAL_TOPICS: [&str; 2] = ["__consumer_offsets", "__transaction_state"];
+
 pub async fn handle(state: &Arc<BrokerState>, req: MetadataRequest, version: i16) -> MetadataResponse {
     let node = state.config.node_id;
     let mut resp = MetadataResponse::default()
@@ -75,7 +78,7 @@ fn topic_entry(t: &Topic, node: i32, version: i16) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
         .with_topic_id(if version >= 10 { t.id } else { Default::default() })
-        .with_is_internal(version >= 1 && t.name.starts_with("__"))
+        .with_is_internal(version >= 1 && INTERNAL_TOPICS.contains(&t.name.as_str()))
         .with_partitions(
             t.partitions
                 .iter()

@@ -120,6 +120,10 @@ pub mod codes {
     pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
     /// INVALID_CONFIG.
     pub const INVALID_CONFIG: i16 = 40;
+    /// INVALID_REPLICA_ASSIGNMENT.
+    pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+    /// POLICY_VIOLATION.
+    pub const POLICY_VIOLATION: i16 = 44;
     /// UNSUPPORTED_VERSION.
     pub const UNSUPPORTED_VERSION: i16 = 35;
 }

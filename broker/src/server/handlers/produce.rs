@@ -29,6 +29,16 @@ pub async fn handle(state: &Arc<BrokerState>, req: ProduceRequest, version: i16,
         if !flushes.is_empty() {
             tokio::spawn(flush_all(flushes));
         }
+        // The producer reads no answer, so an error can only reach it by a closed connection
+        // (Kafka does the same); it then refreshes metadata and reconnects.
+        let failed = resp
+            .responses
+            .iter()
+            .flat_map(|t| t.partition_responses.iter().map(move |p| (t, p)))
+            .find(|(_, p)| p.error_code != 0);
+        if let Some((t, p)) = failed {
+            return Err(format!("acks=0 produce to {}-{} failed with error {}", t.name.0, p.index, p.error_code));
+        }
         return Ok(Reply::Now(None));
     }
     if flushes.is_empty() {
