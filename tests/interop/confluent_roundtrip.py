@@ -37,22 +37,14 @@ except ImportError as e:  # never skip silently: the test must fail with the rea
 RECORDS = 100_000
 PARTITIONS = 6
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
+from checks import check, fail  # noqa: E402 (beside this script)
+
 ADMIN_TOPIC = "cf-admin"
 TIMEOUT = 30.0
 
 
 def topic_of(codec):
     return f"cf-{codec}"
-
-
-def fail(msg):
-    print(f"FAIL: {msg}", file=sys.stderr)
-    sys.exit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
 
 
 def expected_data(seed, base_ts):

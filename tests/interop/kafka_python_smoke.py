@@ -22,18 +22,10 @@ try:
 except ImportError as e:  # never skip silently: the test must fail with the reason
     sys.exit(f"kafka-python is not installed ({e}); install it with `pip install kafka-python` (.ci/run does)")
 
+from checks import check, fail  # noqa: E402 (beside this script)
+
 RECORDS = 1000
 TIMEOUT = 30
-
-
-def fail(msg):
-    print(f"FAIL: {msg}", file=sys.stderr)
-    sys.exit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
 
 
 def make_producer(bootstrap, compression):
