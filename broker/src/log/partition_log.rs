@@ -136,6 +136,8 @@ pub struct Log {
     dir: PathBuf,
     inner: Mutex<Inner>,
     flush_lock: Mutex<()>,
+    /// The log end offset, readable without the lock (a hint for waiters; the lock has the truth).
+    end_offset: AtomicI64,
     /// Everything below this offset has been fsynced (the recovery point). Moves only under the
     /// flush lock.
     flushed: AtomicI64,
@@ -283,6 +285,7 @@ impl Log {
                 scratch: Vec::new(),
             }),
             flush_lock: Mutex::new(()),
+            end_offset: AtomicI64::new(next_offset),
             flushed: AtomicI64::new(if clean { next_offset } else { recovery_point.min(next_offset) }),
             checkpointed: AtomicI64::new(checkpointed.unwrap_or(-1)),
             dir_dirty: AtomicBool::new(false),
@@ -363,6 +366,7 @@ impl Log {
             inner.active().append(&mut iov, &headers, interval).map_err(|e| self.fail(e))?;
         }
         inner.next_offset = next;
+        self.end_offset.store(next, Ordering::Release);
         inner.unflushed_messages += messages;
         let flush_to = (inner.unflushed_messages >= inner.config.flush_messages).then_some(next);
         Ok(AppendInfo {
@@ -746,6 +750,7 @@ impl Log {
         let active = g.active();
         active.truncate_to(offset)?;
         g.next_offset = g.active().next_offset();
+        self.end_offset.store(g.next_offset, Ordering::Release);
         let next = g.next_offset;
         self.flushed.fetch_min(next, Ordering::AcqRel);
         // What is appended from here on is not durable yet: an unclean open must re-check it.
@@ -816,6 +821,11 @@ impl Log {
     /// Offset the next record will get.
     pub fn log_end_offset(&self) -> i64 {
         self.lock().next_offset
+    }
+
+    /// The log end offset without taking the lock: for waiters deciding whether to look again.
+    pub fn end_offset_hint(&self) -> i64 {
+        self.end_offset.load(Ordering::Acquire)
     }
 
     /// Total bytes of all segment `.log` files.

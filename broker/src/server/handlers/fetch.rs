@@ -17,7 +17,7 @@ use kafka_protocol::protocol::Encodable;
 use tokio::time::Instant;
 
 use super::{blocking, codes, log_error_code};
-use crate::log::FileSlice;
+use crate::log::{FileSlice, Log};
 use crate::server::conn::Reply;
 use crate::server::response::{placeholder, Frame, SpliceBuf, MAX_SPLICE};
 use crate::server::BrokerState;
@@ -52,11 +52,27 @@ async fn run(state: &Arc<BrokerState>, req: FetchRequest, version: i16, id: i32)
         if done {
             return encode_spliced(version, id, &resp, slices);
         }
+        // Appends anywhere wake every parked fetch; look again only once one of this fetch's
+        // partitions has grown past what it saw, so a wakeup elsewhere costs an atomic load.
+        let watch: Vec<(Arc<Log>, i64)> = req
+            .topics
+            .iter()
+            .zip(&resp.responses)
+            .flat_map(|(t, tr)| t.partitions.iter().zip(&tr.partitions).map(move |(p, pd)| (&t.topic, p, pd)))
+            .filter_map(|(topic, p, pd)| state.topics.partition(topic, p.partition).map(|l| (l, pd.high_watermark)))
+            .collect();
         let _parked = Parked::new(&state.fetches_waiting);
-        tokio::select! {
-            _ = &mut notified => {}
-            _ = tokio::time::sleep_until(deadline) => {}
-            _ = state.shutdown.cancelled() => return encode_spliced(version, id, &resp, slices),
+        loop {
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = state.shutdown.cancelled() => return encode_spliced(version, id, &resp, slices),
+            }
+            notified.set(state.data_arrived.notified());
+            notified.as_mut().enable();
+            if watch.iter().any(|(log, seen)| log.end_offset_hint() > *seen) {
+                break;
+            }
         }
     }
 }
