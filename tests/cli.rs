@@ -86,3 +86,50 @@ fn errors_are_one_line_naming_the_problem() {
     let e = fails(&["broker", "--data-dir", d, "--listen", "127.0.0.1:0", "--set", "no.such.setting=1"]);
     assert!(e.contains("no.such.setting"), "{e}");
 }
+
+#[test]
+fn consume_prints_records_from_the_beginning() {
+    let broker = common::BrokerProc::start(&[]);
+    let b = broker.addr.as_str();
+    ok(&["topics", "--bootstrap", b, "create", "events", "--partitions", "2"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = rill_core::client::Client::connect(rill_core::client::ClientConfig::new(b)).await.unwrap();
+        for p in 0..2 {
+            let recs: Vec<rill_core::records::ProducerRecord> = (0..3)
+                .map(|i| rill_core::records::ProducerRecord {
+                    key: Some(bytes::Bytes::from(format!("k{p}{i}"))),
+                    value: Some(bytes::Bytes::from(format!("v{p}{i}"))),
+                    headers: vec![("h".into(), Some(bytes::Bytes::from_static(b"x")))],
+                    timestamp: None,
+                })
+                .collect();
+            let batch = rill_core::records::encode_batch(&recs, kafka_protocol::records::Compression::None, 0).unwrap();
+            client.produce("events", p, batch, -1).await.unwrap();
+        }
+    });
+    let out = ok(&[
+        "consume", "--bootstrap", b, "--topic", "events", "--from-beginning", "--max-messages", "6", "--print-offset",
+        "--print-key", "--print-headers",
+    ]);
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "0:0\tk00\tv00\th=x",
+            "0:1\tk01\tv01\th=x",
+            "0:2\tk02\tv02\th=x",
+            "1:0\tk10\tv10\th=x",
+            "1:1\tk11\tv11\th=x",
+            "1:2\tk12\tv12\th=x"
+        ]
+    );
+    let out = ok(&[
+        "consume", "--bootstrap", b, "--topic", "events", "--partition", "1", "--from", "2", "--format", "hex",
+        "--idle-timeout", "300ms",
+    ]);
+    assert_eq!(out, "763132\n", "value v12 in hex, then idle exit");
+    let e = fails(&["consume", "--bootstrap", b, "--topic", "missing", "--from-beginning", "--idle-timeout", "1s"]);
+    assert!(e.contains("'missing'") && e.contains("rill topics create"), "{e}");
+}

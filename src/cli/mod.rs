@@ -2,6 +2,7 @@
 
 mod bench;
 mod broker;
+mod consume;
 mod topics;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,8 @@ enum Command {
     Topics(topics::TopicsArgs),
     /// Measure throughput against a broker (embedded unless --bootstrap is given).
     Bench(bench::BenchArgs),
+    /// Print the records of a topic (without a consumer group, for now).
+    Consume(consume::ConsumeArgs),
 }
 
 /// Run the parsed command.
@@ -30,6 +33,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Broker(a) => broker::run(a).await,
         Command::Topics(a) => topics::run(a).await,
         Command::Bench(a) => bench::run(a).await,
+        Command::Consume(a) => consume::run(a).await,
     }
 }
 
