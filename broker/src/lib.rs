@@ -4,9 +4,11 @@
 //! - [`topics`]: the topics a broker holds and their persisted metadata.
 //! - [`server`]: the Kafka-protocol TCP server; [`Broker`] starts one, standalone or embedded.
 //! - [`alloc`]: the allocator a process hosting a broker should install.
+//! - [`group`]: the consumer group coordinator, a state machine without I/O (not wired in yet).
 
 pub mod alloc;
 pub mod config;
+pub mod group;
 pub mod log;
 pub mod server;
 pub mod topics;
