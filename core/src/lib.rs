@@ -2,9 +2,11 @@
 //!
 //! - [`wire`]: frame reading and request/response encoding shared with the broker.
 //! - [`client`]: connections, metadata, admin and the requests tools need.
+//! - [`consumer`]: consumer groups: partition assignors and the ConsumerProtocol.
 //! - [`records`]: records as applications see them and their batch encoding.
 
 pub mod client;
+pub mod consumer;
 pub mod error;
 pub mod records;
 pub mod wire;
