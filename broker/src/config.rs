@@ -50,6 +50,10 @@ pub struct BrokerConfig {
     pub log_defaults: LogConfig,
     /// Serve fetches with sendfile (zero-copy); off copies through user space.
     pub zero_copy: bool,
+    /// Group coordinator settings (`group.*`, `offsets.retention.minutes`, ...).
+    pub group: crate::group::GroupConfig,
+    /// `offsets.topic.num.partitions`.
+    pub offsets_topic_partitions: i32,
 }
 
 impl BrokerConfig {
@@ -69,6 +73,8 @@ impl BrokerConfig {
             cleaner_backoff: DEFAULT_CLEANER_BACKOFF,
             log_defaults: LogConfig::default(),
             zero_copy: true,
+            group: crate::group::GroupConfig::default(),
+            offsets_topic_partitions: crate::group::DEFAULT_OFFSETS_TOPIC_NUM_PARTITIONS,
         }
     }
 
@@ -89,6 +95,30 @@ impl BrokerConfig {
             }
             "socket.request.max.bytes" => {
                 self.socket_request_max_bytes =
+                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("a positive integer"))?
+            }
+            "group.initial.rebalance.delay.ms" => {
+                self.group.initial_rebalance_delay_ms =
+                    value.trim().parse().ok().filter(|n| *n >= 0).ok_or_else(|| invalid("milliseconds >= 0"))?
+            }
+            "group.min.session.timeout.ms" => {
+                self.group.min_session_timeout_ms =
+                    value.trim().parse().ok().filter(|n| *n >= 0).ok_or_else(|| invalid("milliseconds >= 0"))?
+            }
+            "group.max.session.timeout.ms" => {
+                self.group.max_session_timeout_ms =
+                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("milliseconds > 0"))?
+            }
+            "group.max.size" => {
+                self.group.max_size =
+                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("a positive integer"))?
+            }
+            "offsets.retention.minutes" => {
+                let m: i64 = value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("minutes > 0"))?;
+                self.group.offsets_retention_ms = m * 60_000;
+            }
+            "offsets.topic.num.partitions" => {
+                self.offsets_topic_partitions =
                     value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("a positive integer"))?
             }
             "queued.max.request.bytes" => {

@@ -113,7 +113,7 @@ pub async fn serve(state: Arc<BrokerState>, stream: TcpStream, peer: SocketAddr)
     let (worker_state, worker_closed) = (state.clone(), closed.clone());
     let worker = tokio::spawn(async move {
         while let Some((frame, permit)) = frames_rx.recv().await {
-            match dispatch(&worker_state, frame).await {
+            match dispatch(&worker_state, frame, peer).await {
                 Ok(reply) => {
                     if let Err(unsent) = tx.send(reply).await {
                         unsent.0.abort();
@@ -186,7 +186,7 @@ async fn read_budgeted(
 }
 
 /// Decode one request and run its handler. `Err` closes the connection.
-async fn dispatch(state: &Arc<BrokerState>, frame: Bytes) -> Result<Reply, String> {
+async fn dispatch(state: &Arc<BrokerState>, frame: Bytes, peer: SocketAddr) -> Result<Reply, String> {
     if frame.len() < 8 {
         return Err(format!("request of {} bytes is too short for a header", frame.len()));
     }
@@ -210,5 +210,5 @@ async fn dispatch(state: &Arc<BrokerState>, frame: Bytes) -> Result<Reply, Strin
     let mut body = frame;
     let header = RequestHeader::decode(&mut body, api.request_header_version(version))
         .map_err(|e| format!("undecodable {api:?} v{version} request header: {e}"))?;
-    handlers::handle(state, api, version, header, body).await
+    handlers::handle(state, api, version, header, body, peer).await
 }

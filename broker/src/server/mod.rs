@@ -1,6 +1,7 @@
 //! The network server: a tokio TCP listener speaking the Kafka protocol.
 
 mod conn;
+pub mod groups;
 pub(crate) mod handlers;
 pub mod response;
 pub mod versions;
@@ -41,6 +42,8 @@ pub struct BrokerState {
     pub request_budget: Arc<tokio::sync::Semaphore>,
     /// Fetches parked waiting for data (the fetch purgatory's size, as a metric).
     pub fetches_waiting: std::sync::atomic::AtomicUsize,
+    /// The group coordinator.
+    pub groups: groups::GroupHandle,
 }
 
 /// Errors starting a broker.
@@ -89,6 +92,7 @@ impl Broker {
         let advertised_host = config.advertised_host.clone().unwrap_or_else(|| addr.ip().to_string());
         let cluster_id = cluster_id(&config.data_dir);
         let budget = config.queued_max_request_bytes.min(u32::MAX as usize);
+        let (group_handle, group_inbox) = groups::channel();
         let state = Arc::new(BrokerState {
             config,
             topics,
@@ -99,10 +103,17 @@ impl Broker {
             advertised_port: addr.port(),
             request_budget: Arc::new(tokio::sync::Semaphore::new(budget)),
             fetches_waiting: std::sync::atomic::AtomicUsize::new(0),
+            groups: group_handle,
         });
         let mut tasks = JoinSet::new();
         tasks.spawn(accept_loop(state.clone(), listener));
         tasks.spawn(maintenance(state.clone()));
+        tasks.spawn(groups::run(
+            state.clone(),
+            group_inbox,
+            state.config.group.clone(),
+            state.config.offsets_topic_partitions,
+        ));
         tracing::info!(%addr, dir = %state.config.data_dir.display(), "broker started");
         Ok(Self { state, addr, tasks })
     }

@@ -2,6 +2,7 @@
 
 mod admin;
 mod fetch;
+mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -42,6 +43,7 @@ pub async fn handle(
     version: i16,
     header: RequestHeader,
     body: Bytes,
+    peer: std::net::SocketAddr,
 ) -> Result<Reply, String> {
     let id = header.correlation_id;
     let now = |resp: Result<Frame, String>| resp.map(|f| Reply::Now(Some(f)));
@@ -82,12 +84,56 @@ pub async fn handle(
             let resp = admin::delete_records(state, decode(api, version, body)?).await;
             now(encode(api, version, id, &resp))
         }
+        ApiKey::FindCoordinator => {
+            let resp = groups::find_coordinator(state, decode(api, version, body)?, version);
+            now(encode(api, version, id, &resp))
+        }
+        ApiKey::JoinGroup => {
+            // A join waits for the whole group: answer later, keep the connection reading.
+            let (st, req) = (state.clone(), decode(api, version, body)?);
+            let client_id = header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default();
+            Ok(Reply::Later(tokio::spawn(async move {
+                let resp = groups::join_group(&st, req, version, &client_id, peer).await;
+                encode(api, version, id, &resp).map_err(|e| tracing::error!("{e}")).ok()
+            })))
+        }
+        ApiKey::SyncGroup => {
+            let (st, req) = (state.clone(), decode(api, version, body)?);
+            Ok(Reply::Later(tokio::spawn(async move {
+                let resp = groups::sync_group(&st, req, version).await;
+                encode(api, version, id, &resp).map_err(|e| tracing::error!("{e}")).ok()
+            })))
+        }
+        ApiKey::Heartbeat => {
+            now(encode(api, version, id, &groups::heartbeat(state, decode(api, version, body)?).await))
+        }
+        ApiKey::LeaveGroup => {
+            now(encode(api, version, id, &groups::leave_group(state, decode(api, version, body)?, version).await))
+        }
+        ApiKey::OffsetCommit => {
+            now(encode(api, version, id, &groups::offset_commit(state, decode(api, version, body)?, version).await))
+        }
+        ApiKey::OffsetFetch => {
+            now(encode(api, version, id, &groups::offset_fetch(state, decode(api, version, body)?, version).await))
+        }
+        ApiKey::ListGroups => {
+            now(encode(api, version, id, &groups::list_groups(state, decode(api, version, body)?, version).await))
+        }
+        ApiKey::DescribeGroups => {
+            now(encode(api, version, id, &groups::describe_groups(state, decode(api, version, body)?, version).await))
+        }
+        ApiKey::DeleteGroups => {
+            now(encode(api, version, id, &groups::delete_groups(state, decode(api, version, body)?).await))
+        }
+        ApiKey::OffsetDelete => {
+            now(encode(api, version, id, &groups::offset_delete(state, decode(api, version, body)?).await))
+        }
         other => Err(format!("unsupported API {other:?}")),
     }
 }
 
 /// Run blocking disk work off the reactor.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     match tokio::task::spawn_blocking(f).await {
         Ok(v) => v,
         Err(e) => std::panic::resume_unwind(e.into_panic()),

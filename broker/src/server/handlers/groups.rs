@@ -1,0 +1,501 @@
+//! Consumer-group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+//! OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups, OffsetDelete.
+//!
+//! Each turns the wire message (at its version) into the coordinator's request, waits for the
+//! coordinator's answer, and encodes it with only the fields that version has.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
+    OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::codes;
+use crate::group::{self, ErrorCode, GroupState, TopicPartition};
+use crate::server::BrokerState;
+
+/// COORDINATOR_NOT_AVAILABLE.
+const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+
+fn s(v: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(v.into())
+}
+
+fn opt(v: Option<String>) -> Option<StrBytes> {
+    v.map(StrBytes::from_string)
+}
+
+fn code(e: ErrorCode) -> i16 {
+    e.code()
+}
+
+pub fn find_coordinator(
+    state: &Arc<BrokerState>,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let node = state.config.node_id;
+    let (host, port) = (s(state.advertised_host.clone()), state.advertised_port as i32);
+    // Groups are coordinated here; transactions (key type 1) come with transactions.
+    let answer = |key_type: i8| if key_type == 0 { 0 } else { COORDINATOR_NOT_AVAILABLE };
+    if version < 4 {
+        let err = answer(req.key_type);
+        let mut r = FindCoordinatorResponse::default().with_error_code(err);
+        if err == 0 {
+            r = r.with_node_id(BrokerId(node)).with_host(host).with_port(port);
+        } else {
+            r = r.with_node_id(BrokerId(-1)).with_port(-1);
+            if version >= 1 {
+                r.error_message = Some(s("transactions are not supported yet"));
+            }
+        }
+        return r;
+    }
+    FindCoordinatorResponse::default().with_coordinators(
+        req.coordinator_keys
+            .into_iter()
+            .map(|key| {
+                let err = answer(req.key_type);
+                let c = Coordinator::default().with_key(key).with_error_code(err);
+                if err == 0 {
+                    c.with_node_id(BrokerId(node)).with_host(host.clone()).with_port(port)
+                } else {
+                    c.with_node_id(BrokerId(-1))
+                        .with_port(-1)
+                        .with_error_message(Some(s("transactions are not supported yet")))
+                }
+            })
+            .collect(),
+    )
+}
+
+pub async fn join_group(
+    state: &Arc<BrokerState>,
+    req: JoinGroupRequest,
+    version: i16,
+    client_id: &str,
+    peer: SocketAddr,
+) -> JoinGroupResponse {
+    let ask = group::JoinGroup {
+        group_id: req.group_id.0.to_string(),
+        member_id: req.member_id.to_string(),
+        group_instance_id: req.group_instance_id.map(|i| i.to_string()),
+        client_id: client_id.to_string(),
+        client_host: format!("/{}", peer.ip()),
+        protocol_type: req.protocol_type.to_string(),
+        protocols: req
+            .protocols
+            .into_iter()
+            .map(|p| group::Protocol { name: p.name.to_string(), metadata: p.metadata })
+            .collect(),
+        session_timeout_ms: req.session_timeout_ms,
+        // v0 has no rebalance timeout: Kafka uses the session timeout.
+        rebalance_timeout_ms: if version >= 1 { req.rebalance_timeout_ms } else { req.session_timeout_ms },
+        require_known_member_id: version >= 4,
+        supports_skip_assignment: version >= 9,
+    };
+    let Some(group::Response::JoinGroup(r)) = state.groups.call(ask).await else {
+        return JoinGroupResponse::default().with_error_code(COORDINATOR_NOT_AVAILABLE).with_generation_id(-1);
+    };
+    let mut out = JoinGroupResponse::default()
+        .with_error_code(code(r.error))
+        .with_generation_id(r.generation_id)
+        .with_protocol_name(if version >= 7 {
+            opt(r.protocol_name)
+        } else {
+            Some(s(r.protocol_name.unwrap_or_default()))
+        })
+        .with_leader(s(r.leader))
+        .with_member_id(s(r.member_id))
+        .with_members(
+            r.members
+                .into_iter()
+                .map(|m| {
+                    JoinGroupResponseMember::default()
+                        .with_member_id(s(m.member_id))
+                        .with_group_instance_id(if version >= 5 { opt(m.group_instance_id) } else { None })
+                        .with_metadata(m.metadata)
+                })
+                .collect(),
+        );
+    if version >= 7 {
+        out.protocol_type = opt(r.protocol_type);
+    }
+    if version >= 9 {
+        out.skip_assignment = r.skip_assignment;
+    }
+    out
+}
+
+pub async fn sync_group(state: &Arc<BrokerState>, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+    let ask = group::SyncGroup {
+        group_id: req.group_id.0.to_string(),
+        member_id: req.member_id.to_string(),
+        group_instance_id: req.group_instance_id.map(|i| i.to_string()),
+        generation_id: req.generation_id,
+        protocol_type: req.protocol_type.map(|p| p.to_string()),
+        protocol_name: req.protocol_name.map(|p| p.to_string()),
+        assignments: req
+            .assignments
+            .into_iter()
+            .map(|a| group::MemberAssignment { member_id: a.member_id.to_string(), assignment: a.assignment })
+            .collect(),
+    };
+    let Some(group::Response::SyncGroup(r)) = state.groups.call(ask).await else {
+        return SyncGroupResponse::default().with_error_code(COORDINATOR_NOT_AVAILABLE);
+    };
+    let mut out = SyncGroupResponse::default().with_error_code(code(r.error)).with_assignment(r.assignment);
+    if version >= 5 {
+        out.protocol_type = opt(r.protocol_type);
+        out.protocol_name = opt(r.protocol_name);
+    }
+    out
+}
+
+pub async fn heartbeat(state: &Arc<BrokerState>, req: HeartbeatRequest) -> HeartbeatResponse {
+    let ask = group::Heartbeat {
+        group_id: req.group_id.0.to_string(),
+        member_id: req.member_id.to_string(),
+        group_instance_id: req.group_instance_id.map(|i| i.to_string()),
+        generation_id: req.generation_id,
+    };
+    match state.groups.call(ask).await {
+        Some(group::Response::Heartbeat(e)) => HeartbeatResponse::default().with_error_code(code(e)),
+        _ => HeartbeatResponse::default().with_error_code(COORDINATOR_NOT_AVAILABLE),
+    }
+}
+
+pub async fn leave_group(state: &Arc<BrokerState>, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    let members = if version >= 3 {
+        req.members
+            .into_iter()
+            .map(|m| group::LeavingMember {
+                member_id: m.member_id.to_string(),
+                group_instance_id: m.group_instance_id.map(|i| i.to_string()),
+            })
+            .collect()
+    } else {
+        vec![group::LeavingMember { member_id: req.member_id.to_string(), group_instance_id: None }]
+    };
+    let ask = group::LeaveGroup { group_id: req.group_id.0.to_string(), members };
+    let Some(group::Response::LeaveGroup(r)) = state.groups.call(ask).await else {
+        return LeaveGroupResponse::default().with_error_code(COORDINATOR_NOT_AVAILABLE);
+    };
+    if version < 3 {
+        // One member, no per-member list: its error is the answer's.
+        let e =
+            if r.error != ErrorCode::None { r.error } else { r.members.first().map(|m| m.error).unwrap_or(r.error) };
+        return LeaveGroupResponse::default().with_error_code(code(e));
+    }
+    LeaveGroupResponse::default().with_error_code(code(r.error)).with_members(
+        r.members
+            .into_iter()
+            .map(|m| {
+                MemberResponse::default()
+                    .with_member_id(s(m.member_id))
+                    .with_group_instance_id(opt(m.group_instance_id))
+                    .with_error_code(code(m.error))
+            })
+            .collect(),
+    )
+}
+
+pub async fn offset_commit(state: &Arc<BrokerState>, req: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
+    // Partitions of topics that do not exist are answered here, as Kafka's request handler does.
+    let mut unknown = Vec::new();
+    let mut offsets = Vec::new();
+    for t in &req.topics {
+        let exists = state.topics.get(&t.name.0).map(|x| x.partitions.len() as i32);
+        for p in &t.partitions {
+            let tp = TopicPartition { topic: t.name.0.to_string(), partition: p.partition_index };
+            if exists.is_none_or(|n| p.partition_index < 0 || p.partition_index >= n) {
+                unknown.push(tp);
+                continue;
+            }
+            offsets.push(group::CommitOffset {
+                partition: tp,
+                offset: p.committed_offset,
+                leader_epoch: if version >= 6 { p.committed_leader_epoch } else { -1 },
+                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+            });
+        }
+    }
+    let results: Vec<(TopicPartition, i16)> = if offsets.is_empty() {
+        Vec::new()
+    } else {
+        let ask = group::OffsetCommit {
+            group_id: req.group_id.0.to_string(),
+            member_id: req.member_id.to_string(),
+            group_instance_id: req.group_instance_id.map(|i| i.to_string()),
+            generation_id: req.generation_id_or_member_epoch,
+            offsets: offsets.clone(),
+        };
+        match state.groups.call(ask).await {
+            Some(group::Response::OffsetCommit(rs)) => rs.into_iter().map(|r| (r.partition, code(r.error))).collect(),
+            _ => offsets.into_iter().map(|o| (o.partition, COORDINATOR_NOT_AVAILABLE)).collect(),
+        }
+    };
+    let all = results.into_iter().chain(unknown.into_iter().map(|tp| (tp, codes::UNKNOWN_TOPIC_OR_PARTITION)));
+    let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
+    for (tp, err) in all {
+        let part = OffsetCommitResponsePartition::default().with_partition_index(tp.partition).with_error_code(err);
+        match topics.iter_mut().find(|t| t.name.0.as_str() == tp.topic) {
+            Some(t) => t.partitions.push(part),
+            None => topics.push(
+                OffsetCommitResponseTopic::default().with_name(TopicName(s(tp.topic))).with_partitions(vec![part]),
+            ),
+        }
+    }
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+pub async fn offset_fetch(state: &Arc<BrokerState>, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    let groups: Vec<group::OffsetFetchGroup> = if version >= 8 {
+        req.groups
+            .iter()
+            .map(|g| group::OffsetFetchGroup {
+                group_id: g.group_id.0.to_string(),
+                partitions: g.topics.as_ref().map(|ts| {
+                    ts.iter()
+                        .flat_map(|t| {
+                            t.partition_indexes
+                                .iter()
+                                .map(|p| TopicPartition { topic: t.name.0.to_string(), partition: *p })
+                        })
+                        .collect()
+                }),
+            })
+            .collect()
+    } else {
+        vec![group::OffsetFetchGroup {
+            group_id: req.group_id.0.to_string(),
+            partitions: req.topics.as_ref().map(|ts| {
+                ts.iter()
+                    .flat_map(|t| {
+                        t.partition_indexes
+                            .iter()
+                            .map(|p| TopicPartition { topic: t.name.0.to_string(), partition: *p })
+                    })
+                    .collect()
+            }),
+        }]
+    };
+    let Some(group::Response::OffsetFetch(fetched)) =
+        state.groups.call(group::OffsetFetch { groups: groups.clone() }).await
+    else {
+        return if version >= 8 {
+            OffsetFetchResponse::default().with_groups(
+                groups
+                    .into_iter()
+                    .map(|g| {
+                        OffsetFetchResponseGroup::default()
+                            .with_group_id(GroupId(s(g.group_id)))
+                            .with_error_code(COORDINATOR_NOT_AVAILABLE)
+                    })
+                    .collect(),
+            )
+        } else {
+            // v1 has no top-level error: Kafka answers v1 with the error on every partition
+            // asked for; with none listed, the empty answer is all it can say.
+            let mut out = OffsetFetchResponse::default();
+            if version >= 2 {
+                out.error_code = COORDINATOR_NOT_AVAILABLE;
+            }
+            out
+        };
+    };
+    if version >= 8 {
+        return OffsetFetchResponse::default().with_groups(
+            fetched
+                .into_iter()
+                .map(|g| {
+                    let mut topics: Vec<OffsetFetchResponseTopics> = Vec::new();
+                    for p in g.partitions {
+                        let part = OffsetFetchResponsePartitions::default()
+                            .with_partition_index(p.partition.partition)
+                            .with_committed_offset(p.offset)
+                            .with_committed_leader_epoch(p.leader_epoch)
+                            .with_metadata(Some(s(p.metadata)))
+                            .with_error_code(code(p.error));
+                        match topics.iter_mut().find(|t| t.name.0.as_str() == p.partition.topic) {
+                            Some(t) => t.partitions.push(part),
+                            None => topics.push(
+                                OffsetFetchResponseTopics::default()
+                                    .with_name(TopicName(s(p.partition.topic)))
+                                    .with_partitions(vec![part]),
+                            ),
+                        }
+                    }
+                    OffsetFetchResponseGroup::default()
+                        .with_group_id(GroupId(s(g.group_id)))
+                        .with_error_code(code(g.error))
+                        .with_topics(topics)
+                })
+                .collect(),
+        );
+    }
+    let g = fetched.into_iter().next();
+    let mut out = OffsetFetchResponse::default();
+    if let Some(g) = g {
+        if version >= 2 {
+            out.error_code = code(g.error);
+        }
+        for p in g.partitions {
+            let mut part = OffsetFetchResponsePartition::default()
+                .with_partition_index(p.partition.partition)
+                .with_committed_offset(p.offset)
+                .with_metadata(Some(s(p.metadata)))
+                .with_error_code(code(p.error));
+            if version >= 5 {
+                part.committed_leader_epoch = p.leader_epoch;
+            }
+            match out.topics.iter_mut().find(|t| t.name.0.as_str() == p.partition.topic) {
+                Some(t) => t.partitions.push(part),
+                None => out.topics.push(
+                    OffsetFetchResponseTopic::default()
+                        .with_name(TopicName(s(p.partition.topic)))
+                        .with_partitions(vec![part]),
+                ),
+            }
+        }
+    }
+    out
+}
+
+pub async fn list_groups(state: &Arc<BrokerState>, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+    let states: Vec<GroupState> = req.states_filter.iter().filter_map(|f| GroupState::from_name(f.as_str())).collect();
+    match state.groups.call(group::ListGroups { states }).await {
+        Some(group::Response::ListGroups(gs)) => ListGroupsResponse::default().with_groups(
+            gs.into_iter()
+                .map(|g| {
+                    let mut l = ListedGroup::default()
+                        .with_group_id(GroupId(s(g.group_id)))
+                        .with_protocol_type(s(g.protocol_type));
+                    if version >= 4 {
+                        l.group_state = s(g.state.name());
+                    }
+                    l
+                })
+                .collect(),
+        ),
+        _ => ListGroupsResponse::default().with_error_code(COORDINATOR_NOT_AVAILABLE),
+    }
+}
+
+pub async fn describe_groups(
+    state: &Arc<BrokerState>,
+    req: DescribeGroupsRequest,
+    version: i16,
+) -> DescribeGroupsResponse {
+    let ids: Vec<String> = req.groups.iter().map(|g| g.0.to_string()).collect();
+    let described = match state.groups.call(group::DescribeGroups { group_ids: ids.clone() }).await {
+        Some(group::Response::DescribeGroups(d)) => d,
+        _ => {
+            return DescribeGroupsResponse::default().with_groups(
+                ids.into_iter()
+                    .map(|id| {
+                        DescribedGroup::default()
+                            .with_group_id(GroupId(s(id)))
+                            .with_error_code(COORDINATOR_NOT_AVAILABLE)
+                    })
+                    .collect(),
+            )
+        }
+    };
+    DescribeGroupsResponse::default().with_groups(
+        described
+            .into_iter()
+            .map(|g| {
+                let mut d = DescribedGroup::default()
+                    .with_group_id(GroupId(s(g.group_id)))
+                    .with_error_code(code(g.error))
+                    .with_group_state(s(g.state.name()))
+                    .with_protocol_type(s(g.protocol_type))
+                    .with_protocol_data(s(g.protocol_data))
+                    .with_members(
+                        g.members
+                            .into_iter()
+                            .map(|m| {
+                                DescribedGroupMember::default()
+                                    .with_member_id(s(m.member_id))
+                                    .with_group_instance_id(if version >= 4 { opt(m.group_instance_id) } else { None })
+                                    .with_client_id(s(m.client_id))
+                                    .with_client_host(s(m.client_host))
+                                    .with_member_metadata(m.metadata)
+                                    .with_member_assignment(m.assignment)
+                            })
+                            .collect(),
+                    );
+                if version >= 3 {
+                    // Not computed: Kafka's "not requested" marker.
+                    d.authorized_operations = i32::MIN;
+                }
+                d
+            })
+            .collect(),
+    )
+}
+
+pub async fn delete_groups(state: &Arc<BrokerState>, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let ids: Vec<String> = req.groups_names.iter().map(|g| g.0.to_string()).collect();
+    let results = match state.groups.call(group::DeleteGroups { group_ids: ids.clone() }).await {
+        Some(group::Response::DeleteGroups(r)) => r.into_iter().map(|(g, e)| (g, code(e))).collect(),
+        _ => ids.into_iter().map(|g| (g, COORDINATOR_NOT_AVAILABLE)).collect::<Vec<_>>(),
+    };
+    DeleteGroupsResponse::default().with_results(
+        results
+            .into_iter()
+            .map(|(g, e)| DeletableGroupResult::default().with_group_id(GroupId(s(g))).with_error_code(e))
+            .collect(),
+    )
+}
+
+pub async fn offset_delete(state: &Arc<BrokerState>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    // Partitions of topics that do not exist are answered here, as Kafka's request handler does.
+    let mut known = Vec::new();
+    let mut unknown = Vec::new();
+    for t in &req.topics {
+        let n = state.topics.get(&t.name.0).map(|x| x.partitions.len() as i32);
+        for p in &t.partitions {
+            let tp = TopicPartition { topic: t.name.0.to_string(), partition: p.partition_index };
+            if n.is_some_and(|n| (0..n).contains(&p.partition_index)) {
+                known.push(tp);
+            } else {
+                unknown.push(tp);
+            }
+        }
+    }
+    let ask = group::OffsetDelete { group_id: req.group_id.0.to_string(), partitions: known.clone() };
+    let (error, results): (i16, Vec<(TopicPartition, i16)>) = match state.groups.call(ask).await {
+        Some(group::Response::OffsetDelete(r)) => {
+            (code(r.error), r.partitions.into_iter().map(|p| (p.partition, code(p.error))).collect())
+        }
+        _ => (COORDINATOR_NOT_AVAILABLE, Vec::new()),
+    };
+    if error != 0 {
+        return OffsetDeleteResponse::default().with_error_code(error);
+    }
+    let mut topics: Vec<OffsetDeleteResponseTopic> = Vec::new();
+    for (tp, err) in results.into_iter().chain(unknown.into_iter().map(|tp| (tp, codes::UNKNOWN_TOPIC_OR_PARTITION))) {
+        let part = OffsetDeleteResponsePartition::default().with_partition_index(tp.partition).with_error_code(err);
+        match topics.iter_mut().find(|t| t.name.0.as_str() == tp.topic) {
+            Some(t) => t.partitions.push(part),
+            None => topics.push(
+                OffsetDeleteResponseTopic::default().with_name(TopicName(s(tp.topic))).with_partitions(vec![part]),
+            ),
+        }
+    }
+    OffsetDeleteResponse::default().with_topics(topics)
+}
