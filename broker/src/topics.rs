@@ -76,6 +76,25 @@ impl From<LogError> for TopicError {
     }
 }
 
+/// File locked by the broker that has the data directory open.
+pub const LOCK_FILE: &str = ".lock";
+
+fn lock_data_dir(data_dir: &Path) -> Result<fs::File, TopicError> {
+    use std::os::fd::AsRawFd;
+    let f = fs::OpenOptions::new().create(true).truncate(false).write(true).open(data_dir.join(LOCK_FILE))?;
+    // SAFETY: flock(2) on a descriptor we own; the lock lives as long as the file.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(TopicError::Storage(if e.kind() == std::io::ErrorKind::WouldBlock {
+            format!("{} is in use by another broker; stop it or choose another --data-dir", data_dir.display())
+        } else {
+            format!("cannot lock {}: {e}", data_dir.join(LOCK_FILE).display())
+        }));
+    }
+    Ok(f)
+}
+
 /// Check a topic name against Kafka's rules.
 pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     let ok = !name.is_empty()
@@ -114,6 +133,9 @@ pub struct Topic {
 #[derive(Debug)]
 pub struct Topics {
     data_dir: PathBuf,
+    /// An exclusive `flock` on `<data-dir>/.lock`, held while the topics are open, so a second
+    /// broker cannot open the same directory.
+    _lock: fs::File,
     defaults: LogConfig,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     /// Serialises metadata changes and the `topics.json` write.
@@ -131,6 +153,7 @@ impl Topics {
     /// Open every topic under `data_dir`, recovering logs unless the last shutdown was clean.
     pub fn open(data_dir: &Path, defaults: LogConfig) -> Result<Self, TopicError> {
         fs::create_dir_all(data_dir)?;
+        let lock = lock_data_dir(data_dir)?;
         let marker = data_dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = marker.exists();
         let records: BTreeMap<String, TopicRecord> = match fs::read(data_dir.join(TOPICS_FILE)) {
@@ -162,6 +185,7 @@ impl Topics {
             Err(_) => {}
         }
         Ok(Self {
+            _lock: lock,
             data_dir: data_dir.to_path_buf(),
             defaults,
             topics: RwLock::new(topics),
@@ -380,6 +404,16 @@ impl Topics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_open_of_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Topics::open(dir.path(), LogConfig::default()).unwrap();
+        let e = Topics::open(dir.path(), LogConfig::default()).unwrap_err();
+        assert!(e.to_string().contains("in use by another broker"), "{e}");
+        drop(first);
+        Topics::open(dir.path(), LogConfig::default()).expect("free again once the first is closed");
+    }
 
     #[test]
     fn topic_names_follow_kafka_rules() {
