@@ -109,8 +109,17 @@ fn consume_prints_records_from_the_beginning() {
         }
     });
     let out = ok(&[
-        "consume", "--bootstrap", b, "--topic", "events", "--from-beginning", "--max-messages", "6", "--print-offset",
-        "--print-key", "--print-headers",
+        "consume",
+        "--bootstrap",
+        b,
+        "--topic",
+        "events",
+        "--from-beginning",
+        "--max-messages",
+        "6",
+        "--print-offset",
+        "--print-key",
+        "--print-headers",
     ]);
     let mut lines: Vec<&str> = out.lines().collect();
     lines.sort();
@@ -126,10 +135,99 @@ fn consume_prints_records_from_the_beginning() {
         ]
     );
     let out = ok(&[
-        "consume", "--bootstrap", b, "--topic", "events", "--partition", "1", "--from", "2", "--format", "hex",
-        "--idle-timeout", "300ms",
+        "consume",
+        "--bootstrap",
+        b,
+        "--topic",
+        "events",
+        "--partition",
+        "1",
+        "--from",
+        "2",
+        "--format",
+        "hex",
+        "--idle-timeout",
+        "300ms",
     ]);
     assert_eq!(out, "763132\n", "value v12 in hex, then idle exit");
     let e = fails(&["consume", "--bootstrap", b, "--topic", "missing", "--from-beginning", "--idle-timeout", "1s"]);
     assert!(e.contains("'missing'") && e.contains("rill topics create"), "{e}");
+}
+
+/// Run `rill ARGS` with `input` on standard input.
+fn rill_with_input(args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rill"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run rill");
+    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+    child.wait_with_output().expect("wait for rill")
+}
+
+#[test]
+fn produce_reads_lines_and_consume_prints_them_back() {
+    let broker = common::BrokerProc::start(&["num.partitions=3"]);
+    let b = broker.addr.as_str();
+    let input: String = (0..300).map(|i| format!("user-{}:click-{i}\n", i % 7)).collect();
+    let out = rill_with_input(
+        &["produce", "--bootstrap", b, "--topic", "clicks", "--key-separator", ":", "--header", "src=cli"],
+        &input,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("produced 300 records to clicks"));
+    let got = ok(&[
+        "consume",
+        "--bootstrap",
+        b,
+        "--topic",
+        "clicks",
+        "--from-beginning",
+        "--max-messages",
+        "300",
+        "--print-key",
+        "--print-headers",
+    ]);
+    let lines: Vec<&str> = got.lines().collect();
+    assert_eq!(lines.len(), 300);
+    // Every record came back, with its header; a key's records keep their order (one partition).
+    for k in 0..7 {
+        let of_key: Vec<&str> = lines.iter().filter(|l| l.starts_with(&format!("user-{k}\t"))).copied().collect();
+        let want: Vec<String> =
+            (0..300).filter(|i| i % 7 == k).map(|i| format!("user-{k}\tclick-{i}\tsrc=cli")).collect();
+        assert_eq!(of_key, want, "records of user-{k}");
+    }
+    // Hex input, and one-line errors for bad lines.
+    let out = rill_with_input(
+        &["produce", "--bootstrap", b, "--topic", "raw", "--partition", "0", "--format", "hex"],
+        "00ff\n",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        ok(&[
+            "consume",
+            "--bootstrap",
+            b,
+            "--topic",
+            "raw",
+            "--from-beginning",
+            "--max-messages",
+            "1",
+            "--format",
+            "hex"
+        ]),
+        "00ff\n"
+    );
+    let out = rill_with_input(
+        &["produce", "--bootstrap", b, "--topic", "raw", "--key-separator", ":"],
+        "no separator here\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("line 1 has no key separator ':'"), "{err}");
+    let out = rill_with_input(&["produce", "--bootstrap", b, "--topic", "raw", "--format", "hex"], "xyz1\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("is not hex"), "{err}");
 }

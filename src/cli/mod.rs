@@ -3,6 +3,7 @@
 mod bench;
 mod broker;
 mod consume;
+mod produce;
 mod topics;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Print the records of a topic (without a consumer group, for now).
     Consume(consume::ConsumeArgs),
+    /// Write standard input to a topic, one record per line.
+    Produce(produce::ProduceArgs),
 }
 
 /// Run the parsed command.
@@ -34,6 +37,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topics(a) => topics::run(a).await,
         Command::Bench(a) => bench::run(a).await,
         Command::Consume(a) => consume::run(a).await,
+        Command::Produce(a) => produce::run(a).await,
     }
 }
 
