@@ -29,3 +29,11 @@ fn kafka_python_produce_and_consume_without_group() {
     }
     eprintln!("interop_kafka_python: done in {:?}", started.elapsed());
 }
+
+#[test]
+fn kafka_python_consumer_group_shares_a_topic() {
+    let mut broker = BrokerProc::start(&["group.initial.rebalance.delay.ms=0", "offsets.topic.num.partitions=3"]);
+    let out = support::python("kafka_python_group.py", &[&broker.addr, "kp-grouped", "kpg"]);
+    assert!(out.contains("consumed once each") && out.contains("equal end offsets"), "{out}");
+    broker.stop();
+}
