@@ -1,10 +1,50 @@
-//! The consumer side of consumer groups.
+//! The Rill consumer and the consumer side of consumer groups.
+//!
+//! ```no_run
+//! # async fn demo() -> rill_core::Result<()> {
+//! use std::time::Duration;
+//! use rill_core::consumer::{Consumer, ConsumerConfig};
+//!
+//! let config = ConsumerConfig::from_properties([
+//!     ("bootstrap.servers", "127.0.0.1:9092"),
+//!     ("group.id", "billing"),
+//!     ("auto.offset.reset", "earliest"),
+//! ])?;
+//! let mut consumer = Consumer::new(config).await?;
+//! consumer.subscribe(["orders"])?;
+//! for record in consumer.poll(Duration::from_secs(1)).await? {
+//!     println!("{}-{}@{}: {:?}", record.topic, record.partition, record.offset, record.value);
+//! }
+//! consumer.close().await?;
+//! # Ok(()) }
+//! ```
 //!
 //! - [`config`]: [`ConsumerConfig`] from Kafka's property names, validated.
+//! - [`Consumer`]: `assign` or `subscribe`, `poll`, `seek`, `position`, `pause`/`resume`,
+//!   `committed`, `commit_sync`/`commit_async`, `close`.
+//! - A fetcher task (`fetcher.rs`) looks up starting positions (the committed offset, else
+//!   `auto.offset.reset`) and prefetches while unpolled data stays under `fetch.max.bytes`.
+//! - A coordinator task (`group.rs`) runs group membership for `subscribe`: join, assign as
+//!   leader, sync, heartbeat, rejoin; eager or cooperative (KIP-429) rebalances. Assignment
+//!   changes are applied inside `poll`, where [`RebalanceListener`] callbacks run and revoked
+//!   partitions are committed (with `enable.auto.commit`). When `poll` is not called within
+//!   `max.poll.interval.ms` the member leaves the group and loses its partitions.
+//! - [`protocol`]: the group requests themselves.
 //! - [`assignor`]: how the group leader divides partitions among members (range, roundrobin,
 //!   cooperative-sticky) and the ConsumerProtocol metadata carried in JoinGroup and SyncGroup.
+//!
+//! Not yet: regex subscriptions, rejoining when a subscribed topic's partition count changes,
+//! fetch sessions (KIP-227), isolation levels, fetching partitions of one topic from several
+//! leaders in one round (the broker is single-node).
 
+mod api;
 pub mod assignor;
 pub mod config;
+mod fetcher;
+mod group;
+pub mod protocol;
+mod state;
 
+pub use api::{Consumer, PolledRecord, RebalanceListener};
 pub use config::{ConsumerConfig, OffsetReset};
+pub use state::TopicPartition;

@@ -1,0 +1,238 @@
+//! The Rill consumer end to end against an embedded broker over real TCP: manual assignment
+//! reads every record in order; commit and committed round-trip; auto.offset.reset earliest,
+//! latest and none; two consumers in one group split six partitions and consume every record
+//! exactly once, and when one closes the other takes over from the committed offsets.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rill_broker::{Broker, BrokerConfig};
+use rill_core::client::{Admin, Client, ClientConfig, NewTopic};
+use rill_core::consumer::{Consumer, ConsumerConfig, PolledRecord};
+use rill_core::producer::{Producer, ProducerConfig};
+use rill_core::records::ProducerRecord;
+
+async fn broker(dir: &std::path::Path) -> Broker {
+    let mut config = BrokerConfig::new(dir);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.group.initial_rebalance_delay_ms = 0;
+    Broker::start(config).await.unwrap()
+}
+
+async fn create(broker: &Broker, name: &str, partitions: i32) {
+    let client = Client::connect(ClientConfig::new(broker.bootstrap())).await.unwrap();
+    Admin::new(&client)
+        .create_topics(
+            &[NewTopic { name: name.into(), partitions, replication_factor: 1, configs: BTreeMap::new() }],
+            false,
+        )
+        .await
+        .unwrap();
+}
+
+/// Produce `n` records `v{i}` to `partition` (or keyed `k{i}` spread by the partitioner).
+async fn produce(broker: &Broker, topic: &str, partition: Option<i32>, range: std::ops::Range<usize>) {
+    let config = ProducerConfig::from_properties([("bootstrap.servers", broker.bootstrap())]).unwrap();
+    let producer = Producer::new(config).await.unwrap();
+    let mut futures = Vec::new();
+    for i in range {
+        let record = ProducerRecord {
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from(format!("v{i}"))),
+            ..Default::default()
+        };
+        futures.push(producer.send(topic, partition, record).await.unwrap());
+    }
+    for f in futures {
+        f.await.unwrap();
+    }
+    producer.close().await;
+}
+
+async fn consumer(broker: &Broker, props: &[(&str, &str)]) -> Consumer {
+    let bootstrap = broker.bootstrap();
+    let mut all = vec![("bootstrap.servers", bootstrap.as_str())];
+    all.extend_from_slice(props);
+    Consumer::new(ConsumerConfig::from_properties(all).unwrap()).await.unwrap()
+}
+
+/// Poll until `want` records arrived (or fail after 20 s).
+async fn poll_n(c: &mut Consumer, want: usize) -> Vec<PolledRecord> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut out = Vec::new();
+    while out.len() < want {
+        assert!(Instant::now() < deadline, "got {} of {want} records", out.len());
+        out.extend(c.poll(Duration::from_millis(100)).await.unwrap());
+    }
+    out
+}
+
+fn value(r: &PolledRecord) -> String {
+    String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assign_reads_everything_in_order_with_seek_pause_and_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path()).await;
+    create(&broker, "t", 3).await;
+    for p in 0..3 {
+        produce(&broker, "t", Some(p), 0..300).await;
+    }
+    let mut c = consumer(&broker, &[("auto.offset.reset", "earliest"), ("max.poll.records", "50")]).await;
+    let tps: Vec<_> = (0..3).map(|p| ("t".to_string(), p)).collect();
+    c.assign(tps.clone()).unwrap();
+    let got = poll_n(&mut c, 900).await;
+    assert_eq!(got.len(), 900);
+    for p in 0..3 {
+        let values: Vec<String> = got.iter().filter(|r| r.partition == p).map(value).collect();
+        let want: Vec<String> = (0..300).map(|i| format!("v{i}")).collect();
+        assert_eq!(values, want, "partition {p}");
+        let offsets: Vec<i64> = got.iter().filter(|r| r.partition == p).map(|r| r.offset).collect();
+        assert_eq!(offsets, (0..300).collect::<Vec<i64>>());
+    }
+    assert_eq!(c.position(&tps[0]).await.unwrap(), 300);
+    assert!(c.poll(Duration::from_millis(50)).await.unwrap().is_empty());
+
+    // Seek back; pause one partition.
+    c.seek(&tps[1], 290).unwrap();
+    c.seek(&tps[2], 295).unwrap();
+    c.pause(&tps[2..]);
+    assert_eq!(c.paused(), tps[2..]);
+    let got = poll_n(&mut c, 10).await;
+    assert!(got.iter().all(|r| r.partition == 1));
+    assert_eq!(got.first().unwrap().offset, 290);
+    c.resume(&tps[2..]);
+    let got = poll_n(&mut c, 5).await;
+    assert_eq!(
+        got.iter().map(|r| (r.partition, r.offset)).collect::<Vec<_>>(),
+        (295..300).map(|o| (2, o)).collect::<Vec<_>>()
+    );
+    // New records arrive on a live consumer.
+    produce(&broker, "t", Some(0), 300..310).await;
+    let got = poll_n(&mut c, 10).await;
+    assert_eq!(value(&got[0]), "v300");
+    c.close().await.unwrap();
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_committed_and_auto_offset_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path()).await;
+    create(&broker, "r", 1).await;
+    produce(&broker, "r", Some(0), 0..20).await;
+    let tp = ("r".to_string(), 0);
+
+    // latest: only what arrives afterwards.
+    let mut c = consumer(&broker, &[("group.id", "g-latest")]).await;
+    c.assign([tp.clone()]).unwrap();
+    assert_eq!(c.position(&tp).await.unwrap(), 20);
+    produce(&broker, "r", Some(0), 20..25).await;
+    let got = poll_n(&mut c, 5).await;
+    assert_eq!(got[0].offset, 20);
+    c.close().await.unwrap();
+
+    // none: an error naming the partition until a seek.
+    let mut c = consumer(&broker, &[("group.id", "g-none"), ("auto.offset.reset", "none")]).await;
+    c.assign([tp.clone()]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let err = loop {
+        match c.poll(Duration::from_millis(100)).await {
+            Err(e) => break e,
+            Ok(got) => assert!(got.is_empty() && Instant::now() < deadline),
+        }
+    };
+    assert!(err.to_string().contains("r-0") && err.to_string().contains("auto.offset.reset=none"), "{err}");
+    c.seek(&tp, 3).unwrap();
+    assert_eq!(poll_n(&mut c, 1).await[0].offset, 3);
+
+    // commit and committed round trip; a new consumer of the group starts there.
+    assert_eq!(c.committed(&[tp.clone()]).await.unwrap()[&tp], None);
+    c.commit_offsets(&BTreeMap::from([(tp.clone(), 7)])).await.unwrap();
+    assert_eq!(c.committed(&[tp.clone()]).await.unwrap()[&tp], Some(7));
+    c.seek(&tp, 12).unwrap();
+    c.commit_async().await.unwrap().unwrap();
+    assert_eq!(c.committed(&[tp.clone()]).await.unwrap()[&tp], Some(12));
+    c.close().await.unwrap();
+    let mut c = consumer(&broker, &[("group.id", "g-none"), ("auto.offset.reset", "none")]).await;
+    c.assign([tp.clone()]).unwrap();
+    assert_eq!(poll_n(&mut c, 1).await[0].offset, 12);
+    c.close().await.unwrap();
+
+    // earliest, after an out-of-range seek as well.
+    let mut c = consumer(&broker, &[("group.id", "g-early"), ("auto.offset.reset", "earliest")]).await;
+    c.assign([tp.clone()]).unwrap();
+    assert_eq!(poll_n(&mut c, 1).await[0].offset, 0);
+    c.seek(&tp, 1_000).unwrap();
+    let got = poll_n(&mut c, 25).await;
+    assert_eq!(got[0].offset, 0);
+    c.close().await.unwrap();
+    broker.shutdown().await.unwrap();
+}
+
+async fn group_test(strategy: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path()).await;
+    create(&broker, "g", 6).await;
+    produce(&broker, "g", None, 0..3000).await;
+    let props = [
+        ("group.id", "shared"),
+        ("auto.offset.reset", "earliest"),
+        ("heartbeat.interval.ms", "100"),
+        ("session.timeout.ms", "6000"),
+        ("max.poll.records", "100"),
+        ("partition.assignment.strategy", strategy),
+    ];
+    let mut a = consumer(&broker, &props).await;
+    let mut b = consumer(&broker, &props).await;
+    a.subscribe(["g"]).unwrap();
+    b.subscribe(["g"]).unwrap();
+
+    // Poll both until every record is seen and both own partitions.
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ra, rb) = tokio::join!(a.poll(Duration::from_millis(50)), b.poll(Duration::from_millis(50)));
+        seen.extend(ra.unwrap().iter().map(value));
+        seen.extend(rb.unwrap().iter().map(value));
+        let (sa, sb) = (a.assignment(), b.assignment());
+        if seen.len() >= 3000 && sa.len() + sb.len() == 6 && !sa.is_empty() && !sb.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{} records, assignments {sa:?} {sb:?}", seen.len());
+    }
+    let distinct: BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(distinct.len(), 3000, "every record consumed");
+    assert_eq!(seen.len(), 3000, "every record consumed exactly once");
+    let sa: BTreeSet<_> = a.assignment().into_iter().collect();
+    let sb: BTreeSet<_> = b.assignment().into_iter().collect();
+    assert!(sa.is_disjoint(&sb));
+    assert_eq!(sa.len(), 3, "balanced: {sa:?} {sb:?}");
+
+    // A closes (committing its positions); B takes everything over from the committed offsets.
+    a.close().await.unwrap();
+    produce(&broker, "g", None, 3000..3600).await;
+    let mut more = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while more.len() < 600 || b.assignment().len() < 6 {
+        more.extend(b.poll(Duration::from_millis(50)).await.unwrap().iter().map(value));
+        assert!(Instant::now() < deadline, "{} new records, assignment {:?}", more.len(), b.assignment());
+    }
+    let want: BTreeSet<String> = (3000..3600).map(|i| format!("v{i}")).collect();
+    assert_eq!(more.iter().cloned().collect::<BTreeSet<_>>(), want, "nothing lost, nothing old re-read");
+    assert_eq!(more.len(), 600);
+    b.close().await.unwrap();
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_consumers_split_six_partitions_exactly_once_eager() {
+    group_test("range").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_consumers_split_six_partitions_exactly_once_cooperative() {
+    group_test("cooperative-sticky").await;
+}
