@@ -236,3 +236,71 @@ async fn two_consumers_split_six_partitions_exactly_once_eager() {
 async fn two_consumers_split_six_partitions_exactly_once_cooperative() {
     group_test("cooperative-sticky").await;
 }
+
+#[derive(Clone, Default)]
+struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl rill_core::consumer::RebalanceListener for Recorder {
+    fn on_partitions_assigned(&mut self, partitions: &[(String, i32)]) {
+        self.0.lock().unwrap().push(format!("assigned {}", partitions.len()));
+    }
+    fn on_partitions_revoked(&mut self, partitions: &[(String, i32)]) {
+        self.0.lock().unwrap().push(format!("revoked {}", partitions.len()));
+    }
+    fn on_partitions_lost(&mut self, partitions: &[(String, i32)]) {
+        self.0.lock().unwrap().push(format!("lost {}", partitions.len()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_and_max_poll_interval_enforcement() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path()).await;
+    create(&broker, "cb", 2).await;
+    let props = [
+        ("group.id", "cb"),
+        ("heartbeat.interval.ms", "50"),
+        ("session.timeout.ms", "6000"),
+        ("max.poll.interval.ms", "1000"),
+    ];
+    let mut a = consumer(&broker, &props).await;
+    let events = Recorder::default();
+    a.set_rebalance_listener(events.clone());
+    a.subscribe(["cb"]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while a.assignment().len() < 2 {
+        a.poll(Duration::from_millis(50)).await.unwrap();
+        assert!(Instant::now() < deadline);
+    }
+    assert_eq!(*events.0.lock().unwrap(), ["assigned 2"]);
+
+    // A stops polling: once max.poll.interval.ms passes it leaves, and B gets everything.
+    let mut b = consumer(&broker, &props).await;
+    b.subscribe(["cb"]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        b.poll(Duration::from_millis(50)).await.unwrap();
+        if b.assignment().len() == 2 && a.group_generation().1.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "b owns {:?}", b.assignment());
+    }
+    // A's next poll reports the loss, then it rejoins and the two share the partitions.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (ra, rb) = tokio::join!(a.poll(Duration::from_millis(50)), b.poll(Duration::from_millis(50)));
+        ra.unwrap();
+        rb.unwrap();
+        if a.assignment().len() == 1 && b.assignment().len() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a {:?} b {:?}", a.assignment(), b.assignment());
+    }
+    let seen = events.0.lock().unwrap().clone();
+    assert_eq!(seen[..2], ["assigned 2", "lost 2"], "{seen:?}");
+    assert_eq!(seen.last().unwrap(), "assigned 1", "{seen:?}");
+    a.close().await.unwrap();
+    assert_eq!(events.0.lock().unwrap().last().unwrap(), "revoked 1");
+    b.close().await.unwrap();
+    broker.shutdown().await.unwrap();
+}

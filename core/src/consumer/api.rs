@@ -288,7 +288,7 @@ impl Consumer {
                     }
                 }
                 GroupEvent::Revoked { partitions, lost, done } => {
-                    self.revoke(&partitions, lost).await;
+                    self.revoke(&partitions, lost.load(Ordering::Acquire)).await;
                     let _ = done.send(());
                 }
                 GroupEvent::Fatal(e) => return Err(e),

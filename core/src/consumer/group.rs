@@ -16,6 +16,7 @@
 //! | cooperative | keep everything   | revoke owned-but-not-assigned, assign the new; rejoin if anything was revoked |
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,8 +34,9 @@ use crate::error::{Error, Result};
 pub(crate) enum GroupEvent {
     /// Newly assigned partitions.
     Assigned(Vec<TopicPartition>),
-    /// Partitions to give up: committed first unless `lost`; `done` once applied.
-    Revoked { partitions: Vec<TopicPartition>, lost: bool, done: oneshot::Sender<()> },
+    /// Partitions to give up: committed first unless `lost`; `done` once applied. `lost` turns
+    /// true if `poll` did not apply it within `max.poll.interval.ms` (the member left meanwhile).
+    Revoked { partitions: Vec<TopicPartition>, lost: Arc<AtomicBool>, done: oneshot::Sender<()> },
     /// The member cannot continue (fenced static member, unrecoverable error).
     Fatal(Error),
 }
@@ -69,9 +71,13 @@ impl Coordinator {
             self.owned.remove(tp);
         }
         let (done, wait) = oneshot::channel();
-        if self.events.send(GroupEvent::Revoked { partitions, lost, done }).is_ok() {
+        let lost = Arc::new(AtomicBool::new(lost));
+        if self.events.send(GroupEvent::Revoked { partitions, lost: lost.clone(), done }).is_ok() {
             self.shared.poll_wake.notify_one();
-            let _ = tokio::time::timeout(self.shared.config.max_poll_interval, wait).await;
+            if tokio::time::timeout(self.shared.config.max_poll_interval, wait).await.is_err() {
+                // Not applied in time: the member leaves for the poll timeout, so they are lost.
+                lost.store(true, Ordering::Release);
+            }
         }
     }
 
@@ -164,7 +170,7 @@ impl Coordinator {
             Some(codes::FENCED_INSTANCE_ID) => {
                 let _ = self.events.send(GroupEvent::Fatal(e));
                 self.shared.poll_wake.notify_one();
-                self.shared.closed.store(true, std::sync::atomic::Ordering::Release);
+                self.shared.closed.store(true, Ordering::Release);
             }
             _ if protocol::is_coordinator_error(&e) => {
                 tracing::debug!(error = %e, "lost the group coordinator; looking it up again");
@@ -184,6 +190,10 @@ impl Coordinator {
         if self.protocol == RebalanceProtocol::Eager {
             let all: Vec<_> = self.owned.iter().cloned().collect();
             self.revoke(all, false).await;
+            if self.poll_expired() {
+                // The revocation waited for a poll that never came: leave instead (run loop).
+                return Ok(());
+            }
         }
         let topics = self.shared.subscription.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let member = self.shared.member();
