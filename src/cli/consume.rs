@@ -1,4 +1,6 @@
-//! `rill consume`: print records of a topic, without a consumer group for now.
+//! `rill consume`: print records of a topic, alone (`--partition`, `--from`) or as a member of a
+//! consumer group (`--group`), which commits after printing each batch and leaves the group
+//! cleanly on Ctrl-C or SIGTERM.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -43,6 +45,14 @@ pub struct ConsumeArgs {
     /// Print headers after the value as `k=v,k=v`.
     #[arg(long)]
     print_headers: bool,
+    /// Join this consumer group: partitions are assigned by the group and offsets committed to
+    /// it; where the group has no committed offset, `--from earliest|latest` decides.
+    #[arg(long, conflicts_with = "partitions")]
+    group: Option<String>,
+    /// A consumer property with its Kafka name, e.g. `--property session.timeout.ms=10000`
+    /// (repeatable; with `--group`).
+    #[arg(long = "property", value_parser = super::parse_kv, requires = "group")]
+    properties: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -87,6 +97,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 pub async fn run(a: ConsumeArgs) -> anyhow::Result<()> {
+    if let Some(group) = a.group.clone() {
+        return run_group(a, group).await;
+    }
     let client = Client::connect(ClientConfig::new(&a.bootstrap)).await?;
     let md = client.metadata(Some(std::slice::from_ref(&a.topic)), false).await?;
     let info =
@@ -155,4 +168,64 @@ fn print_record(out: &mut impl Write, a: &ConsumeArgs, partition: i32, r: &Consu
         write!(out, "\t{}", hs.join(","))?;
     }
     writeln!(out)
+}
+
+/// Consume as a member of `group`: print each polled batch, then commit it.
+async fn run_group(a: ConsumeArgs, group: String) -> anyhow::Result<()> {
+    use rill_core::consumer::{Consumer, ConsumerConfig};
+    use tokio::signal::unix::{signal, SignalKind};
+    let reset = match (a.from_beginning, a.from) {
+        (true, _) | (_, Start::Earliest) => "earliest",
+        (_, Start::Latest) => "latest",
+        (_, Start::Offset(_)) => {
+            anyhow::bail!("--from OFFSET needs --partition; a group starts from its committed offsets")
+        }
+    };
+    let props = [
+        ("bootstrap.servers".to_string(), a.bootstrap.clone()),
+        ("group.id".to_string(), group),
+        ("client.id".to_string(), "rill-consume".to_string()),
+        ("auto.offset.reset".to_string(), reset.to_string()),
+        ("enable.auto.commit".to_string(), "false".to_string()),
+    ]
+    .into_iter()
+    .chain(a.properties.iter().cloned());
+    let mut consumer = Consumer::new(ConsumerConfig::from_properties(props)?).await?;
+    consumer.subscribe([a.topic.clone()])?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut printed = 0u64;
+    let mut last_record = Instant::now();
+    loop {
+        let batch = tokio::select! {
+            b = consumer.poll(Duration::from_millis(500)) => b?,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        };
+        let mut done = false;
+        // Commit exactly what was printed: with --max-messages the batch may stop part-way.
+        let mut next: std::collections::BTreeMap<(String, i32), i64> = Default::default();
+        for r in &batch {
+            print_record(&mut out, &a, r.partition, &r.record)?;
+            next.insert((r.topic.to_string(), r.partition), r.record.offset + 1);
+            printed += 1;
+            if a.max_messages.is_some_and(|m| printed >= m) {
+                done = true;
+                break;
+            }
+        }
+        out.flush()?;
+        if !next.is_empty() {
+            consumer.commit_offsets(&next).await?;
+            last_record = Instant::now();
+        } else if a.idle_timeout.is_some_and(|t| last_record.elapsed() >= t) {
+            break;
+        }
+        if done {
+            break;
+        }
+    }
+    consumer.close().await?;
+    Ok(())
 }

@@ -3,8 +3,10 @@
 
     confluent_group.py BOOTSTRAP TOPIC GROUP run|verify
 
-run: 6,000 records to a 6-partition topic; three consumers in GROUP share it (one of them in a
-child process), committing after each batch. Every record is consumed exactly once. Then the
+run: three confluent-kafka consumers (one of them in a child process) and one Rill consumer
+(`rill consume --group`, the binary in $RILL_BIN) join GROUP and share a 6-partition topic,
+committing after each batch; then 6,000 records are produced. Every record is consumed exactly
+once. Then the
 child is killed with SIGKILL: after its session times out, the other two take over its
 partitions from the committed offsets, and 3,000 more records are consumed; a record is seen
 twice only if the killed member had read it without committing it. Finally the members leave
@@ -17,6 +19,7 @@ member of the group reads nothing old.
 import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -105,13 +108,37 @@ def end_offsets(bootstrap, topic, group):
     return ends, committed
 
 
+def rill_member(bootstrap, topic, group, seen, lock):
+    """`rill consume --group`: each printed line `partition:offset<TAB>value` was committed after."""
+    proc = subprocess.Popen(
+        [os.environ["RILL_BIN"], "consume", "--bootstrap", bootstrap, "--topic", topic, "--group", group,
+         "--from", "earliest", "--print-offset", "--property", "session.timeout.ms=6000",
+         "--property", "heartbeat.interval.ms=500", "--property", "partition.assignment.strategy=range"],
+        stdout=subprocess.PIPE, text=True)
+
+    def read():
+        for line in proc.stdout:
+            _pos, value = line.rstrip("\n").split("\t", 1)
+            with lock:
+                seen.append((value, "rill"))
+    threading.Thread(target=read, daemon=True).start()
+    return proc
+
+
+def group_members(admin, group):
+    (f,) = admin.describe_consumer_groups([group]).values()
+    d = f.result(TIMEOUT)
+    return len(d.members), str(d.state)
+
+
 def run(bootstrap, topic, group):
     admin = AdminClient({"bootstrap.servers": bootstrap})
     (f,) = admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)]).values()
     f.result(TIMEOUT)
-    produce(bootstrap, topic, 0, FIRST)
 
     seen, lock, stop = [], threading.Lock(), threading.Event()
+    rill_seen = []
+    rill = rill_member(bootstrap, topic, group, rill_seen, lock)
     queue = multiprocessing.Queue()
     victim = multiprocessing.Process(target=child_member, args=(bootstrap, topic, group, queue), daemon=True)
     victim.start()
@@ -120,6 +147,10 @@ def run(bootstrap, topic, group):
     for t in members:
         t.start()
     victim_seen = []
+    # All four in the group and stable before any record exists: no rebalance mid-stream but
+    # the one the kill causes.
+    wait_for(lambda: group_members(admin, group) == (4, "ConsumerGroupState.STABLE"), "four stable members")
+    produce(bootstrap, topic, 0, FIRST)
 
     def drain():
         while not queue.empty():
@@ -128,13 +159,15 @@ def run(bootstrap, topic, group):
     def values():
         drain()
         with lock:
-            return [s[0] for s in seen] + [v[0] for v in victim_seen]
+            return [s[0] for s in seen] + [v[0] for v in victim_seen] + [v for v, _ in rill_seen]
 
     wait_for(lambda: len(set(values())) >= FIRST, f"the first {FIRST} records")
     vals = values()
     check(len(vals) == len(set(vals)) == FIRST, f"first phase: {len(vals)} reads of {len(set(vals))} records")
-    check(victim_seen, "the third member never got a partition")
-    print(f"first phase: {FIRST} records consumed once each by 3 members ({len(victim_seen)} by the child)")
+    check(victim_seen, "the child member never got a partition")
+    check(rill_seen, "the Rill member never got a partition")
+    print(f"first phase: {FIRST} records consumed once each by 4 members "
+          f"({len(victim_seen)} by the child, {len(rill_seen)} by the Rill consumer)")
 
     os.kill(victim.pid, signal.SIGKILL)
     victim.join()
@@ -144,6 +177,8 @@ def run(bootstrap, topic, group):
     stop.set()
     for t in members:
         t.join()
+    rill.send_signal(signal.SIGTERM)  # commits what it printed and leaves the group
+    check(rill.wait(TIMEOUT) == 0, f"rill consume exited with {rill.returncode}")
     vals = values()
     dupes = len(vals) - len(set(vals))
     # The killed member committed every batch before reporting it: nothing it reported may be
