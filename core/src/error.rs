@@ -52,6 +52,9 @@ pub enum Error {
     /// No broker could be reached.
     #[error("no broker reachable at {0}")]
     NoBroker(String),
+    /// The group has members, so an outsider may not change its offsets.
+    #[error("group '{0}' is active; stop its consumers first")]
+    GroupActive(String),
     /// An operation did not finish in time.
     #[error("timed out: {0}")]
     Timeout(String),

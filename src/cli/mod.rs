@@ -3,7 +3,9 @@
 mod bench;
 mod broker;
 mod consume;
+mod groups;
 mod produce;
+mod timefmt;
 mod topics;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +30,8 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// Write standard input to a topic, one record per line.
     Produce(produce::ProduceArgs),
+    /// List, describe and delete consumer groups; reset their offsets.
+    Groups(groups::GroupsArgs),
 }
 
 /// Run the parsed command.
@@ -37,6 +41,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topics(a) => topics::run(a).await,
         Command::Bench(a) => bench::run(a).await,
         Command::Consume(a) => consume::run(a).await,
+        Command::Groups(a) => groups::run(a).await,
         Command::Produce(a) => produce::run(a).await,
     }
 }

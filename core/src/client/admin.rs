@@ -45,7 +45,7 @@ pub struct TopicDescription {
 /// Admin client over a [`Client`].
 #[derive(Debug)]
 pub struct Admin<'a> {
-    client: &'a Client,
+    pub(super) client: &'a Client,
 }
 
 fn name(s: &str) -> TopicName {

@@ -5,6 +5,7 @@
 //! into typed [`Error`]s.
 
 mod admin;
+mod admin_groups;
 mod connection;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::sync::Mutex;
 
 pub use admin::{Admin, NewTopic, TopicDescription};
+pub use admin_groups::{GroupDescription, GroupListing, GroupOffsets, MemberDescription};
 pub use connection::Connection;
 
 use crate::error::{Error, Result};

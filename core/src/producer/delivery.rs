@@ -161,6 +161,7 @@ pub(crate) fn duplicate(e: &Error) -> Error {
         Error::Config(m) => Error::Config(m.clone()),
         Error::NoBroker(m) => Error::NoBroker(m.clone()),
         Error::Timeout(m) => Error::Timeout(m.clone()),
+        Error::GroupActive(g) => Error::GroupActive(g.clone()),
     }
 }
 
