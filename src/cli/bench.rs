@@ -48,17 +48,18 @@ pub struct BenchArgs {
     /// acks for produce (0, 1 or -1).
     #[arg(long, default_value_t = 1, allow_hyphen_values = true)]
     acks: i16,
-    /// Who produces: `raw` sends pre-encoded batches with the client; `rill` sends records one by
-    /// one through the Rill producer (batching, encoding and acknowledging each record).
+    /// Which client: `raw` sends pre-encoded batches and walks fetched batches with the low-level
+    /// client; `rill` sends records one by one through the Rill producer and reads them through
+    /// the Rill consumer (decoding every record).
     #[arg(long, value_enum, default_value_t = ProduceClient::Raw)]
     client: ProduceClient,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ProduceClient {
-    /// Pre-encoded batches through `Client::produce_many`.
+    /// Pre-encoded batches through `Client::produce_many`; raw `Client::fetch_many`.
     Raw,
-    /// Records through `rill_core::Producer`.
+    /// Records through `rill_core::Producer` and `rill_core::consumer::Consumer`.
     Rill,
 }
 
@@ -126,6 +127,10 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             ("produce (rill producer)", produce_records(&bootstrap, &topic, &a, records).await?)
         }
         What::Produce => ("produce", produce(&client, &topic, &a, &batch, total_batches).await?),
+        What::Consume if a.client == ProduceClient::Rill => {
+            produce(&client, &topic, &a, &batch, total_batches).await?;
+            ("consume (rill consumer)", consume_records(&bootstrap, &topic, a.partitions, records).await?)
+        }
         What::Consume => {
             produce(&client, &topic, &a, &batch, total_batches).await?;
             (
@@ -265,6 +270,30 @@ async fn consume(
     }
     anyhow::ensure!(count == records, "consumed {count} records, expected {records}");
     Ok(start.elapsed())
+}
+
+/// Read `records` records from the start of every partition with the Rill consumer (assigned,
+/// no group), decoding each record as an application would.
+async fn consume_records(bootstrap: &str, topic: &str, partitions: i32, records: u64) -> anyhow::Result<Duration> {
+    use rill_core::consumer::{Consumer, ConsumerConfig};
+    let config = ConsumerConfig::from_properties([
+        ("bootstrap.servers", bootstrap),
+        ("auto.offset.reset", "earliest"),
+        ("max.poll.records", "100000"),
+        ("fetch.max.bytes", "67108864"),
+        ("max.partition.fetch.bytes", "8388608"),
+    ])?;
+    let start = Instant::now();
+    let mut consumer = Consumer::new(config).await?;
+    consumer.assign((0..partitions).map(|p| (topic.to_string(), p)))?;
+    let mut count = 0u64;
+    while count < records {
+        count += consumer.poll(Duration::from_millis(500)).await?.len() as u64;
+    }
+    let elapsed = start.elapsed();
+    consumer.close().await?;
+    anyhow::ensure!(count == records, "consumed {count} records, expected {records}");
+    Ok(elapsed)
 }
 
 /// Bytes/s through one loopback TCP connection with 1 MiB writes.
