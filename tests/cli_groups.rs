@@ -393,3 +393,66 @@ fn bad_arguments_are_one_line_errors() {
     let e = fails(&["groups", "--bootstrap", "127.0.0.1:1", "list"]);
     assert!(e.contains("127.0.0.1:1"), "{e}");
 }
+
+/// A real consumer that stalls (stays in the group but stops polling) shows its lag growing in
+/// `rill groups describe`, and shrinking to zero when it resumes and commits.
+#[test]
+fn a_stalled_consumer_shows_growing_lag_that_shrinks_when_it_resumes() {
+    use bytes::Bytes;
+    use kafka_protocol::records::Compression;
+    use rill_core::consumer::{Consumer, ConsumerConfig};
+    use rill_core::records::{encode_batch, ProducerRecord};
+    let broker = common::BrokerProc::start(&["group.initial.rebalance.delay.ms=0"]);
+    let b = broker.addr.clone();
+    ok(&["topics", "--bootstrap", &b, "create", "lagged", "--partitions", "1"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // The consumer spawns its group task from `subscribe`: run inside the runtime.
+    let _in_runtime = rt.enter();
+    let client = rt.block_on(Client::connect(ClientConfig::new(b.as_str()))).unwrap();
+    let produce = |n: usize| {
+        let recs: Vec<ProducerRecord> = (0..n)
+            .map(|i| ProducerRecord { value: Some(Bytes::from(format!("v{i}"))), ..Default::default() })
+            .collect();
+        rt.block_on(client.produce("lagged", 0, encode_batch(&recs, Compression::None, 0).unwrap(), -1)).unwrap();
+    };
+    let lag = |expected_end: &str| -> (String, String, String) {
+        let rows = describe(&b, "lg");
+        let r = rows.get(&("lagged".to_string(), "0".to_string())).expect("a row for lagged-0");
+        assert_eq!(r[1], expected_end, "LOG-END-OFFSET");
+        assert!(r[3].starts_with("rill-lag"), "the stalled member is still listed as the owner: {r:?}");
+        (r[0].clone(), r[1].clone(), r[2].clone())
+    };
+    let mut consumer = rt
+        .block_on(Consumer::new(
+            ConsumerConfig::from_properties([
+                ("bootstrap.servers", b.as_str()),
+                ("group.id", "lg"),
+                ("client.id", "rill-lag"),
+                ("enable.auto.commit", "false"),
+                ("auto.offset.reset", "earliest"),
+            ])
+            .unwrap(),
+        ))
+        .unwrap();
+    consumer.subscribe(["lagged"]).unwrap();
+    let read_to = |consumer: &mut Consumer, n: usize| {
+        let mut got = 0;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while got < n {
+            assert!(std::time::Instant::now() < deadline, "read {got} of {n}");
+            got += rt.block_on(consumer.poll(std::time::Duration::from_millis(200))).unwrap().len();
+        }
+        rt.block_on(consumer.commit_sync()).unwrap();
+    };
+    produce(100);
+    read_to(&mut consumer, 100);
+    assert_eq!(lag("100"), ("100".into(), "100".into(), "0".into()));
+    // Stalled: no polls, but the member's heartbeats keep it in the group.
+    produce(50);
+    assert_eq!(lag("150"), ("100".into(), "150".into(), "50".into()));
+    produce(30);
+    assert_eq!(lag("180"), ("100".into(), "180".into(), "80".into()), "lag grows while it is stalled");
+    read_to(&mut consumer, 80);
+    assert_eq!(lag("180"), ("180".into(), "180".into(), "0".into()), "lag gone once it resumes and commits");
+    rt.block_on(consumer.close()).unwrap();
+}
