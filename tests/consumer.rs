@@ -304,3 +304,95 @@ async fn callbacks_and_max_poll_interval_enforcement() {
     b.close().await.unwrap();
     broker.shutdown().await.unwrap();
 }
+
+/// Poll until `done` holds for the records seen so far and the assignment (or fail after 20 s).
+async fn poll_until(
+    c: &mut Consumer,
+    seen: &mut Vec<PolledRecord>,
+    what: &str,
+    done: impl Fn(&[PolledRecord], &[(String, i32)]) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        seen.extend(c.poll(Duration::from_millis(50)).await.unwrap());
+        if done(seen, &c.assignment()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {} records, assignment {:?}", seen.len(), c.assignment());
+    }
+}
+
+fn from_topic(seen: &[PolledRecord], topic: &str) -> BTreeSet<String> {
+    seen.iter().filter(|r| &*r.topic == topic).map(value).collect()
+}
+
+fn values(range: std::ops::Range<usize>) -> BTreeSet<String> {
+    range.map(|i| format!("v{i}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_pattern_follows_topics_as_they_come_and_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path()).await;
+    create(&broker, "orders-eu", 1).await;
+    create(&broker, "orders-us", 2).await;
+    create(&broker, "payments", 1).await;
+    create(&broker, "old-orders-eu", 1).await;
+    for t in ["orders-eu", "orders-us", "payments", "old-orders-eu"] {
+        produce(&broker, t, None, 0..10).await;
+    }
+    let props = [
+        ("group.id", "pattern"),
+        ("auto.offset.reset", "earliest"),
+        ("heartbeat.interval.ms", "50"),
+        ("session.timeout.ms", "6000"),
+        ("metadata.max.age.ms", "200"),
+    ];
+    let mut c = consumer(&broker, &props).await;
+
+    // A bad regex is a config error naming the pattern; the consumer stays usable.
+    match c.subscribe_pattern("orders-[") {
+        Err(rill_core::Error::Config(msg)) => assert!(msg.contains("orders-["), "{msg}"),
+        other => panic!("expected a config error, got {other:?}"),
+    }
+    assert_eq!(c.subscription_pattern(), None);
+
+    c.subscribe_pattern("orders-.*").unwrap();
+    assert_eq!(c.subscription_pattern().as_deref(), Some("orders-.*"));
+    let mut seen = Vec::new();
+    poll_until(&mut c, &mut seen, "initial topics", |seen, _| {
+        from_topic(seen, "orders-eu").len() == 10 && from_topic(seen, "orders-us").len() == 10
+    })
+    .await;
+    let topics: BTreeSet<String> = c.assignment().into_iter().map(|tp| tp.0).collect();
+    assert_eq!(topics, BTreeSet::from(["orders-eu".to_string(), "orders-us".to_string()]));
+
+    // A new matching topic is picked up without restarting the consumer.
+    create(&broker, "orders-asia", 2).await;
+    produce(&broker, "orders-asia", None, 0..10).await;
+    poll_until(&mut c, &mut seen, "orders-asia", |seen, _| from_topic(seen, "orders-asia").len() == 10).await;
+    assert_eq!(from_topic(&seen, "orders-asia"), values(0..10));
+
+    // A subscribed topic gaining partitions is reassigned too.
+    let client = Client::connect(ClientConfig::new(broker.bootstrap())).await.unwrap();
+    Admin::new(&client).create_partitions("orders-eu", 2).await.unwrap();
+    produce(&broker, "orders-eu", Some(1), 10..15).await;
+    poll_until(&mut c, &mut seen, "orders-eu grown", |seen, a| {
+        from_topic(seen, "orders-eu") == values(0..15) && a.contains(&("orders-eu".to_string(), 1))
+    })
+    .await;
+
+    // A deleted topic leaves the assignment.
+    Admin::new(&client).delete_topics(&["orders-us".to_string()]).await.unwrap();
+    // (An eager rebalance empties the assignment for a moment: wait for the whole new one.)
+    let want: BTreeSet<(String, i32)> =
+        [("orders-asia", 0), ("orders-asia", 1), ("orders-eu", 0), ("orders-eu", 1)].map(|(t, p)| (t.into(), p)).into();
+    poll_until(&mut c, &mut seen, "orders-us deleted", |_, a| a.iter().cloned().collect::<BTreeSet<_>>() == want).await;
+
+    // Nothing from topics that do not match as a whole; everything exactly once.
+    assert!(from_topic(&seen, "payments").is_empty());
+    assert!(from_topic(&seen, "old-orders-eu").is_empty());
+    assert_eq!(seen.len(), 10 + 10 + 10 + 5, "every record exactly once");
+    c.close().await.unwrap();
+    broker.shutdown().await.unwrap();
+}

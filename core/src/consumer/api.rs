@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use super::config::ConsumerConfig;
 use super::fetcher;
 use super::group::{Coordinator, GroupEvent, CLOSE_TIMEOUT};
+use super::pattern::TopicPattern;
 use super::protocol::{self, Member};
 use super::state::{PartState, Shared, State, TopicPartition};
 use crate::client::{Client, ClientConfig, EARLIEST, LATEST};
@@ -93,6 +94,8 @@ impl Consumer {
             member: Mutex::new(member),
             coordinator: tokio::sync::Mutex::new(None),
             subscription: Mutex::new(Vec::new()),
+            pattern: Mutex::new(None),
+            subscription_changed: AtomicBool::new(false),
         });
         let fetcher = tokio::spawn(fetcher::run(shared.clone()));
         Ok(Self { shared, fetcher, coordinator: None, events: None, listener: None, last_auto_commit: Instant::now() })
@@ -125,14 +128,30 @@ impl Consumer {
 
     /// Join the group (`group.id` required) and read the partitions it assigns from `topics`.
     pub fn subscribe<T: Into<String>>(&mut self, topics: impl IntoIterator<Item = T>) -> Result<()> {
+        let topics: Vec<String> = topics.into_iter().map(Into::into).collect();
+        self.set_subscription(topics, None)
+    }
+
+    /// Join the group (`group.id` required) and read the partitions it assigns from every topic
+    /// whose whole name matches the regex `pattern` (as Java's `Pattern.matcher(topic).matches()`;
+    /// internal topics are left out unless `exclude.internal.topics=false`). Metadata is checked
+    /// again every `metadata.max.age.ms`: when matching topics appear or go away the member
+    /// rejoins with the new set. A pattern that does not compile is an [`Error::Config`].
+    pub fn subscribe_pattern(&mut self, pattern: &str) -> Result<()> {
+        let pattern = TopicPattern::new(pattern)?;
+        self.set_subscription(Vec::new(), Some(pattern))
+    }
+
+    fn set_subscription(&mut self, topics: Vec<String>, pattern: Option<TopicPattern>) -> Result<()> {
         if self.shared.config.group_id.is_none() {
             return Err(Error::Config("subscribe needs a group.id; without one, use assign".into()));
         }
         if self.coordinator.is_none() && !self.shared.lock().parts.is_empty() {
             return Err(Error::Config("subscribe after assign: a consumer either subscribes or assigns".into()));
         }
-        let topics: Vec<String> = topics.into_iter().map(Into::into).collect();
         *self.shared.subscription.lock().unwrap_or_else(|e| e.into_inner()) = topics;
+        *self.shared.pattern.lock().unwrap_or_else(|e| e.into_inner()) = pattern;
+        self.shared.subscription_changed.store(true, Ordering::Release);
         if self.coordinator.is_none() {
             let (tx, rx) = mpsc::unbounded_channel();
             let coordinator = Coordinator::new(self.shared.clone(), tx)?;
@@ -142,6 +161,11 @@ impl Consumer {
         // A new subscription takes effect at the next join; nudge the coordinator task.
         self.shared.coordinator_wake.notify_one();
         Ok(())
+    }
+
+    /// The pattern given to [`Consumer::subscribe_pattern`], while it is the subscription.
+    pub fn subscription_pattern(&self) -> Option<String> {
+        self.shared.pattern.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|p| p.as_str().to_string())
     }
 
     /// Set the rebalance callbacks.

@@ -40,6 +40,10 @@ pub const DEFAULT_ASSIGNMENT_STRATEGY: &str = "range,cooperative-sticky";
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
 /// `retry.backoff.ms`.
 pub const DEFAULT_RETRY_BACKOFF_MS: u64 = 100;
+/// `metadata.max.age.ms` (5 minutes).
+pub const DEFAULT_METADATA_MAX_AGE_MS: u64 = 300_000;
+/// `exclude.internal.topics`.
+pub const DEFAULT_EXCLUDE_INTERNAL_TOPICS: bool = true;
 
 /// `auto.offset.reset`: where to start when a partition has no committed offset or its position
 /// is out of range.
@@ -94,6 +98,13 @@ pub struct ConsumerConfig {
     pub request_timeout: Duration,
     /// `retry.backoff.ms`.
     pub retry_backoff: Duration,
+    /// `metadata.max.age.ms`: how often a subscribed member re-reads metadata to notice topics
+    /// matching its pattern appearing or disappearing and partition counts growing (then it
+    /// rejoins the group).
+    pub metadata_max_age: Duration,
+    /// `exclude.internal.topics`: internal topics (`__consumer_offsets`, `__transaction_state`)
+    /// never match a pattern subscription.
+    pub exclude_internal_topics: bool,
 }
 
 impl Default for ConsumerConfig {
@@ -117,6 +128,8 @@ impl Default for ConsumerConfig {
             assignment_strategy: split_list(DEFAULT_ASSIGNMENT_STRATEGY),
             request_timeout: Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS),
             retry_backoff: Duration::from_millis(DEFAULT_RETRY_BACKOFF_MS),
+            metadata_max_age: Duration::from_millis(DEFAULT_METADATA_MAX_AGE_MS),
+            exclude_internal_topics: DEFAULT_EXCLUDE_INTERNAL_TOPICS,
         }
     }
 }
@@ -141,6 +154,8 @@ pub const PROPERTIES: &[&str] = &[
     "partition.assignment.strategy",
     "request.timeout.ms",
     "retry.backoff.ms",
+    "metadata.max.age.ms",
+    "exclude.internal.topics",
 ];
 
 fn split_list(s: &str) -> Vec<String> {
@@ -180,6 +195,11 @@ impl ConsumerConfig {
                 .ok_or_else(|| invalid(&format!("an integer in {min}..={}", i32::MAX)))
         };
         let ms = |min: i64| int(min).map(|n| Duration::from_millis(n as u64));
+        let boolean = || match v.to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(invalid("true or false")),
+        };
         let optional = || (!v.is_empty()).then(|| v.to_string());
         match name {
             "bootstrap.servers" => self.bootstrap_servers = v.to_string(),
@@ -194,13 +214,7 @@ impl ConsumerConfig {
                     _ => return Err(invalid("earliest, latest or none")),
                 }
             }
-            "enable.auto.commit" => {
-                self.enable_auto_commit = match v.to_ascii_lowercase().as_str() {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err(invalid("true or false")),
-                }
-            }
+            "enable.auto.commit" => self.enable_auto_commit = boolean()?,
             "auto.commit.interval.ms" => self.auto_commit_interval = ms(0)?,
             "session.timeout.ms" => self.session_timeout = ms(1)?,
             "heartbeat.interval.ms" => self.heartbeat_interval = ms(1)?,
@@ -222,6 +236,8 @@ impl ConsumerConfig {
             }
             "request.timeout.ms" => self.request_timeout = ms(1)?,
             "retry.backoff.ms" => self.retry_backoff = ms(0)?,
+            "metadata.max.age.ms" => self.metadata_max_age = ms(0)?,
+            "exclude.internal.topics" => self.exclude_internal_topics = boolean()?,
             other => return Err(Error::Config(unknown_property(other))),
         }
         Ok(())
@@ -336,6 +352,8 @@ mod tests {
         assert_eq!(c.fetch_max_bytes, 50 << 20);
         assert_eq!(c.max_partition_fetch_bytes, 1 << 20);
         assert_eq!(c.assignment_strategy, ["range", "cooperative-sticky"]);
+        assert_eq!(c.metadata_max_age, Duration::from_secs(300));
+        assert!(c.exclude_internal_topics);
         assert_eq!(c, ConsumerConfig::new("127.0.0.1:9092"));
     }
 
@@ -359,6 +377,8 @@ mod tests {
             ("partition.assignment.strategy", "org.apache.kafka.clients.consumer.RoundRobinAssignor, range"),
             ("request.timeout.ms", "1000"),
             ("retry.backoff.ms", "5"),
+            ("metadata.max.age.ms", "200"),
+            ("exclude.internal.topics", "FALSE"),
         ])
         .unwrap();
         assert_eq!(c.group_id.as_deref(), Some("g"));
@@ -368,6 +388,8 @@ mod tests {
         assert_eq!(c.heartbeat_interval, Duration::from_millis(500));
         assert_eq!(c.max_poll_records, 7);
         assert_eq!(c.fetch_max_wait, Duration::from_millis(50));
+        assert_eq!(c.metadata_max_age, Duration::from_millis(200));
+        assert!(!c.exclude_internal_topics);
         assert_eq!(c.assignors().unwrap().iter().map(|a| a.name()).collect::<Vec<_>>(), ["roundrobin", "range"]);
     }
 
@@ -391,5 +413,11 @@ mod tests {
         assert!(e.contains("did you mean 'group.id'"), "{e}");
         let e = config_error(props(&[("fetch.max.wait.ms", "-1")]));
         assert!(e.contains("fetch.max.wait.ms"), "{e}");
+        let e = config_error(props(&[("metadata.max.age.ms", "-5")]));
+        assert!(e.contains("metadata.max.age.ms") && e.contains("an integer in 0..="), "{e}");
+        let e = config_error(props(&[("metadata.max.age.ms", "soon")]));
+        assert!(e.contains("metadata.max.age.ms"), "{e}");
+        let e = config_error(props(&[("exclude.internal.topics", "1")]));
+        assert!(e.contains("exclude.internal.topics"), "{e}");
     }
 }

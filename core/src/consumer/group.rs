@@ -10,6 +10,11 @@
 //! `poll` applies (rebalance callbacks, commit on revoke); revocations wait for `poll` to
 //! acknowledge them, as Kafka's consumer runs them inside `poll`.
 //!
+//! Each join resolves the subscription against metadata (a pattern becomes the topics matching
+//! it) and remembers each topic's partition count. Every `metadata.max.age.ms` the task resolves
+//! it again; a different result (a matching topic created or deleted, a subscribed topic created
+//! or grown) sends it back to join, so the leader reassigns. So does a new subscription.
+//!
 //! | protocol    | before JoinGroup  | after SyncGroup                                            |
 //! |-------------|-------------------|------------------------------------------------------------|
 //! | eager       | revoke everything | assign everything received                                 |
@@ -48,6 +53,10 @@ pub(crate) struct Coordinator {
     protocol: RebalanceProtocol,
     owned: BTreeSet<TopicPartition>,
     rejoin: bool,
+    /// The subscription as resolved at the last join: topic -> partition count.
+    resolved: BTreeMap<String, i32>,
+    /// When to resolve the subscription again.
+    next_metadata_check: Instant,
 }
 
 impl Coordinator {
@@ -55,7 +64,16 @@ impl Coordinator {
         let assignors = shared.config.assignors()?;
         let refs: Vec<&dyn Assignor> = assignors.iter().map(|a| a.as_ref()).collect();
         let protocol = common_protocol(&refs).unwrap_or(RebalanceProtocol::Eager);
-        Ok(Self { shared, events, assignors, protocol, owned: BTreeSet::new(), rejoin: true })
+        Ok(Self {
+            shared,
+            events,
+            assignors,
+            protocol,
+            owned: BTreeSet::new(),
+            rejoin: true,
+            resolved: BTreeMap::new(),
+            next_metadata_check: Instant::now(),
+        })
     }
 
     fn set_member(&self, f: impl FnOnce(&mut Member)) {
@@ -127,6 +145,9 @@ impl Coordinator {
                     continue;
                 }
             };
+            if self.shared.subscription_changed.load(Ordering::Acquire) {
+                self.rejoin = true;
+            }
             if self.rejoin {
                 match self.join(&conn).await {
                     Ok(()) => next_heartbeat = Instant::now() + config.heartbeat_interval,
@@ -134,9 +155,25 @@ impl Coordinator {
                 }
                 continue;
             }
-            let wait = next_heartbeat.saturating_duration_since(Instant::now());
+            if Instant::now() >= self.next_metadata_check {
+                self.next_metadata_check = Instant::now() + metadata_interval(&config);
+                match self.resolve().await {
+                    Ok(now) if now != self.resolved => {
+                        tracing::debug!(before = ?self.resolved, after = ?now, "subscribed topics changed; rejoining");
+                        self.rejoin = true;
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "refreshing metadata for the subscription failed"),
+                }
+            }
+            let wait = next_heartbeat.min(self.next_metadata_check).saturating_duration_since(Instant::now());
             if !wait.is_zero() {
                 let _ = tokio::time::timeout(wait, self.shared.coordinator_wake.notified()).await;
+                continue;
+            }
+            if Instant::now() < next_heartbeat {
+                // The metadata check is due, not the heartbeat.
                 continue;
             }
             next_heartbeat = Instant::now() + config.heartbeat_interval;
@@ -195,7 +232,13 @@ impl Coordinator {
                 return Ok(());
             }
         }
-        let topics = self.shared.subscription.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        self.shared.subscription_changed.store(false, Ordering::Release);
+        let resolved = self.resolve().await?;
+        let topics = if self.shared.pattern.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+            resolved.keys().cloned().collect()
+        } else {
+            self.shared.subscription.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        };
         let member = self.shared.member();
         let generation = Some(member.generation).filter(|&g| g >= 0);
         let mut protocols = Vec::new();
@@ -220,6 +263,8 @@ impl Coordinator {
         let member = self.shared.member();
         let assignments = if joined.leader == joined.member_id { self.assign(&joined).await? } else { Vec::new() };
         let bytes = protocol::sync_group(conn, &member, &joined.protocol, assignments, config.request_timeout).await?;
+        self.resolved = resolved;
+        self.next_metadata_check = Instant::now() + metadata_interval(&config);
         let assignment = Assignment::decode(bytes)?;
         let new: BTreeSet<TopicPartition> = assignment.partitions.into_iter().collect();
         let revoked: Vec<_> = self.owned.difference(&new).cloned().collect();
@@ -233,6 +278,28 @@ impl Coordinator {
         // Cooperative: partitions revoked this round go to their new owner in the next one.
         self.rejoin = self.protocol == RebalanceProtocol::Cooperative && had_revocations;
         Ok(())
+    }
+
+    /// The subscription against current metadata: the topics it stands for that exist, with
+    /// their partition counts (a pattern: every matching topic; a list: those of its topics that
+    /// exist).
+    async fn resolve(&self) -> Result<BTreeMap<String, i32>> {
+        let pattern = self.shared.pattern.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(pattern) = pattern {
+            let md = self.shared.client.metadata(None, false).await?;
+            return Ok(pattern.resolve(&md, self.shared.config.exclude_internal_topics));
+        }
+        let topics = self.shared.subscription.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if topics.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let md = self.shared.client.metadata(Some(&topics), false).await?;
+        Ok(md
+            .topics
+            .iter()
+            .filter(|t| t.error_code == 0 && topics.contains(&t.name))
+            .map(|t| (t.name.clone(), t.partitions.len() as i32))
+            .collect())
     }
 
     /// The leader's work: run the chosen assignor over every member's subscription.
@@ -262,6 +329,11 @@ impl Coordinator {
         }
         Ok(encoded)
     }
+}
+
+/// How often the subscription is resolved again: `metadata.max.age.ms`, at least 1 ms.
+fn metadata_interval(config: &super::config::ConsumerConfig) -> Duration {
+    config.metadata_max_age.max(Duration::from_millis(1))
 }
 
 /// How long `close` waits for the coordinator task to leave the group.

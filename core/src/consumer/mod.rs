@@ -20,7 +20,7 @@
 //! ```
 //!
 //! - [`config`]: [`ConsumerConfig`] from Kafka's property names, validated.
-//! - [`Consumer`]: `assign` or `subscribe`, `poll`, `seek`, `position`, `pause`/`resume`,
+//! - [`Consumer`]: `assign`, `subscribe` or `subscribe_pattern`, `poll`, `seek`, `position`, `pause`/`resume`,
 //!   `committed`, `commit_sync`/`commit_async`, `close`.
 //! - A fetcher task (`fetcher.rs`) looks up starting positions (the committed offset, else
 //!   `auto.offset.reset`) and prefetches while unpolled data stays under `fetch.max.bytes`.
@@ -29,19 +29,23 @@
 //!   changes are applied inside `poll`, where [`RebalanceListener`] callbacks run and revoked
 //!   partitions are committed (with `enable.auto.commit`). When `poll` is not called within
 //!   `max.poll.interval.ms` the member leaves the group and loses its partitions.
+//! - Every `metadata.max.age.ms` the coordinator task re-reads metadata: when the topics a
+//!   `subscribe_pattern` regex matches (whole names; internal topics excluded with
+//!   `exclude.internal.topics`) change, or a subscribed topic gains partitions, it rejoins so the
+//!   leader reassigns (`pattern.rs`).
 //! - [`protocol`]: the group requests themselves.
 //! - [`assignor`]: how the group leader divides partitions among members (range, roundrobin,
 //!   cooperative-sticky) and the ConsumerProtocol metadata carried in JoinGroup and SyncGroup.
 //!
-//! Not yet: regex subscriptions, rejoining when a subscribed topic's partition count changes,
-//! fetch sessions (KIP-227), isolation levels, fetching partitions of one topic from several
-//! leaders in one round (the broker is single-node).
+//! Not yet: fetch sessions (KIP-227), isolation levels, fetching partitions of one topic from
+//! several leaders in one round (the broker is single-node).
 
 mod api;
 pub mod assignor;
 pub mod config;
 mod fetcher;
 mod group;
+mod pattern;
 pub mod protocol;
 mod state;
 

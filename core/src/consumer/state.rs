@@ -13,6 +13,7 @@ use std::time::Instant;
 use tokio::sync::Notify;
 
 use super::config::ConsumerConfig;
+use super::pattern::TopicPattern;
 use super::protocol::Member;
 use crate::client::{Client, Connection};
 use crate::error::Error;
@@ -144,8 +145,12 @@ pub(crate) struct Shared {
     pub member: Mutex<Member>,
     /// The coordinator connection, found lazily.
     pub coordinator: tokio::sync::Mutex<Option<Connection>>,
-    /// Topics subscribed to (empty with manual assignment).
+    /// Topics subscribed to (empty with manual assignment or a pattern).
     pub subscription: Mutex<Vec<String>>,
+    /// The pattern subscribed to, instead of `subscription`.
+    pub pattern: Mutex<Option<TopicPattern>>,
+    /// Set when the subscription changes; the coordinator task rejoins.
+    pub subscription_changed: AtomicBool,
 }
 
 impl Shared {
