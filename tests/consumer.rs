@@ -149,12 +149,12 @@ async fn commit_committed_and_auto_offset_reset() {
     assert_eq!(poll_n(&mut c, 1).await[0].offset, 3);
 
     // commit and committed round trip; a new consumer of the group starts there.
-    assert_eq!(c.committed(&[tp.clone()]).await.unwrap()[&tp], None);
+    assert_eq!(c.committed(std::slice::from_ref(&tp)).await.unwrap()[&tp], None);
     c.commit_offsets(&BTreeMap::from([(tp.clone(), 7)])).await.unwrap();
-    assert_eq!(c.committed(&[tp.clone()]).await.unwrap()[&tp], Some(7));
+    assert_eq!(c.committed(std::slice::from_ref(&tp)).await.unwrap()[&tp], Some(7));
     c.seek(&tp, 12).unwrap();
     c.commit_async().await.unwrap().unwrap();
-    assert_eq!(c.committed(&[tp.clone()]).await.unwrap()[&tp], Some(12));
+    assert_eq!(c.committed(std::slice::from_ref(&tp)).await.unwrap()[&tp], Some(12));
     c.close().await.unwrap();
     let mut c = consumer(&broker, &[("group.id", "g-none"), ("auto.offset.reset", "none")]).await;
     c.assign([tp.clone()]).unwrap();

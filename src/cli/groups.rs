@@ -282,10 +282,11 @@ async fn reset(client: &Client, admin: &Admin<'_>, r: &ResetArgs) -> anyhow::Res
         (false, false) => bail!("give --dry-run to see the new offsets or --execute to commit them"),
         _ => {}
     }
-    if r.all_topics == !r.topics.is_empty() {
+    // Exactly one of the two: both given, or neither, is an error.
+    if r.all_topics != r.topics.is_empty() {
         bail!("name the partitions to reset with --topic TOPIC[:P,P] or --all-topics (one of the two)");
     }
-    let desc = admin.describe_groups(&[r.group.clone()]).await?.remove(0);
+    let desc = admin.describe_groups(std::slice::from_ref(&r.group)).await?.remove(0);
     if r.execute && !desc.members.is_empty() {
         bail!(
             "group '{}' is active ({}, {} members); stop its consumers first",
