@@ -396,3 +396,25 @@ async fn subscribe_pattern_follows_topics_as_they_come_and_go() {
     c.close().await.unwrap();
     broker.shutdown().await.unwrap();
 }
+
+/// `close` leaves the group at once: the group is empty right after, with no session timeout to
+/// wait out (a LeaveGroup that cannot be encoded would leave the member there for 45 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_leaves_the_group_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path()).await;
+    create(&broker, "leaving", 2).await;
+    produce(&broker, "leaving", None, 0..10).await;
+    let mut c = consumer(&broker, &[("group.id", "leavers"), ("auto.offset.reset", "earliest")]).await;
+    c.subscribe(["leaving"]).unwrap();
+    poll_n(&mut c, 10).await;
+    let client =
+        rill_core::client::Client::connect(rill_core::client::ClientConfig::new(broker.bootstrap())).await.unwrap();
+    let admin = rill_core::client::Admin::new(&client);
+    let before = admin.describe_groups(&["leavers".to_string()]).await.unwrap().remove(0);
+    assert_eq!(before.members.len(), 1, "{before:?}");
+    c.close().await.unwrap();
+    let after = admin.describe_groups(&["leavers".to_string()]).await.unwrap().remove(0);
+    assert!(after.members.is_empty(), "still a member after close: {after:?}");
+    assert_eq!(after.state, "Empty");
+}

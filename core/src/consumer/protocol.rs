@@ -194,14 +194,19 @@ pub async fn heartbeat(conn: &Connection, member: &Member, timeout: Duration) ->
 
 /// LeaveGroup for this member.
 pub async fn leave_group(conn: &Connection, member: &Member, reason: &str, timeout: Duration) -> Result<()> {
-    let req = LeaveGroupRequest::default()
-        .with_group_id(GroupId(str(&member.group_id)))
-        .with_member_id(str(&member.member_id))
-        .with_members(vec![MemberIdentity::default()
+    // v0-2 name the member at the top level; v3+ list members (v5 with a reason). A field of the
+    // other shape set at the wrong version cannot be encoded.
+    let version = conn.version::<LeaveGroupRequest>(5)?;
+    let mut req = LeaveGroupRequest::default().with_group_id(GroupId(str(&member.group_id)));
+    if version >= 3 {
+        req.members = vec![MemberIdentity::default()
             .with_member_id(str(&member.member_id))
             .with_group_instance_id(member.instance_id.as_deref().map(str))
-            .with_reason(Some(str(reason)))]);
-    let resp = timed(timeout, "LeaveGroup", conn.call(req, 5)).await?;
+            .with_reason(if version >= 5 { Some(str(reason)) } else { None })];
+    } else {
+        req.member_id = str(&member.member_id);
+    }
+    let resp = timed(timeout, "LeaveGroup", conn.call_at(req, version)).await?;
     let code = if resp.error_code != 0 { resp.error_code } else { resp.members.first().map_or(0, |m| m.error_code) };
     match Error::from_code(code, format!("LeaveGroup of group '{}'", member.group_id), None) {
         Some(e) => Err(e),
