@@ -190,7 +190,7 @@ impl Coordinator {
         let member = self.shared.member();
         if let Ok(conn) = self.shared.coordinator().await {
             if let Err(e) = protocol::leave_group(&conn, &member, reason, self.shared.config.request_timeout).await {
-                tracing::debug!(error = %e, "LeaveGroup failed");
+                tracing::warn!(error = %e, "LeaveGroup failed; the group will notice when the session times out");
             }
         }
         self.set_member(|m| {
