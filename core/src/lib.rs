@@ -10,6 +10,7 @@ pub mod client;
 pub mod consumer;
 pub mod error;
 pub mod producer;
+mod props;
 pub mod records;
 pub mod wire;
 

@@ -296,29 +296,7 @@ impl ConsumerConfig {
 
 /// The message for an unknown property, suggesting the known one it most likely meant.
 fn unknown_property(name: &str) -> String {
-    let norm = |s: &str| s.to_ascii_lowercase().replace(['_', '-'], ".");
-    let wanted = norm(name);
-    let close = PROPERTIES.iter().find(|p| norm(p) == wanted || edit_distance(p, &wanted) <= 2);
-    match close {
-        Some(p) => format!("unknown consumer property '{name}'; did you mean '{p}'?"),
-        None => format!("unknown consumer property '{name}'; known properties: {}", PROPERTIES.join(", ")),
-    }
-}
-
-/// Levenshtein distance, for suggestions only.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
+    crate::props::unknown_property("consumer", name, PROPERTIES)
 }
 
 #[cfg(test)]
