@@ -41,6 +41,19 @@ fn code(e: ErrorCode) -> i16 {
     e.code()
 }
 
+/// Group per-partition answers under their topics, topics in first-seen order, as responses
+/// nest them; `topic` builds one topic's entry from its name and partitions.
+fn by_topic<P, T>(items: impl IntoIterator<Item = (String, P)>, topic: impl Fn(String, Vec<P>) -> T) -> Vec<T> {
+    let mut grouped: Vec<(String, Vec<P>)> = Vec::new();
+    for (name, part) in items {
+        match grouped.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, parts)) => parts.push(part),
+            None => grouped.push((name, vec![part])),
+        }
+    }
+    grouped.into_iter().map(|(name, parts)| topic(name, parts)).collect()
+}
+
 pub fn find_coordinator(
     state: &Arc<BrokerState>,
     req: FindCoordinatorRequest,
@@ -248,17 +261,12 @@ pub async fn offset_commit(state: &Arc<BrokerState>, req: OffsetCommitRequest, v
         }
     };
     let all = results.into_iter().chain(unknown.into_iter().map(|tp| (tp, codes::UNKNOWN_TOPIC_OR_PARTITION)));
-    let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
-    for (tp, err) in all {
-        let part = OffsetCommitResponsePartition::default().with_partition_index(tp.partition).with_error_code(err);
-        match topics.iter_mut().find(|t| t.name.0.as_str() == tp.topic) {
-            Some(t) => t.partitions.push(part),
-            None => topics.push(
-                OffsetCommitResponseTopic::default().with_name(TopicName(s(tp.topic))).with_partitions(vec![part]),
-            ),
-        }
-    }
-    OffsetCommitResponse::default().with_topics(topics)
+    let parts = all.map(|(tp, err)| {
+        (tp.topic, OffsetCommitResponsePartition::default().with_partition_index(tp.partition).with_error_code(err))
+    });
+    OffsetCommitResponse::default().with_topics(by_topic(parts, |name, partitions| {
+        OffsetCommitResponseTopic::default().with_name(TopicName(s(name))).with_partitions(partitions)
+    }))
 }
 
 pub async fn offset_fetch(state: &Arc<BrokerState>, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
@@ -321,23 +329,18 @@ pub async fn offset_fetch(state: &Arc<BrokerState>, req: OffsetFetchRequest, ver
             fetched
                 .into_iter()
                 .map(|g| {
-                    let mut topics: Vec<OffsetFetchResponseTopics> = Vec::new();
-                    for p in g.partitions {
+                    let parts = g.partitions.into_iter().map(|p| {
                         let part = OffsetFetchResponsePartitions::default()
                             .with_partition_index(p.partition.partition)
                             .with_committed_offset(p.offset)
                             .with_committed_leader_epoch(p.leader_epoch)
                             .with_metadata(Some(s(p.metadata)))
                             .with_error_code(code(p.error));
-                        match topics.iter_mut().find(|t| t.name.0.as_str() == p.partition.topic) {
-                            Some(t) => t.partitions.push(part),
-                            None => topics.push(
-                                OffsetFetchResponseTopics::default()
-                                    .with_name(TopicName(s(p.partition.topic)))
-                                    .with_partitions(vec![part]),
-                            ),
-                        }
-                    }
+                        (p.partition.topic, part)
+                    });
+                    let topics = by_topic(parts, |name, partitions| {
+                        OffsetFetchResponseTopics::default().with_name(TopicName(s(name))).with_partitions(partitions)
+                    });
                     OffsetFetchResponseGroup::default()
                         .with_group_id(GroupId(s(g.group_id)))
                         .with_error_code(code(g.error))
@@ -352,7 +355,7 @@ pub async fn offset_fetch(state: &Arc<BrokerState>, req: OffsetFetchRequest, ver
         if version >= 2 {
             out.error_code = code(g.error);
         }
-        for p in g.partitions {
+        let parts = g.partitions.into_iter().map(|p| {
             let mut part = OffsetFetchResponsePartition::default()
                 .with_partition_index(p.partition.partition)
                 .with_committed_offset(p.offset)
@@ -361,15 +364,11 @@ pub async fn offset_fetch(state: &Arc<BrokerState>, req: OffsetFetchRequest, ver
             if version >= 5 {
                 part.committed_leader_epoch = p.leader_epoch;
             }
-            match out.topics.iter_mut().find(|t| t.name.0.as_str() == p.partition.topic) {
-                Some(t) => t.partitions.push(part),
-                None => out.topics.push(
-                    OffsetFetchResponseTopic::default()
-                        .with_name(TopicName(s(p.partition.topic)))
-                        .with_partitions(vec![part]),
-                ),
-            }
-        }
+            (p.partition.topic, part)
+        });
+        out.topics = by_topic(parts, |name, partitions| {
+            OffsetFetchResponseTopic::default().with_name(TopicName(s(name))).with_partitions(partitions)
+        });
     }
     out
 }
@@ -487,15 +486,11 @@ pub async fn offset_delete(state: &Arc<BrokerState>, req: OffsetDeleteRequest) -
     if error != 0 {
         return OffsetDeleteResponse::default().with_error_code(error);
     }
-    let mut topics: Vec<OffsetDeleteResponseTopic> = Vec::new();
-    for (tp, err) in results.into_iter().chain(unknown.into_iter().map(|tp| (tp, codes::UNKNOWN_TOPIC_OR_PARTITION))) {
-        let part = OffsetDeleteResponsePartition::default().with_partition_index(tp.partition).with_error_code(err);
-        match topics.iter_mut().find(|t| t.name.0.as_str() == tp.topic) {
-            Some(t) => t.partitions.push(part),
-            None => topics.push(
-                OffsetDeleteResponseTopic::default().with_name(TopicName(s(tp.topic))).with_partitions(vec![part]),
-            ),
-        }
-    }
-    OffsetDeleteResponse::default().with_topics(topics)
+    let all = results.into_iter().chain(unknown.into_iter().map(|tp| (tp, codes::UNKNOWN_TOPIC_OR_PARTITION)));
+    let parts = all.map(|(tp, err)| {
+        (tp.topic, OffsetDeleteResponsePartition::default().with_partition_index(tp.partition).with_error_code(err))
+    });
+    OffsetDeleteResponse::default().with_topics(by_topic(parts, |name, partitions| {
+        OffsetDeleteResponseTopic::default().with_name(TopicName(s(name))).with_partitions(partitions)
+    }))
 }
