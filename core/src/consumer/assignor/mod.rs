@@ -247,6 +247,21 @@ pub(crate) mod testkit {
         }
     }
 
+    /// A random group: 1-4 topics of 1-12 partitions and 1-7 members; with `equal` (returned,
+    /// chosen at random) every member subscribes to every topic, else each to a random subset.
+    pub fn random_group(rng: &mut Rng) -> (BTreeMap<String, i32>, Vec<MemberSubscription>, bool) {
+        let names: Vec<String> = (0..rng.range(1, 5)).map(|i| format!("t{i}")).collect();
+        let partitions: BTreeMap<String, i32> = names.iter().map(|t| (t.clone(), rng.range(1, 12) as i32)).collect();
+        let equal = rng.percent(50);
+        let members = (0..rng.range(1, 8))
+            .map(|i| {
+                let subscribed: Vec<&String> = names.iter().filter(|_| equal || rng.percent(60)).collect();
+                MemberSubscription::new(format!("m{}", rng.below(1000) * 10 + i), subscribed)
+            })
+            .collect();
+        (partitions, members, equal)
+    }
+
     /// `(topic, partition)` for tests.
     pub fn tp(topic: &str, partition: i32) -> (String, i32) {
         (topic.to_string(), partition)

@@ -48,7 +48,7 @@ impl Assignor for RangeAssignor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consumer::assignor::testkit::{assert_valid, topics, tp, Rng};
+    use crate::consumer::assignor::testkit::{assert_valid, random_group, topics, tp, Rng};
 
     #[test]
     fn kafka_documentation_example() {
@@ -127,16 +127,7 @@ mod tests {
     fn random_groups_are_valid_and_balanced_per_topic() {
         let mut rng = Rng::from_env("range", 0x5241_4e47);
         for _ in 0..300 {
-            let names: Vec<String> = (0..rng.range(1, 5)).map(|i| format!("t{i}")).collect();
-            let partitions: BTreeMap<String, i32> =
-                names.iter().map(|t| (t.clone(), rng.range(1, 12) as i32)).collect();
-            let equal = rng.percent(50);
-            let members: Vec<MemberSubscription> = (0..rng.range(1, 8))
-                .map(|i| {
-                    let subscribed: Vec<&String> = names.iter().filter(|_| equal || rng.percent(60)).collect();
-                    MemberSubscription::new(format!("m{}", rng.below(1000) * 10 + i), subscribed)
-                })
-                .collect();
+            let (partitions, members, _) = random_group(&mut rng);
             let out = RangeAssignor.assign(&members, &partitions);
             assert_valid(&members, &partitions, &out);
             for (topic, n) in &partitions {

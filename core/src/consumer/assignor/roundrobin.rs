@@ -55,7 +55,7 @@ impl Assignor for RoundRobinAssignor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consumer::assignor::testkit::{assert_valid, spread, topics, tp, Rng};
+    use crate::consumer::assignor::testkit::{assert_valid, random_group, spread, topics, tp, Rng};
 
     #[test]
     fn kafka_documentation_examples() {
@@ -98,16 +98,7 @@ mod tests {
     fn random_groups_are_valid_and_balanced_with_equal_subscriptions() {
         let mut rng = Rng::from_env("roundrobin", 0x5252_4f42);
         for _ in 0..300 {
-            let names: Vec<String> = (0..rng.range(1, 5)).map(|i| format!("t{i}")).collect();
-            let partitions: BTreeMap<String, i32> =
-                names.iter().map(|t| (t.clone(), rng.range(1, 12) as i32)).collect();
-            let equal = rng.percent(50);
-            let members: Vec<MemberSubscription> = (0..rng.range(1, 8))
-                .map(|i| {
-                    let subscribed: Vec<&String> = names.iter().filter(|_| equal || rng.percent(60)).collect();
-                    MemberSubscription::new(format!("m{}", rng.below(1000) * 10 + i), subscribed)
-                })
-                .collect();
+            let (partitions, members, equal) = random_group(&mut rng);
             let out = RoundRobinAssignor.assign(&members, &partitions);
             assert_valid(&members, &partitions, &out);
             if equal {
