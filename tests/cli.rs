@@ -5,26 +5,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-fn rill(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rill")).args(args).output().expect("run rill")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = rill(args);
-    assert!(out.status.success(), "rill {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Fails with exactly one line on stderr, starting with `rill:`; returns that line.
-fn fails(args: &[&str]) -> String {
-    let out = rill(args);
-    assert!(!out.status.success(), "rill {args:?} should fail");
-    let err = String::from_utf8(out.stderr).unwrap();
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "rill {args:?}: expected one error line, got:\n{err}");
-    assert!(lines[0].starts_with("rill: "), "rill {args:?}: {err}");
-    lines[0].to_string()
-}
+use common::{fails, ok};
 
 #[test]
 fn topics_create_list_describe_alter_delete() {

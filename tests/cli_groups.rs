@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
@@ -17,27 +17,7 @@ use rill_core::client::{Admin, Client, ClientConfig, Connection, GroupOffsets};
 use rill_core::consumer::assignor::wire::{Assignment, Subscription};
 use rill_core::error::Error;
 
-fn rill(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rill")).args(args).output().expect("run rill")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = rill(args);
-    assert!(out.status.success(), "rill {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Fails with exactly one line on stderr, starting with `rill:`, and nothing on stdout.
-fn fails(args: &[&str]) -> String {
-    let out = rill(args);
-    assert!(!out.status.success(), "rill {args:?} should fail");
-    let err = String::from_utf8(out.stderr).unwrap();
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "rill {args:?}: expected one error line, got:\n{err}");
-    assert!(lines[0].starts_with("rill: "), "rill {args:?}: {err}");
-    assert!(out.stdout.is_empty(), "rill {args:?} printed {:?}", String::from_utf8_lossy(&out.stdout));
-    lines[0].to_string()
-}
+use common::{fails, ok};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()

@@ -118,3 +118,28 @@ pub fn seed(test: &str) -> u64 {
     eprintln!("{test}: seed {seed} (replay with RILL_TEST_SEED={seed})");
     seed
 }
+
+/// Run the `rill` binary with `args`.
+pub fn rill(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_rill")).args(args).output().expect("run rill")
+}
+
+/// Run `rill ARGS`, which must succeed; returns its standard output.
+pub fn ok(args: &[&str]) -> String {
+    let out = rill(args);
+    assert!(out.status.success(), "rill {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Run `rill ARGS`, which must fail with exactly one line on stderr, starting with `rill:`, and
+/// nothing on stdout; returns that line.
+pub fn fails(args: &[&str]) -> String {
+    let out = rill(args);
+    assert!(!out.status.success(), "rill {args:?} should fail");
+    let err = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "rill {args:?}: expected one error line, got:\n{err}");
+    assert!(lines[0].starts_with("rill: "), "rill {args:?}: {err}");
+    assert!(out.stdout.is_empty(), "rill {args:?} printed {:?}", String::from_utf8_lossy(&out.stdout));
+    lines[0].to_string()
+}
