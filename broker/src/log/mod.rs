@@ -11,6 +11,7 @@ pub mod cleaner;
 pub mod config;
 pub mod index;
 mod partition_log;
+pub mod producer_state;
 pub mod segment;
 pub mod time_index;
 pub mod validate;
