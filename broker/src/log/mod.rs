@@ -12,6 +12,8 @@ pub mod config;
 pub mod index;
 mod partition_log;
 pub mod producer_state;
+pub mod snapshot;
+pub mod txn_index;
 pub mod segment;
 pub mod time_index;
 pub mod validate;
