@@ -9,13 +9,14 @@ pub mod batch;
 pub mod checkpoint;
 pub mod cleaner;
 pub mod config;
+pub mod control;
 pub mod index;
 mod partition_log;
 pub mod producer_state;
-pub mod snapshot;
-pub mod txn_index;
 pub mod segment;
+pub mod snapshot;
 pub mod time_index;
+pub mod txn_index;
 pub mod validate;
 
 #[cfg(test)]

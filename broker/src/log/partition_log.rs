@@ -18,8 +18,13 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use super::batch::{self, BatchError};
 use super::checkpoint;
 use super::config::{LogConfig, TimestampType};
+use super::producer_state::{AppendOrigin, Check, ProducerError, ProducerState, Staged};
 use super::segment::{self, FileSlice, RecoveryStats, Segment};
+use super::txn_index::TxnIndex;
 use super::validate;
+
+#[path = "partition_txn.rs"]
+mod txn;
 
 /// Bytes of a batch the broker stamps: base offset, length (unchanged), partition leader epoch.
 const HEAD_LEN: usize = 16;
@@ -64,6 +69,9 @@ pub enum LogError {
     /// The log was closed because its topic was deleted (UNKNOWN_TOPIC_OR_PARTITION).
     #[error("the partition was deleted")]
     Deleted,
+    /// Producer state refused a batch (idempotence and transaction checks).
+    #[error(transparent)]
+    Producer(#[from] ProducerError),
 }
 
 /// Where an append landed.
@@ -88,6 +96,8 @@ pub struct ReadResult {
     pub slice: Option<FileSlice>,
     /// Offset consumers may read below (the log end offset on one node).
     pub high_watermark: i64,
+    /// The last stable offset: read_committed consumers read below it.
+    pub last_stable_offset: i64,
     /// First offset still in the log.
     pub log_start_offset: i64,
 }
@@ -118,6 +128,10 @@ struct Inner {
     last_flush_ms: i64,
     /// Reused buffer for offset-stamped batches before they hit the file.
     scratch: Vec<u8>,
+    /// Idempotent and transactional producers that wrote here.
+    producers: ProducerState,
+    /// Aborted transactions still in the log.
+    aborted: TxnIndex,
 }
 
 impl Inner {
@@ -138,6 +152,8 @@ pub struct Log {
     flush_lock: Mutex<()>,
     /// The log end offset, readable without the lock (a hint for waiters; the lock has the truth).
     end_offset: AtomicI64,
+    /// The last stable offset, likewise.
+    stable_offset: AtomicI64,
     /// Everything below this offset has been fsynced (the recovery point). Moves only under the
     /// flush lock.
     flushed: AtomicI64,
@@ -270,6 +286,8 @@ impl Log {
             checkpoint::sync_dir(dir)?;
         }
         let leader_epoch = epochs.last().map(|e| e.0).unwrap_or(0);
+        let (producers, aborted) = txn::load(dir, &segments, next_offset, now_ms)?;
+        let stable_offset = producers.first_unstable_offset().unwrap_or(next_offset);
         let log = Self {
             dir: dir.to_path_buf(),
             config: RwLock::new(Arc::new(config.clone())),
@@ -283,9 +301,12 @@ impl Log {
                 unflushed_messages: 0,
                 last_flush_ms: now_ms,
                 scratch: Vec::new(),
+                producers,
+                aborted,
             }),
             flush_lock: Mutex::new(()),
             end_offset: AtomicI64::new(next_offset),
+            stable_offset: AtomicI64::new(stable_offset),
             flushed: AtomicI64::new(if clean { next_offset } else { recovery_point.min(next_offset) }),
             checkpointed: AtomicI64::new(checkpointed.unwrap_or(-1)),
             dir_dirty: AtomicBool::new(false),
@@ -306,32 +327,80 @@ impl Log {
     /// Validate, offset-stamp and append the batches in `records` (as sent by a producer).
     ///
     /// All batches are validated before any is written: a request is appended whole or not at all.
+    /// Idempotent batches are checked against producer state; a retry of one of a producer's
+    /// last five batches is not written again and its original offsets are returned.
     pub fn append(&self, records: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+        self.append_checked(records, now_ms, AppendOrigin::Client, false)
+    }
+
+    /// [`Log::append`] for a given origin: a coordinator's writes skip sequence checks.
+    pub fn append_as(&self, records: &[u8], now_ms: i64, origin: AppendOrigin) -> Result<AppendInfo, LogError> {
+        self.append_checked(records, now_ms, origin, false)
+    }
+
+    /// The append. `marker`: `records` is one control batch this broker built (markers).
+    fn append_checked(
+        &self,
+        records: &[u8],
+        now_ms: i64,
+        origin: AppendOrigin,
+        marker: bool,
+    ) -> Result<AppendInfo, LogError> {
         // Validation reads every byte (CRC, record framing, decompression): do it before taking
         // the lock, so appends to this partition and reads of it are not held up meanwhile.
         let (max, compacts) = {
             let c = self.config.read().expect("log config lock poisoned");
             (c.max_message_bytes, c.cleanup_policy.compacts())
         };
-        let mut headers = validate::validate_batches(records, max, compacts)?;
+        let mut headers = if marker {
+            vec![(0, batch::BatchHeader::parse_checked(records)?)]
+        } else {
+            let headers = validate::validate_batches(records, max, compacts)?;
+            if headers.iter().any(|(_, h)| h.is_control()) {
+                return Err(LogError::InvalidRecord("clients may not write control batches".into()));
+            }
+            headers
+        };
         let mut g = self.lock();
         self.check_writable()?;
         let inner = &mut *g;
         let log_append = inner.config.timestamp_type == TimestampType::LogAppendTime;
-        self.maybe_roll(inner, records.len() as u64, now_ms)?;
         let epoch = inner.leader_epoch();
         let base_offset = inner.next_offset;
         let mut next = base_offset;
         let mut messages = 0i64;
-        for (_, h) in headers.iter_mut() {
+        let mut staged = Staged::default();
+        for (at, h) in headers.iter_mut() {
             h.base_offset = next;
             h.partition_leader_epoch = epoch;
             if log_append {
                 h.max_timestamp = now_ms;
             }
+            if marker {
+                let m = super::control::decode(h, &records[*at..*at + h.size]).expect("a marker this broker built");
+                inner.producers.check_marker(
+                    &mut staged,
+                    h.producer_id,
+                    h.producer_epoch,
+                    m.coordinator_epoch,
+                    m.commit,
+                    next,
+                    now_ms,
+                )?;
+            } else if let Check::Duplicate(d) = inner.producers.check_data(&mut staged, h, origin, now_ms)? {
+                // Kafka answers a request holding a duplicate with the duplicate's offsets.
+                return Ok(AppendInfo {
+                    base_offset: d.base_offset(),
+                    last_offset: d.last_offset,
+                    log_append_time: -1,
+                    log_start_offset: inner.log_start_offset,
+                    flush_to: (inner.config.flush_messages != i64::MAX).then_some(d.last_offset + 1),
+                });
+            }
             next = h.next_offset();
             messages += h.record_count as i64;
         }
+        self.maybe_roll(inner, records.len() as u64, now_ms)?;
         let interval = inner.config.index_interval_bytes as u64;
         if log_append {
             // Log-append time rewrites CRC-covered bytes: stamp a copy.
@@ -366,6 +435,10 @@ impl Log {
             inner.active().append(&mut iov, &headers, interval).map_err(|e| self.fail(e))?;
         }
         inner.next_offset = next;
+        if !staged.is_empty() {
+            txn::commit_staged(&self.dir, inner, staged).map_err(|e| self.fail(e))?;
+        }
+        self.stable_offset.store(txn::stable(inner), Ordering::Release);
         self.end_offset.store(next, Ordering::Release);
         inner.unflushed_messages += messages;
         let flush_to = (inner.unflushed_messages >= inner.config.flush_messages).then_some(next);
@@ -400,6 +473,9 @@ impl Log {
     fn roll(&self, inner: &mut Inner, now_ms: i64) -> io::Result<()> {
         let next = inner.next_offset;
         inner.active().seal();
+        let sealed = inner.active().base_offset();
+        // Producer state as of the new segment's base: an unclean open replays from here.
+        txn::checkpoint_state(&self.dir, inner, Some(sealed), next)?;
         let seg = Segment::create(&self.dir, next, now_ms)?;
         inner.segments.insert(next, seg);
         self.dir_dirty.store(true, Ordering::Release);
@@ -575,6 +651,8 @@ impl Log {
         for s in g.segments.values() {
             s.flush().map_err(|e| self.fail(e))?;
         }
+        let active = *g.segments.keys().next_back().expect("active segment");
+        txn::checkpoint_state(&self.dir, &g, Some(active), g.next_offset).map_err(|e| self.fail(e))?;
         Ok(())
     }
 
@@ -602,22 +680,30 @@ impl Log {
 
     /// Read whole batches from `offset`, at most `max_bytes` (but at least one batch).
     pub fn read(&self, offset: i64, max_bytes: u64) -> Result<ReadResult, LogError> {
+        self.read_upto(offset, max_bytes, false)
+    }
+
+    /// [`Log::read`]; with `committed`, only batches below the last stable offset
+    /// (read_committed).
+    pub fn read_upto(&self, offset: i64, max_bytes: u64, committed: bool) -> Result<ReadResult, LogError> {
         let g = self.lock();
         let (start, end) = (g.log_start_offset, g.next_offset);
         if offset < start || offset > end {
             return Err(LogError::OffsetOutOfRange { offset, start, end });
         }
+        let lso = txn::stable(&g);
+        let limit = if committed { lso } else { end };
         let mut slice = None;
-        if offset < end {
+        if offset < limit {
             let first = g.segments.range(..=offset).next_back().map(|(b, _)| *b).unwrap_or(offset);
             for (_, seg) in g.segments.range(first..) {
-                if let Some(s) = seg.read(offset, max_bytes)? {
+                if let Some(s) = seg.read_below(offset, max_bytes, limit)? {
                     slice = Some(s);
                     break;
                 }
             }
         }
-        Ok(ReadResult { slice, high_watermark: end, log_start_offset: start })
+        Ok(ReadResult { slice, high_watermark: end, last_stable_offset: lso, log_start_offset: start })
     }
 
     /// The first offset whose timestamp is `>= ts` (ListOffsets by time); `None` if no record is.
@@ -682,6 +768,8 @@ impl Log {
                 seg.delete()?;
             }
         }
+        let first = *g.segments.keys().next().expect("a log always has an active segment");
+        g.aborted.drop_below(first);
         Ok(doomed.len())
     }
 
@@ -721,6 +809,7 @@ impl Log {
             deleted += 1;
         }
         let first_base = *g.segments.keys().next().expect("non-empty");
+        g.aborted.drop_below(first_base);
         if first_base > g.log_start_offset {
             g.log_start_offset = first_base;
             checkpoint::write_i64(&self.dir.join(LOG_START_FILE), first_base)?;
@@ -750,6 +839,8 @@ impl Log {
         let active = g.active();
         active.truncate_to(offset)?;
         g.next_offset = g.active().next_offset();
+        txn::rebuild_after_truncate(&self.dir, &mut g, super::now_ms())?;
+        self.stable_offset.store(txn::stable(&g), Ordering::Release);
         self.end_offset.store(g.next_offset, Ordering::Release);
         let next = g.next_offset;
         self.flushed.fetch_min(next, Ordering::AcqRel);

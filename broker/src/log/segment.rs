@@ -370,12 +370,20 @@ impl Segment {
     /// Whole batches starting with the one that holds `offset`, up to `max_bytes` (at least one
     /// batch, so a batch larger than `max_bytes` still makes progress). `None` past the end.
     pub fn read(&self, offset: i64, max_bytes: u64) -> io::Result<Option<FileSlice>> {
+        self.read_below(offset, max_bytes, i64::MAX)
+    }
+
+    /// [`Segment::read`] of batches whose base offset is below `limit` only.
+    pub fn read_below(&self, offset: i64, max_bytes: u64, limit: i64) -> io::Result<Option<FileSlice>> {
         let Some(start) = self.position_of(offset)? else { return Ok(None) };
         let first = self.header_at(start)?;
+        if first.base_offset >= limit {
+            return Ok(None);
+        }
         let mut end = start + first.size as u64;
         while end < self.size {
             let h = self.header_at(end)?;
-            if end + h.size as u64 - start > max_bytes {
+            if end + h.size as u64 - start > max_bytes || h.base_offset >= limit {
                 break;
             }
             end += h.size as u64;

@@ -259,4 +259,5 @@ mod flush;
 mod lifecycle;
 mod recovery;
 mod retention;
+mod txn;
 mod validation;

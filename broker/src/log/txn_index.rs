@@ -126,23 +126,6 @@ impl TxnIndex {
         self.entries.drain(..n);
     }
 
-    /// Forget entries whose marker is at or after `offset` (truncation), rewriting the files
-    /// of the segments at `bases` that held them.
-    pub fn truncate(&mut self, dir: &Path, bases: &[i64], offset: i64) -> io::Result<()> {
-        if self.entries.last().is_none_or(|e| e.last_offset < offset) {
-            return Ok(());
-        }
-        self.entries.retain(|e| e.last_offset < offset);
-        for &base in bases {
-            let seg = read_segment(dir, base)?;
-            let kept: Vec<AbortedTxn> = seg.iter().copied().filter(|e| e.last_offset < offset).collect();
-            if kept.len() != seg.len() {
-                write_segment(dir, base, &kept)?;
-            }
-        }
-        Ok(())
-    }
-
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -172,12 +172,25 @@ pub mod codes {
     pub const POLICY_VIOLATION: i16 = 44;
     /// UNSUPPORTED_VERSION.
     pub const UNSUPPORTED_VERSION: i16 = 35;
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER.
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+    /// INVALID_PRODUCER_EPOCH.
+    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+    /// INVALID_TXN_STATE.
+    pub const INVALID_TXN_STATE: i16 = 48;
+    /// TRANSACTION_COORDINATOR_FENCED.
+    pub const TRANSACTION_COORDINATOR_FENCED: i16 = 52;
 }
 
 /// The Kafka error code (and message) for a log error.
 pub fn log_error_code(e: &crate::log::LogError) -> i16 {
+    use crate::log::producer_state::ProducerError;
     use crate::log::{batch::BatchError, LogError};
     match e {
+        LogError::Producer(ProducerError::InvalidEpoch { .. }) => codes::INVALID_PRODUCER_EPOCH,
+        LogError::Producer(ProducerError::OutOfOrder { .. }) => codes::OUT_OF_ORDER_SEQUENCE_NUMBER,
+        LogError::Producer(ProducerError::InvalidTxnState { .. }) => codes::INVALID_TXN_STATE,
+        LogError::Producer(ProducerError::CoordinatorFenced { .. }) => codes::TRANSACTION_COORDINATOR_FENCED,
         LogError::Io(_) => codes::KAFKA_STORAGE_ERROR,
         LogError::Batch(BatchError::Magic(_)) => codes::UNSUPPORTED_FOR_MESSAGE_FORMAT,
         LogError::Batch(_) => codes::CORRUPT_MESSAGE,
