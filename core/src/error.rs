@@ -58,6 +58,31 @@ pub enum Error {
     /// An operation did not finish in time.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// Kafka's `ProducerFencedException`: a newer producer with the same `transactional.id`
+    /// called `init_transactions` (or the coordinator fenced this one: `PRODUCER_FENCED`, or
+    /// `INVALID_PRODUCER_EPOCH` from a transaction coordinator). Fatal: the producer can only be
+    /// closed.
+    #[error("producer fenced: {0}; another producer with the same transactional.id took over, close this one")]
+    ProducerFenced(String),
+    /// Kafka's `TransactionAbortableException`: the current transaction cannot commit (a batch of
+    /// it failed, `TRANSACTION_ABORTABLE`, an offset commit was refused, ...). Call
+    /// `abort_transaction`; the producer can then begin a new transaction.
+    #[error("the transaction must be aborted: {0}")]
+    TransactionAbortable(Box<Error>),
+    /// A fatal producer error (Kafka's `KafkaException` from a fatal transaction state): the broker
+    /// refused the producer for good (`UNSUPPORTED_VERSION`, `TRANSACTIONAL_ID_AUTHORIZATION_FAILED`,
+    /// `INVALID_TRANSACTION_TIMEOUT`, an idempotent producer's unrecoverable sequence error, ...).
+    /// The producer can only be closed.
+    #[error("fatal producer error, close the producer: {0}")]
+    ProducerFatal(Box<Error>),
+    /// Kafka's `TransactionAbortedException`: the record was queued in a transaction that was
+    /// aborted before it was sent.
+    #[error("transaction aborted: {0}")]
+    TransactionAborted(String),
+    /// Kafka's `IllegalStateException`: an operation called in a state that does not allow it
+    /// (`begin_transaction` twice, `send` outside a transaction on a transactional producer, ...).
+    #[error("illegal state: {0}")]
+    IllegalState(String),
 }
 
 impl Error {
@@ -84,12 +109,20 @@ impl Error {
         }
     }
 
-    /// The Kafka error code, for broker errors.
+    /// The Kafka error code, for broker errors (also when wrapped in
+    /// [`Error::TransactionAbortable`] or [`Error::ProducerFatal`]).
     pub fn code(&self) -> Option<i16> {
         match self {
             Error::Broker { code, .. } => Some(*code),
+            Error::TransactionAbortable(e) | Error::ProducerFatal(e) => e.code(),
             _ => None,
         }
+    }
+
+    /// True for errors after which a producer can only be closed ([`Error::ProducerFenced`],
+    /// [`Error::ProducerFatal`]).
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Error::ProducerFenced(_) | Error::ProducerFatal(_))
     }
 }
 

@@ -33,6 +33,9 @@ pub const LATEST: i64 = -1;
 /// ListOffsets timestamp for the log start offset.
 pub const EARLIEST: i64 = -2;
 
+/// Kafka's DUPLICATE_SEQUENCE_NUMBER: counted as success by [`Client::produce_many`].
+const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
+
 /// Client settings (Kafka property names in the docs).
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -263,7 +266,9 @@ impl Client {
 
     /// Produce record batches to several partitions of `topic` (all led by one broker) in one
     /// request, as Kafka producers do. Returns each partition's base offset or error, in request
-    /// order; with acks=0 there is no answer and every base offset is -1.
+    /// order; with acks=0 there is no answer and every base offset is -1. A batch the broker
+    /// reports as DUPLICATE_SEQUENCE_NUMBER (already stored) counts as success, with the offset
+    /// it reports (-1 if none).
     pub async fn produce_many(
         &self,
         topic: &str,
@@ -295,7 +300,9 @@ impl Client {
         let mut stale = false;
         for p in resp.responses.iter().flat_map(|t| t.partition_responses.iter()) {
             let what = format!("{topic}-{}", p.index);
-            let r = match Error::from_code(p.error_code, what, p.error_message.as_ref().map(|m| m.to_string())) {
+            // DUPLICATE_SEQUENCE_NUMBER: an idempotent producer's retry of a batch already stored.
+            let code = if p.error_code == DUPLICATE_SEQUENCE_NUMBER { 0 } else { p.error_code };
+            let r = match Error::from_code(code, what, p.error_message.as_ref().map(|m| m.to_string())) {
                 Some(e) => {
                     stale |= e.is_retriable();
                     Err(e)

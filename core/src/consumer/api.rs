@@ -36,6 +36,21 @@ impl std::ops::Deref for PolledRecord {
     }
 }
 
+/// A consumer's place in its group, for a transactional producer's
+/// `send_offsets_to_transaction` (Kafka's `ConsumerGroupMetadata`): the group coordinator fences
+/// offsets sent for an old generation, so a zombie consumer cannot commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupMetadata {
+    /// `group.id`.
+    pub group_id: String,
+    /// The generation joined (-1 outside one, e.g. with `assign`).
+    pub generation_id: i32,
+    /// The member id (empty outside a generation).
+    pub member_id: String,
+    /// `group.instance.id`, for a static member.
+    pub group_instance_id: Option<String>,
+}
+
 /// Rebalance callbacks, called from [`Consumer::poll`] (and `close`) on the application's task.
 pub trait RebalanceListener: Send {
     /// Partitions newly assigned to this member.
@@ -182,6 +197,24 @@ impl Consumer {
     pub fn group_generation(&self) -> (i32, String) {
         let m = self.shared.member();
         (m.generation, m.member_id)
+    }
+
+    /// The group metadata to hand to a transactional producer's `send_offsets_to_transaction`.
+    /// Fails without a `group.id`.
+    pub fn group_metadata(&self) -> Result<ConsumerGroupMetadata> {
+        let group_id = self
+            .shared
+            .config
+            .group_id
+            .clone()
+            .ok_or_else(|| Error::Config("group_metadata needs a group.id".into()))?;
+        let m = self.shared.member();
+        Ok(ConsumerGroupMetadata {
+            group_id,
+            generation_id: m.generation,
+            member_id: m.member_id,
+            group_instance_id: self.shared.config.group_instance_id.clone(),
+        })
     }
 
     /// Read `tp` from `offset` at the next poll.

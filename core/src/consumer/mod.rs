@@ -49,6 +49,6 @@ mod pattern;
 pub mod protocol;
 mod state;
 
-pub use api::{Consumer, PolledRecord, RebalanceListener};
+pub use api::{Consumer, ConsumerGroupMetadata, PolledRecord, RebalanceListener};
 pub use config::{ConsumerConfig, OffsetReset};
 pub use state::TopicPartition;

@@ -24,10 +24,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use indexmap::IndexMap;
 
-use super::batch::{max_record_size, BatchBuilder, ProducerIds, BATCH_HEADER_LEN};
+use super::batch::{max_record_size, restamp, BatchBuilder, ProducerIds, BATCH_HEADER_LEN};
 use super::config::ProducerConfig;
-use super::delivery::{BatchCompletion, DeliveryFuture};
+use super::delivery::{duplicate, BatchCompletion, DeliveryFuture};
 use super::partitioner::{partition_for_key, Rng, Sticky};
+use super::sequence::{IdAndEpoch, PartitionSequences, SequenceVerdict, Sequencer};
+use super::txn::{codes, Transaction};
 use crate::client::Metadata;
 use crate::error::{Error, Result};
 use crate::records::ProducerRecord;
@@ -39,8 +41,8 @@ pub(crate) struct Batch {
     pub(crate) completion: Arc<BatchCompletion>,
     /// Some while records are being added and until the sender seals it.
     builder: Option<BatchBuilder>,
-    /// The encoded batch, once sealed (kept for retries).
-    sealed: Option<Bytes>,
+    /// The encoded batch, once sealed (kept for retries), and the ids it was sealed with.
+    sealed: Option<(Bytes, ProducerIds)>,
     /// No more records (full, or drained).
     closed: bool,
     ids: ProducerIds,
@@ -63,19 +65,25 @@ impl Batch {
     /// Encode the batch if it is not yet (outside the accumulator's lock: compression is the
     /// expensive part). Returns the bytes to send.
     pub(crate) fn seal(&mut self, compression: kafka_protocol::records::Compression) -> Result<Bytes> {
-        if let Some(b) = &self.sealed {
-            return Ok(b.clone());
+        if let Some((b, ids)) = &self.sealed {
+            if *ids == self.ids {
+                return Ok(b.clone());
+            }
+            // Re-sequenced after an epoch bump.
+            let b = restamp(b, self.ids);
+            self.sealed = Some((b.clone(), self.ids));
+            return Ok(b);
         }
         let builder = self.builder.take().expect("an unsealed batch has its builder");
         let bytes = builder.seal(compression, self.ids)?;
-        self.sealed = Some(bytes.clone());
+        self.sealed = Some((bytes.clone(), self.ids));
         Ok(bytes)
     }
 
     /// Bytes this batch adds to a request (before compression, for open batches).
     fn wire_len(&self) -> usize {
         match (&self.sealed, &self.builder) {
-            (Some(b), _) => b.len(),
+            (Some((b, _)), _) => b.len(),
             (None, Some(b)) => BATCH_HEADER_LEN + b.records_len(),
             (None, None) => BATCH_HEADER_LEN,
         }
@@ -100,6 +108,10 @@ impl Drop for Batch {
 struct PartitionQueue {
     batches: VecDeque<Batch>,
     in_flight: usize,
+    /// Sequence bookkeeping (idempotent producers).
+    seq: PartitionSequences,
+    /// Added to the current transaction (AddPartitionsToTxn answered).
+    in_txn: bool,
 }
 
 #[derive(Debug)]
@@ -113,18 +125,6 @@ struct TopicQueues {
     sticky: Sticky,
     /// Where the next drain starts, so no partition always comes last (Kafka's `drainIndex`).
     drain_from: usize,
-}
-
-/// The one place batches get their producer ids and sequence numbers, at the moment they are
-/// first drained (as Kafka's producer does). Non-idempotent: no ids. With idempotence this holds
-/// the producer id and epoch and a next sequence per partition.
-#[derive(Debug, Default)]
-pub(crate) struct Sequencer;
-
-impl Sequencer {
-    fn assign(&mut self, _topic: &str, _partition: i32, _records: i32) -> ProducerIds {
-        ProducerIds::NONE
-    }
 }
 
 /// A produce request to build: batches of one topic for one broker.
@@ -146,6 +146,10 @@ pub(crate) struct Drained {
     pub(crate) next_wakeup: Option<Instant>,
     /// A partition with records has no known leader.
     pub(crate) need_metadata: bool,
+    /// Batches wait for a producer id (InitProducerId) or an epoch bump.
+    pub(crate) need_producer_id: bool,
+    /// Partitions with batches to send that are not yet in the transaction (AddPartitionsToTxn).
+    pub(crate) add_to_txn: Vec<(Arc<str>, i32)>,
 }
 
 /// What `append` did.
@@ -167,7 +171,12 @@ pub(crate) struct Accumulator {
     /// Where the next drain starts among the topics (they compete for in-flight slots).
     drain_from: usize,
     rng: Rng,
-    sequencer: Sequencer,
+    /// Producer id and epoch (idempotence), stamped on batches at their first drain.
+    pub(crate) sequencer: Sequencer,
+    /// The transaction state, for a producer with a `transactional.id`.
+    pub(crate) txn: Option<Transaction>,
+    /// The idempotent producer cannot go on (InitProducerId failed for good).
+    fatal: Option<Error>,
     next_batch_id: u64,
     /// Every batch created and not yet complete, for `flush` and `close`.
     incomplete: HashMap<u64, Arc<BatchCompletion>>,
@@ -178,12 +187,14 @@ pub(crate) struct Accumulator {
 impl Accumulator {
     pub(crate) fn new(config: ProducerConfig, memory: Arc<tokio::sync::Semaphore>) -> Self {
         Self {
+            sequencer: Sequencer::new(config.idempotent(), config.transactional_id.is_some()),
+            txn: config.transactional_id.as_ref().map(|_| Transaction::default()),
+            fatal: None,
             config,
             memory,
             topics: IndexMap::new(),
             drain_from: 0,
             rng: Rng::new(),
-            sequencer: Sequencer,
             next_batch_id: 0,
             incomplete: HashMap::new(),
             flushing: 0,
@@ -211,6 +222,12 @@ impl Accumulator {
     ) -> Result<Appended> {
         if self.closing {
             return Err(Error::Config("send after close: the producer is closed".into()));
+        }
+        if let Some(e) = &self.fatal {
+            return Err(duplicate(e));
+        }
+        if let Some(txn) = &self.txn {
+            txn.check_send()?;
         }
         let Some(t) = self.topics.get_mut(topic) else { return Ok(Appended::NoMetadata) };
         let n = t.queues.len() as i32;
@@ -296,6 +313,12 @@ impl Accumulator {
     /// Expired batches are taken out too.
     pub(crate) fn drain(&mut self, now: Instant, in_flight: &mut HashMap<i32, usize>) -> Drained {
         let mut out = Drained::default();
+        // A transaction that can no longer commit sends nothing more (Kafka's sender aborts
+        // undrained batches then): fail what is queued so flushes and commits do not wait.
+        if let Some(e) = self.fatal.as_ref().map(duplicate).or_else(|| self.txn.as_ref().and_then(Transaction::doomed))
+        {
+            out.expired = self.fail_queued(&e);
+        }
         let cfg = &self.config;
         let all_ready = self.flushing > 0 || self.closing;
         let order_matters = cfg.max_in_flight == 1;
@@ -324,7 +347,12 @@ impl Accumulator {
                     self.incomplete.remove(&b.id);
                     self.memory.add_permits(b.reserved);
                     b.finished = true;
-                    out.expired.push((b.completion.clone(), expired_error(&b, now, cfg.delivery_timeout)));
+                    q.seq.done(b.id, false);
+                    let e = expired_error(&b, now, cfg.delivery_timeout);
+                    if let Some(txn) = &mut self.txn {
+                        txn.batch_failed(&e);
+                    }
+                    out.expired.push((b.completion.clone(), e));
                 }
                 let Some(head) = q.batches.front() else { continue };
                 let leader = t.leaders.get(p).copied().unwrap_or(-1);
@@ -344,6 +372,34 @@ impl Accumulator {
                     wake_at(ready_at, &mut out);
                     continue;
                 }
+                // Idempotence: the ids and sequence this batch goes out with, if it may go now.
+                let resend = if self.sequencer.idempotent {
+                    let Some(ids) = self.sequencer.ids else {
+                        out.need_producer_id = true;
+                        continue;
+                    };
+                    if self.sequencer.transactional && !q.in_txn {
+                        out.add_to_txn.push((t.name.clone(), p as i32));
+                        continue;
+                    }
+                    if q.seq.reset_wanted() {
+                        out.need_producer_id |= q.in_flight == 0;
+                        continue;
+                    }
+                    if head.attempts == 0 {
+                        if !q.seq.may_stamp(ids) {
+                            continue; // batches under the old ids are still out
+                        }
+                        None
+                    } else {
+                        match q.seq.resend(head.id) {
+                            Some(stamp) => Some(stamp),
+                            None => continue, // an earlier batch goes first
+                        }
+                    }
+                } else {
+                    None
+                };
                 let job = match out.jobs[first_job..].iter().position(|j| j.node == leader) {
                     Some(i) => first_job + i,
                     None => {
@@ -364,7 +420,12 @@ impl Accumulator {
                 let mut b = q.batches.pop_front().expect("head exists");
                 if b.attempts == 0 {
                     b.closed = true;
-                    b.ids = self.sequencer.assign(&t.name, p as i32, b.records);
+                    if let Some(ids) = self.sequencer.ids.filter(|_| self.sequencer.idempotent) {
+                        let sequence = q.seq.stamp(b.id, b.records);
+                        b.ids = self.sequencer.stamp(ids, sequence);
+                    }
+                } else if let Some((ids, sequence)) = resend {
+                    b.ids = self.sequencer.stamp(ids, sequence);
                 }
                 b.retry_at = None;
                 b.attempts += 1;
@@ -388,27 +449,50 @@ impl Accumulator {
             return Some(self.finish(batch, result));
         };
         let p = batch.partition() as usize;
-        if let Some(q) = t.queues.get_mut(p) {
-            q.in_flight = q.in_flight.saturating_sub(1);
-        }
+        let Some(q) = t.queues.get_mut(p) else { return Some(self.finish(batch, result)) };
+        q.in_flight = q.in_flight.saturating_sub(1);
         let err = match result {
-            Ok(offset) => return Some(self.finish(batch, Ok(offset))),
+            Ok(offset) => {
+                q.seq.done(batch.id, true);
+                return Some(self.finish(batch, Ok(offset)));
+            }
             Err(e) => e,
         };
+        // Sequence errors of an idempotent producer (Kafka's `canRetry`): retried in sequence
+        // order, after an epoch bump when the gap is real. A transaction cannot be repaired that
+        // way: its batch fails (and the transaction must abort).
+        let stamped = batch.ids.base_sequence >= 0;
+        let verdict = match err.code() {
+            Some(codes::OUT_OF_ORDER_SEQUENCE_NUMBER) if stamped => Some(q.seq.out_of_order(batch.id)),
+            Some(codes::UNKNOWN_PRODUCER_ID) if stamped => Some(q.seq.unknown_producer(batch.id)),
+            _ => None,
+        };
+        let sequence_retry = match verdict {
+            Some(SequenceVerdict::RetryAfterEarlier) => true,
+            Some(SequenceVerdict::RetryAfterBump) => !self.sequencer.transactional,
+            None => false,
+        };
         let expired = batch.created + cfg.delivery_timeout <= now;
-        if !retriable(&err) || batch.attempts > cfg.retries || expired {
-            let err = if retriable(&err) && expired {
+        if !sequence_retry && (!retriable(&err) || batch.attempts > cfg.retries) || expired {
+            let err = if (retriable(&err) || sequence_retry) && expired {
                 batch.last_error = Some(err);
                 expired_error(&batch, now, cfg.delivery_timeout)
             } else {
                 err
             };
+            q.seq.done(batch.id, false);
+            if let Some(txn) = &mut self.txn {
+                txn.batch_failed(&err);
+            }
             return Some(self.finish(batch, Err(err)));
         }
-        let jitter = 0.8 + (self.rng.below(401) as f64) / 1000.0;
-        batch.retry_at = Some(now + cfg.backoff(batch.attempts).mul_f64(jitter));
+        batch.retry_at = if sequence_retry {
+            Some(now) // held back by its sequence, not by a backoff
+        } else {
+            let jitter = 0.8 + (self.rng.below(401) as f64) / 1000.0;
+            Some(now + cfg.backoff(batch.attempts).mul_f64(jitter))
+        };
         batch.last_error = Some(err);
-        let q = &mut t.queues[p];
         // Back in creation order among the batches waiting to be retried, before new ones.
         let at = q.batches.iter().position(|b| b.id > batch.id).unwrap_or(q.batches.len());
         q.batches.insert(at, batch);
@@ -420,6 +504,87 @@ impl Accumulator {
         self.memory.add_permits(batch.reserved);
         batch.finished = true;
         (batch.completion.clone(), result)
+    }
+
+    /// Take a new producer id and epoch (InitProducerId, an epoch bump, or EndTxn v5's bumped
+    /// epoch): partitions that asked for a bump renumber their unacknowledged batches under it,
+    /// the others move to it once their batches under the old ids are done.
+    pub(crate) fn set_producer_ids(&mut self, ids: IdAndEpoch) {
+        self.sequencer.ids = Some(ids);
+        for t in self.topics.values_mut() {
+            for q in &mut t.queues {
+                q.seq.reset(ids);
+            }
+        }
+    }
+
+    /// The ids to bump from, when an epoch bump is wanted and every partition that wants it has
+    /// nothing in flight (its unacknowledged batches wait in its queue). Transactional producers
+    /// bump when they abort, not here.
+    pub(crate) fn bump_ready(&self) -> Option<IdAndEpoch> {
+        if self.sequencer.transactional {
+            return None;
+        }
+        let ids = self.sequencer.ids?;
+        let mut wanted = false;
+        for q in self.topics.values().flat_map(|t| t.queues.iter()) {
+            if q.seq.reset_wanted() {
+                if q.in_flight > 0 {
+                    return None;
+                }
+                wanted = true;
+            }
+        }
+        wanted.then_some(ids)
+    }
+
+    /// True when a partition wants an epoch bump (a stamped batch failed or met a gap).
+    pub(crate) fn bump_wanted(&self) -> bool {
+        self.topics.values().flat_map(|t| t.queues.iter()).any(|q| q.seq.reset_wanted())
+    }
+
+    /// AddPartitionsToTxn answered for these partitions: their batches may go.
+    pub(crate) fn added_to_txn(&mut self, partitions: &[(Arc<str>, i32)]) {
+        for (topic, p) in partitions {
+            if let Some(q) = self.topics.get_mut(&**topic).and_then(|t| t.queues.get_mut(*p as usize)) {
+                q.in_txn = true;
+            }
+        }
+        if let Some(txn) = &mut self.txn {
+            txn.started = true;
+        }
+    }
+
+    /// The transaction ended: every partition must be added again in the next one.
+    pub(crate) fn end_txn(&mut self) {
+        for q in self.topics.values_mut().flat_map(|t| t.queues.iter_mut()) {
+            q.in_txn = false;
+        }
+    }
+
+    /// The producer cannot go on: fail what is queued and every later send with `e`.
+    pub(crate) fn fail_for_good(&mut self, e: Error) -> Vec<(Arc<BatchCompletion>, Error)> {
+        let out = self.fail_queued(&e);
+        self.fatal = Some(e);
+        out
+    }
+
+    /// Fail every batch not in flight (unsent, or waiting for a retry) with a copy of `e`: an
+    /// aborted transaction, or one that can no longer commit. Returns the completions to signal.
+    pub(crate) fn fail_queued(&mut self, e: &Error) -> Vec<(Arc<BatchCompletion>, Error)> {
+        let mut out = Vec::new();
+        for t in self.topics.values_mut() {
+            for q in &mut t.queues {
+                for mut b in q.batches.drain(..) {
+                    self.incomplete.remove(&b.id);
+                    self.memory.add_permits(b.reserved);
+                    b.finished = true;
+                    q.seq.done(b.id, false);
+                    out.push((b.completion.clone(), duplicate(e)));
+                }
+            }
+        }
+        out
     }
 
     /// Take in new metadata: leaders and partition counts of every topic it has without error.
@@ -511,6 +676,7 @@ mod tests {
     use super::*;
     use crate::client::{PartitionInfo, TopicInfo};
     use bytes::Bytes;
+    use kafka_protocol::records::Compression;
 
     const MS: Duration = Duration::from_millis(1);
 
@@ -545,8 +711,12 @@ mod tests {
         tweak(&mut c);
         let mut acc = Accumulator::seeded(c, 42);
         acc.update_metadata(&metadata("t", &[0, 0, 1, 1]));
+        // Idempotent by default: as if InitProducerId had answered.
+        acc.set_producer_ids(IDS);
         acc
     }
+
+    const IDS: IdAndEpoch = IdAndEpoch { producer_id: 1, epoch: 0 };
 
     fn rec(key: Option<&str>, value_len: usize) -> ProducerRecord {
         ProducerRecord {
@@ -739,12 +909,119 @@ mod tests {
         assert_eq!(r.as_ref().unwrap_err().code(), Some(6), "retries=1 used up: the last error is reported");
         c.complete(r);
         assert_eq!(f0.await.unwrap_err().code(), Some(6));
+        // Whether the failed batch was stored is unknown: the partition waits for a new epoch.
+        let d = acc.drain(wake, &mut inf);
+        assert!(d.jobs.is_empty() && d.need_producer_id);
+        assert_eq!(acc.bump_ready(), Some(IDS));
+        acc.set_producer_ids(IdAndEpoch { producer_id: 1, epoch: 1 });
         let d = acc.drain(wake, &mut inf);
         let b = d.jobs.into_iter().next().unwrap().batches.into_iter().next().unwrap();
+        assert_eq!((b.ids.epoch, b.ids.base_sequence), (1, 0), "the next batch starts the new epoch at 0");
         let too_large = Error::from_code(10, "t-0", Some("no".into())).unwrap();
         let (c, r) = acc.on_result(b, Err(too_large), wake).unwrap();
         c.complete(r);
         assert_eq!(f1.await.unwrap_err().code(), Some(10), "not retriable: fails at once");
+    }
+
+    /// The batches one drain sends.
+    fn sent(acc: &mut Accumulator, now: Instant) -> Vec<Batch> {
+        let d = acc.drain(now, &mut HashMap::new());
+        d.jobs.into_iter().flat_map(|j| j.batches).collect()
+    }
+
+    #[test]
+    fn idempotent_batches_get_sequences_at_first_drain_and_keep_them_across_retries() {
+        let mut acc = accumulator(|c| c.batch_size = 1);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            put(&mut acc, Some(0), &rec(None, 1), t0); // one record per batch
+        }
+        put(&mut acc, Some(1), &rec(None, 1), t0);
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            out.extend(sent(&mut acc, t0 + 10 * MS));
+        }
+        let seqs: Vec<(i32, i32)> = out.iter().map(|b| (b.partition(), b.ids.base_sequence)).collect();
+        assert_eq!(seqs, [(0, 0), (1, 0), (0, 1), (0, 2)], "per partition, counting records");
+        assert!(out.iter().all(|b| b.ids.producer_id == 1 && b.ids.epoch == 0 && !b.ids.transactional));
+        let mut out = out.into_iter();
+        let (b0, _, b1, b2) = (out.next().unwrap(), out.next(), out.next().unwrap(), out.next().unwrap());
+        // Batch 0 is lost (retriable); 1 and 2 arrive out of order: they wait for 0, then go in
+        // sequence order, one at a time, with their sequences.
+        assert!(acc.on_result(b1, Err(Error::from_code(45, "t-0", None).unwrap()), t0).is_none());
+        assert!(acc.on_result(b0, Err(Error::Disconnected("x".into())), t0).is_none());
+        assert!(acc.on_result(b2, Err(Error::from_code(45, "t-0", None).unwrap()), t0).is_none());
+        assert!(sent(&mut acc, t0 + MS).is_empty(), "1 and 2 may not overtake 0, which waits for its backoff");
+        let later = t0 + Duration::from_secs(1);
+        for want in 0..3 {
+            let mut got = sent(&mut acc, later);
+            assert_eq!(got.len(), 1, "one batch of the partition in flight while retrying");
+            assert!(sent(&mut acc, later).is_empty(), "the next waits for this one's answer");
+            let b = got.pop().unwrap();
+            assert_eq!((b.ids.base_sequence, b.attempts), (want, 2));
+            let (c, r) = acc.on_result(b, Ok(100 + want as i64), later).unwrap();
+            c.complete(r);
+        }
+        // DUPLICATE_SEQUENCE_NUMBER is success (the client maps it), so nothing is left over.
+        assert_eq!(sent(&mut acc, later).len(), 0);
+        put(&mut acc, Some(0), &rec(None, 1), later);
+        let b = sent(&mut acc, later + 10 * MS);
+        assert_eq!(b[0].ids.base_sequence, 3, "new batches continue the sequence");
+    }
+
+    #[test]
+    fn a_real_gap_bumps_the_epoch_and_renumbers_the_waiting_batches() {
+        let mut acc = accumulator(|c| c.batch_size = 1);
+        let t0 = Instant::now();
+        for _ in 0..2 {
+            put(&mut acc, Some(0), &rec(None, 1), t0);
+        }
+        let b0 = sent(&mut acc, t0 + 10 * MS).pop().unwrap();
+        let b1 = sent(&mut acc, t0 + 10 * MS).pop().unwrap();
+        // The first unacked batch meets OUT_OF_ORDER: nothing before it can fill the gap.
+        assert!(acc.on_result(b0, Err(Error::from_code(45, "t-0", None).unwrap()), t0).is_none());
+        assert_eq!(acc.bump_ready(), None, "batch 1 is still in flight");
+        assert!(acc.on_result(b1, Err(Error::from_code(45, "t-0", None).unwrap()), t0).is_none());
+        let d = acc.drain(t0 + 20 * MS, &mut HashMap::new());
+        assert!(d.jobs.is_empty() && d.need_producer_id);
+        assert_eq!(acc.bump_ready(), Some(IDS));
+        acc.set_producer_ids(IdAndEpoch { producer_id: 1, epoch: 1 });
+        let mut b0 = sent(&mut acc, t0 + 20 * MS).pop().unwrap();
+        assert_eq!((b0.ids.epoch, b0.ids.base_sequence), (1, 0));
+        let bytes = b0.seal(Compression::None).unwrap();
+        assert_eq!(i16::from_be_bytes([bytes[51], bytes[52]]), 1, "the sealed bytes carry the new epoch");
+        let (c, r) = acc.on_result(b0, Ok(5), t0).unwrap();
+        c.complete(r);
+        let b1 = sent(&mut acc, t0 + 20 * MS).pop().unwrap();
+        assert_eq!((b1.ids.epoch, b1.ids.base_sequence), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn transactional_batches_wait_for_their_partition_to_join_the_transaction() {
+        let mut acc = accumulator(|c| c.transactional_id = Some("tx".into()));
+        let t0 = Instant::now();
+        let e = acc.append("t", Some(0), &rec(None, 1), 0, 10, || t0).unwrap_err();
+        assert!(matches!(e, Error::IllegalState(_)), "{e}");
+        let txn = acc.txn.as_mut().unwrap();
+        txn.start_init().unwrap();
+        txn.init_done(Ok(())).unwrap();
+        txn.begin().unwrap();
+        put(&mut acc, Some(0), &rec(None, 1), t0);
+        let d = acc.drain(t0 + 10 * MS, &mut HashMap::new());
+        assert!(d.jobs.is_empty());
+        assert_eq!(d.add_to_txn, [("t".into(), 0)]);
+        acc.added_to_txn(&d.add_to_txn);
+        let b = sent(&mut acc, t0 + 10 * MS).pop().unwrap();
+        assert!(b.ids.transactional);
+        // The batch fails: the transaction can only abort, and queued batches fail at once.
+        let (c, r) = acc.on_result(b, Err(Error::from_code(10, "t-0", None).unwrap()), t0).unwrap();
+        c.complete(r);
+        assert!(acc.txn.as_ref().unwrap().doomed().is_some());
+        let e = acc.append("t", Some(0), &rec(None, 1), 0, 10, || t0).unwrap_err();
+        assert!(matches!(e, Error::TransactionAbortable(_)), "{e}");
+        acc.end_txn();
+        let d = acc.drain(t0 + 10 * MS, &mut HashMap::new());
+        assert!(d.jobs.is_empty() && d.add_to_txn.is_empty(), "nothing queued");
     }
 
     #[tokio::test]

@@ -30,17 +30,39 @@ use crate::records::ProducerRecord;
 pub(crate) const BATCH_HEADER_LEN: usize = 61;
 const ATTRIBUTES_AT: usize = 21;
 
-/// What idempotence will stamp on a batch; all -1 (none) until the broker supports it.
+/// Attribute bit of a batch that belongs to a transaction.
+const TRANSACTIONAL: i16 = 0x10;
+
+/// What idempotence stamps on a batch: all -1 (none) for a non-idempotent producer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ProducerIds {
     pub(crate) producer_id: i64,
     pub(crate) epoch: i16,
     pub(crate) base_sequence: i32,
+    /// Part of a transaction (attribute bit 4).
+    pub(crate) transactional: bool,
 }
 
 impl ProducerIds {
     /// A non-idempotent producer's batch.
-    pub(crate) const NONE: ProducerIds = ProducerIds { producer_id: -1, epoch: -1, base_sequence: -1 };
+    pub(crate) const NONE: ProducerIds =
+        ProducerIds { producer_id: -1, epoch: -1, base_sequence: -1, transactional: false };
+}
+
+/// A sealed batch with other producer ids (an idempotent producer re-sequencing a batch after an
+/// epoch bump). The ids are covered by the CRC, so this copies the batch and recomputes it: a
+/// rare path, taken only for batches being retried across a bump.
+pub(crate) fn restamp(sealed: &Bytes, ids: ProducerIds) -> Bytes {
+    let mut buf = BytesMut::from(&sealed[..]);
+    let attributes = i16::from_be_bytes([buf[21], buf[22]]);
+    let attributes = if ids.transactional { attributes | TRANSACTIONAL } else { attributes & !TRANSACTIONAL };
+    buf[21..23].copy_from_slice(&attributes.to_be_bytes());
+    buf[43..51].copy_from_slice(&ids.producer_id.to_be_bytes());
+    buf[51..53].copy_from_slice(&ids.epoch.to_be_bytes());
+    buf[53..57].copy_from_slice(&ids.base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&buf[ATTRIBUTES_AT..]);
+    buf[17..21].copy_from_slice(&crc.to_be_bytes());
+    buf.freeze()
 }
 
 /// One batch being filled.
@@ -131,7 +153,8 @@ impl BatchBuilder {
         h[8..12].copy_from_slice(&((len - 12) as i32).to_be_bytes());
         h[12..16].copy_from_slice(&(-1i32).to_be_bytes());
         h[16] = 2;
-        h[21..23].copy_from_slice(&(compression as i16).to_be_bytes());
+        let attributes = compression as i16 | if ids.transactional { TRANSACTIONAL } else { 0 };
+        h[21..23].copy_from_slice(&attributes.to_be_bytes());
         h[23..27].copy_from_slice(&(count - 1).max(0).to_be_bytes());
         let max_timestamp = if count == 0 { base_timestamp } else { max_timestamp };
         h[27..35].copy_from_slice(&base_timestamp.to_be_bytes());
@@ -265,6 +288,32 @@ mod tests {
         assert_eq!(i64::from_be_bytes(batch[35..43].try_into().unwrap()), 9_000, "max timestamp");
         let ts: Vec<i64> = decode_records(batch, 0).unwrap().iter().map(|r| r.timestamp).collect();
         assert_eq!(ts, [5_000, 1_000, 9_000]);
+    }
+
+    #[test]
+    fn producer_ids_are_stamped_and_restamped_under_the_crc() {
+        let recs: Vec<ProducerRecord> = (0..3).map(record).collect();
+        let mut b = BatchBuilder::new(64);
+        for r in &recs {
+            b.append(r, r.timestamp.unwrap());
+        }
+        let ids = ProducerIds { producer_id: 7, epoch: 2, base_sequence: 40, transactional: true };
+        let batch = b.seal(Compression::Lz4, ids).unwrap();
+        let head = |b: &Bytes| {
+            (
+                i16::from_be_bytes([b[21], b[22]]),
+                i64::from_be_bytes(b[43..51].try_into().unwrap()),
+                i16::from_be_bytes([b[51], b[52]]),
+                i32::from_be_bytes(b[53..57].try_into().unwrap()),
+            )
+        };
+        assert_eq!(head(&batch), (0x10 | Compression::Lz4 as i16, 7, 2, 40));
+        assert_eq!(crc32c::crc32c(&batch[21..]).to_be_bytes(), batch[17..21]);
+        let again = restamp(&batch, ProducerIds { producer_id: 7, epoch: 3, base_sequence: 0, transactional: false });
+        assert_eq!(head(&again), (Compression::Lz4 as i16, 7, 3, 0));
+        assert_eq!(crc32c::crc32c(&again[21..]).to_be_bytes(), again[17..21]);
+        assert_eq!(&again[57..], &batch[57..], "records untouched");
+        assert_eq!(decode_records(again, 0).unwrap().len(), 3);
     }
 
     #[test]

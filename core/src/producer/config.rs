@@ -42,6 +42,13 @@ pub const DEFAULT_MAX_BLOCK_MS: u64 = 60_000;
 pub const DEFAULT_MAX_REQUEST_SIZE: usize = 1_048_576;
 /// `client.id`.
 pub const DEFAULT_CLIENT_ID: &str = "rill-producer";
+/// `enable.idempotence` (on since Kafka 3.0, unless a conflicting setting turns it off).
+pub const DEFAULT_ENABLE_IDEMPOTENCE: bool = true;
+/// `transaction.timeout.ms` (1 minute): the coordinator aborts a transaction open this long.
+pub const DEFAULT_TRANSACTION_TIMEOUT_MS: u64 = 60_000;
+/// The most requests per connection an idempotent producer may have in flight: the broker
+/// remembers the last five batches per producer and partition.
+pub const MAX_IN_FLIGHT_IDEMPOTENT: usize = 5;
 
 /// `acks`: how many replicas must have a record before the broker answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +109,15 @@ pub struct ProducerConfig {
     /// `max.request.size`: the largest record the producer accepts, and the most record bytes
     /// it puts in one request.
     pub max_request_size: usize,
+    /// `enable.idempotence`: `None` when not set, which means on unless `acks`, `retries` or
+    /// `max.in.flight.requests.per.connection` conflict with it (then off, quietly, as Java does).
+    /// `Some(true)` with a conflicting setting is a configuration error. See
+    /// [`ProducerConfig::idempotent`].
+    pub enable_idempotence: Option<bool>,
+    /// `transactional.id`: enables transactions (requires idempotence).
+    pub transactional_id: Option<String>,
+    /// `transaction.timeout.ms`: how long the coordinator lets a transaction stay open.
+    pub transaction_timeout: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -123,6 +139,9 @@ impl Default for ProducerConfig {
             partitioner_ignore_keys: DEFAULT_PARTITIONER_IGNORE_KEYS,
             max_block: Duration::from_millis(DEFAULT_MAX_BLOCK_MS),
             max_request_size: DEFAULT_MAX_REQUEST_SIZE,
+            enable_idempotence: None,
+            transactional_id: None,
+            transaction_timeout: Duration::from_millis(DEFAULT_TRANSACTION_TIMEOUT_MS),
         }
     }
 }
@@ -146,6 +165,8 @@ pub const PROPERTIES: &[&str] = &[
     "max.block.ms",
     "max.request.size",
     "enable.idempotence",
+    "transactional.id",
+    "transaction.timeout.ms",
 ];
 
 impl ProducerConfig {
@@ -217,13 +238,10 @@ impl ProducerConfig {
             "partitioner.ignore.keys" => self.partitioner_ignore_keys = boolean()?,
             "max.block.ms" => self.max_block = ms()?,
             "max.request.size" => self.max_request_size = int(1, i32::MAX as i64)? as usize,
-            "enable.idempotence" => {
-                if boolean()? {
-                    return Err(Error::Config(format!(
-                        "{name}={value:?} is not supported yet: the broker has no idempotent producers \
-                         (issue 4); set it to false"
-                    )));
-                }
+            "enable.idempotence" => self.enable_idempotence = Some(boolean()?),
+            "transactional.id" => self.transactional_id = (!v.is_empty()).then(|| v.to_string()),
+            "transaction.timeout.ms" => {
+                self.transaction_timeout = int(1, i32::MAX as i64).map(|n| Duration::from_millis(n as u64))?
             }
             other => return Err(Error::Config(unknown_property(other))),
         }
@@ -260,7 +278,56 @@ impl ProducerConfig {
         if self.max_request_size == 0 || self.max_request_size > i32::MAX as usize {
             return bad(format!("max.request.size={} must be in 1..={}", self.max_request_size, i32::MAX));
         }
+        if self.enable_idempotence == Some(true) {
+            if let Some(conflict) = self.idempotence_conflict() {
+                return bad(format!("enable.idempotence=true conflicts with {conflict}"));
+            }
+        }
+        if let Some(id) = &self.transactional_id {
+            if !self.idempotent() {
+                let why = match (self.enable_idempotence, self.idempotence_conflict()) {
+                    (Some(false), _) => "enable.idempotence=false".to_string(),
+                    (_, Some(conflict)) => format!("{conflict}, which turns idempotence off"),
+                    _ => "idempotence off".to_string(),
+                };
+                return bad(format!("transactional.id={id:?} requires idempotence, but {why}"));
+            }
+            if self.transaction_timeout.is_zero() || self.transaction_timeout.as_millis() > i32::MAX as u128 {
+                return bad(format!(
+                    "transaction.timeout.ms={} must be in 1..={}",
+                    self.transaction_timeout.as_millis(),
+                    i32::MAX
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// True when the producer is idempotent: `enable.idempotence=true`, or not set and nothing
+    /// conflicts with it (`acks=all`, `retries` > 0, `max.in.flight.requests.per.connection` <= 5).
+    pub fn idempotent(&self) -> bool {
+        match self.enable_idempotence {
+            Some(on) => on,
+            None => DEFAULT_ENABLE_IDEMPOTENCE && self.idempotence_conflict().is_none(),
+        }
+    }
+
+    /// The first setting idempotence cannot work with, as `name=value` and what it needs.
+    fn idempotence_conflict(&self) -> Option<String> {
+        if self.acks != Acks::All {
+            let v = if self.acks == Acks::None { 0 } else { 1 };
+            return Some(format!("acks={v} (idempotence needs acks=all)"));
+        }
+        if self.retries == 0 {
+            return Some("retries=0 (idempotence needs retries > 0)".into());
+        }
+        if self.max_in_flight > MAX_IN_FLIGHT_IDEMPOTENT {
+            return Some(format!(
+                "max.in.flight.requests.per.connection={} (idempotence needs at most {MAX_IN_FLIGHT_IDEMPOTENT})",
+                self.max_in_flight
+            ));
+        }
+        None
     }
 
     /// The backoff before retry number `attempt` (1 for the first retry), without jitter.
@@ -329,6 +396,7 @@ mod tests {
             ("max.block.ms", "100"),
             ("max.request.size", "2048"),
             ("enable.idempotence", "false"),
+            ("transaction.timeout.ms", "9000"),
         ])
         .unwrap();
         assert_eq!(c.client_id, "me");
@@ -342,6 +410,7 @@ mod tests {
         assert_eq!(c.buffer_memory, 1 << 20);
         assert!(c.partitioner_ignore_keys);
         assert_eq!((c.max_block, c.max_request_size), (Duration::from_millis(100), 2048));
+        assert_eq!((c.enable_idempotence, c.transaction_timeout), (Some(false), Duration::from_secs(9)));
         for (v, want) in [("0", Acks::None), ("all", Acks::All), ("-1", Acks::All), ("ALL", Acks::All)] {
             assert_eq!(props(&[("acks", v)]).unwrap().acks, want, "acks={v}");
         }
@@ -360,7 +429,8 @@ mod tests {
             ("buffer.memory", "0", "buffer.memory"),
             ("partitioner.ignore.keys", "yes", "partitioner.ignore.keys=\"yes\" is invalid: expected true or false"),
             ("max.request.size", "0", "max.request.size"),
-            ("enable.idempotence", "true", "not supported yet"),
+            ("enable.idempotence", "maybe", "enable.idempotence=\"maybe\" is invalid: expected true or false"),
+            ("transaction.timeout.ms", "0", "transaction.timeout.ms"),
         ];
         for (name, value, want) in cases {
             let msg = config_error(props(&[(name, value)]));
@@ -392,6 +462,39 @@ mod tests {
         let mut c = ProducerConfig::new("h:1");
         c.max_in_flight = 0;
         assert!(matches!(c.validate(), Err(Error::Config(m)) if m.contains("max.in.flight")));
+    }
+
+    #[test]
+    fn idempotence_is_on_by_default_and_conflicts_follow_java() {
+        assert!(props(&[]).unwrap().idempotent(), "on by default");
+        // Not set: a conflicting setting turns it off quietly.
+        for (k, v) in [("acks", "1"), ("acks", "0"), ("retries", "0"), ("max.in.flight.requests.per.connection", "6")] {
+            let c = props(&[(k, v)]).unwrap();
+            assert!(!c.idempotent(), "{k}={v}");
+        }
+        assert!(props(&[("max.in.flight.requests.per.connection", "5"), ("retries", "1")]).unwrap().idempotent());
+        assert!(!props(&[("enable.idempotence", "false")]).unwrap().idempotent());
+        // Set explicitly: a conflict is an error naming both settings.
+        let msg = config_error(props(&[("enable.idempotence", "true"), ("acks", "1")]));
+        assert!(msg.contains("enable.idempotence=true conflicts with acks=1"), "{msg}");
+        let msg =
+            config_error(props(&[("enable.idempotence", "true"), ("max.in.flight.requests.per.connection", "6")]));
+        assert!(msg.contains("max.in.flight.requests.per.connection=6"), "{msg}");
+        let msg = config_error(props(&[("retries", "0"), ("enable.idempotence", "true")]));
+        assert!(msg.contains("retries=0"), "{msg}");
+    }
+
+    #[test]
+    fn transactions_need_idempotence() {
+        let c = props(&[("transactional.id", "tx-1")]).unwrap();
+        assert_eq!(c.transactional_id.as_deref(), Some("tx-1"));
+        assert_eq!(c.transaction_timeout, Duration::from_secs(60));
+        assert!(c.idempotent());
+        let msg = config_error(props(&[("transactional.id", "tx"), ("enable.idempotence", "false")]));
+        assert!(msg.contains("transactional.id=\"tx\" requires idempotence, but enable.idempotence=false"), "{msg}");
+        let msg = config_error(props(&[("transactional.id", "tx"), ("acks", "1")]));
+        assert!(msg.contains("requires idempotence, but acks=1"), "{msg}");
+        assert_eq!(props(&[("transactional.id", "")]).unwrap().transactional_id, None);
     }
 
     #[test]

@@ -162,6 +162,11 @@ pub(crate) fn duplicate(e: &Error) -> Error {
         Error::NoBroker(m) => Error::NoBroker(m.clone()),
         Error::Timeout(m) => Error::Timeout(m.clone()),
         Error::GroupActive(g) => Error::GroupActive(g.clone()),
+        Error::ProducerFenced(m) => Error::ProducerFenced(m.clone()),
+        Error::TransactionAbortable(e) => Error::TransactionAbortable(Box::new(duplicate(e))),
+        Error::ProducerFatal(e) => Error::ProducerFatal(Box::new(duplicate(e))),
+        Error::IllegalState(m) => Error::IllegalState(m.clone()),
+        Error::TransactionAborted(m) => Error::TransactionAborted(m.clone()),
     }
 }
 

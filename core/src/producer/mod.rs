@@ -75,6 +75,10 @@ pub mod config;
 mod delivery;
 pub mod partitioner;
 mod sender;
+mod sequence;
+mod transactions;
+mod txn;
+mod txn_requests;
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

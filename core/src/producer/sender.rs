@@ -19,7 +19,10 @@ use tokio::sync::{watch, Notify};
 use super::accumulator::{retriable, Accumulator, Batch, Job};
 use super::config::ProducerConfig;
 use super::delivery::duplicate;
-use crate::client::{Client, ClientConfig, Metadata};
+use super::sequence::IdAndEpoch;
+use super::txn::coordinator_retriable;
+use super::txn_requests;
+use crate::client::{Client, ClientConfig, Connection, Metadata};
 use crate::error::{Error, Result};
 
 /// State shared by the producer handle(s) and the sender task.
@@ -37,6 +40,8 @@ pub(crate) struct Shared {
     client: Mutex<Arc<Client>>,
     /// One metadata fetch at a time from `send`.
     fetching: tokio::sync::Mutex<()>,
+    /// The transaction coordinator's connection, found lazily.
+    txn_coordinator: tokio::sync::Mutex<Option<Connection>>,
 }
 
 impl Shared {
@@ -51,7 +56,76 @@ impl Shared {
             stopped: watch::Sender::new(false),
             client: Mutex::new(Arc::new(client)),
             fetching: tokio::sync::Mutex::new(()),
+            txn_coordinator: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// The bootstrap client, reconnected if its connection was lost.
+    pub(crate) async fn live_client(&self) -> Result<Arc<Client>> {
+        let client = self.client();
+        if !client.any_broker().is_closed() {
+            return Ok(client);
+        }
+        let client = Arc::new(Client::connect(client_config(&self.config)).await?);
+        *self.client.lock().unwrap_or_else(|p| p.into_inner()) = client.clone();
+        Ok(client)
+    }
+
+    /// The transaction coordinator's connection, looked up if unknown or closed.
+    async fn txn_coordinator(&self) -> Result<Connection> {
+        let id = self.config.transactional_id.as_deref().expect("a transactional producer");
+        let mut slot = self.txn_coordinator.lock().await;
+        if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        let client = self.live_client().await?;
+        let c = &self.config;
+        let conn = txn_requests::find_txn_coordinator(client.any_broker(), id, &c.client_id, c.request_timeout).await?;
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Run `call` against the transaction coordinator, retrying the errors Kafka retries
+    /// (CONCURRENT_TRANSACTIONS, COORDINATOR_LOAD_IN_PROGRESS, NOT_COORDINATOR, lost
+    /// connections; the coordinator is looked up again after the last two) with backoff, for up
+    /// to `max.block.ms`. Other errors are returned as the broker gave them.
+    pub(crate) async fn with_txn_coordinator<T, F, Fut>(&self, what: &str, also_retry: &[i16], mut call: F) -> Result<T>
+    where
+        F: FnMut(Connection) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let deadline = Instant::now() + self.config.max_block;
+        let mut attempt = 0;
+        loop {
+            let result = match self.txn_coordinator().await {
+                Ok(conn) => call(conn).await,
+                Err(e) => Err(e),
+            };
+            let e = match result {
+                Ok(v) => return Ok(v),
+                Err(e) if coordinator_retriable(&e) || matches!(e, Error::Timeout(_)) => e,
+                Err(e) if e.code().is_some_and(|c| also_retry.contains(&c)) => e,
+                Err(e) => return Err(e),
+            };
+            let concurrent = e.code() == Some(super::txn::codes::CONCURRENT_TRANSACTIONS);
+            if coordinator_retriable(&e) && !concurrent {
+                *self.txn_coordinator.lock().await = None;
+            }
+            attempt += 1;
+            // CONCURRENT_TRANSACTIONS clears within milliseconds (the previous transaction's
+            // markers being written): Java retries AddPartitionsToTxn after 20 ms.
+            let backoff = self.config.backoff(attempt);
+            let backoff = if concurrent { backoff.min(Duration::from_millis(20)) } else { backoff };
+            let pause = Instant::now() + backoff;
+            if pause >= deadline {
+                return Err(Error::Timeout(format!(
+                    "{what} not done after max.block.ms ({} ms); last error: {e}",
+                    self.config.max_block.as_millis()
+                )));
+            }
+            tracing::debug!(error = %e, "{what}: retrying");
+            tokio::time::sleep_until(tokio::time::Instant::from_std(pause)).await;
+        }
     }
 
     pub(crate) fn acc(&self) -> MutexGuard<'_, Accumulator> {
@@ -72,11 +146,7 @@ impl Shared {
                 topics.push(t.to_string());
             }
         }
-        let mut client = self.client();
-        if client.any_broker().is_closed() {
-            client = Arc::new(Client::connect(client_config(&self.config)).await?);
-            *self.client.lock().unwrap_or_else(|p| p.into_inner()) = client.clone();
-        }
+        let client = self.live_client().await?;
         let md = client.metadata(Some(&topics), true).await?;
         self.acc().update_metadata(&md);
         Ok(md)
@@ -144,8 +214,15 @@ fn stale_metadata(e: &Error) -> bool {
 }
 
 enum Done {
-    Produce { batches: Vec<Batch>, result: Result<Vec<(i32, Result<i64>)>> },
+    Produce {
+        batches: Vec<Batch>,
+        result: Result<Vec<(i32, Result<i64>)>>,
+    },
     Metadata(Result<Metadata>),
+    /// InitProducerId of an idempotent producer (first id or an epoch bump).
+    ProducerId(Result<IdAndEpoch>),
+    /// AddPartitionsToTxn for these partitions.
+    AddPartitions(Vec<(Arc<str>, i32)>, Result<()>),
 }
 
 /// Stops the producer's record of the sender running, however the task ends.
@@ -188,12 +265,16 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut metadata_wanted = false;
     let mut metadata_running = false;
     let mut last_metadata: Option<Instant> = None;
+    let mut ids_running = false;
+    let mut ids_retry_at: Option<Instant> = None;
+    let mut adding = false;
     loop {
         let now = Instant::now();
-        let (drained, finished) = {
+        let (drained, finished, bump) = {
             let mut acc = shared.acc();
             let d = acc.drain(now, &mut per_node);
-            (d, acc.finished())
+            let bump = if d.need_producer_id { acc.bump_ready() } else { None };
+            (d, acc.finished(), bump)
         };
         if finished {
             break;
@@ -216,6 +297,24 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 next = Some(next.map_or(earliest, |n| n.min(earliest)));
             }
         }
+        if drained.need_producer_id && !ids_running && shared.config.transactional_id.is_none() {
+            let at = ids_retry_at.unwrap_or(now);
+            let first = shared.acc().sequencer.ids.is_none();
+            if at > now {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            } else if first || bump.is_some() {
+                ids_running = true;
+                let s = shared.clone();
+                requests.push(InFlight { node: None, request: Box::pin(producer_id(s, bump)) });
+            }
+        }
+        if !drained.add_to_txn.is_empty() && !adding {
+            adding = true;
+            let s = shared.clone();
+            let mut parts = drained.add_to_txn;
+            parts.dedup();
+            requests.push(InFlight { node: None, request: Box::pin(add_partitions(s, parts)) });
+        }
         for job in drained.jobs {
             requests.push(InFlight { node: Some(job.node), request: Box::pin(produce(&shared, job)) });
         }
@@ -223,25 +322,112 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         tokio::select! {
             biased;
             (node, done) = std::future::poll_fn(|cx| poll_oldest_first(&mut requests, cx)) => {
-                match node {
-                    Some(node) => {
-                        if let Some(n) = per_node.get_mut(&node) {
-                            *n = n.saturating_sub(1);
-                        }
-                    }
-                    None => metadata_running = false,
+                if let Some(n) = node.and_then(|node| per_node.get_mut(&node)) {
+                    *n = n.saturating_sub(1);
                 }
                 match done {
                     Done::Produce { batches, result } => metadata_wanted |= settle(&shared, batches, result),
-                    Done::Metadata(Err(e)) => {
-                        tracing::debug!(error = %e, "producer metadata refresh failed; retrying after backoff");
-                        metadata_wanted = true;
+                    Done::Metadata(r) => {
+                        metadata_running = false;
+                        if let Err(e) = r {
+                            tracing::debug!(error = %e, "producer metadata refresh failed; retrying after backoff");
+                            metadata_wanted = true;
+                        }
                     }
-                    Done::Metadata(Ok(_)) => {}
+                    Done::ProducerId(r) => {
+                        ids_running = false;
+                        ids_retry_at = producer_id_done(&shared, r);
+                    }
+                    Done::AddPartitions(parts, r) => {
+                        adding = false;
+                        added(&shared, &parts, r);
+                    }
                 }
             }
             _ = shared.wake.notified() => {}
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(sleep_until)) => {}
+        }
+    }
+}
+
+/// InitProducerId for an idempotent producer: its first id, or a bump from `current`.
+async fn producer_id(shared: Arc<Shared>, current: Option<IdAndEpoch>) -> Done {
+    let c = &shared.config;
+    let r = match shared.live_client().await {
+        Ok(client) => {
+            txn_requests::init_producer_id(client.any_broker(), None, c.transaction_timeout, current, c.request_timeout)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    Done::ProducerId(r)
+}
+
+/// Take InitProducerId's answer. Returns when to try again after a retriable error.
+fn producer_id_done(shared: &Shared, r: Result<IdAndEpoch>) -> Option<Instant> {
+    let mut acc = shared.acc();
+    match r {
+        Ok(ids) => {
+            tracing::debug!(producer_id = ids.producer_id, epoch = ids.epoch, "idempotent producer ids");
+            acc.set_producer_ids(ids);
+            None
+        }
+        Err(e) if retriable(&e) => {
+            tracing::debug!(error = %e, "InitProducerId failed; retrying after backoff");
+            Some(Instant::now() + shared.config.retry_backoff)
+        }
+        Err(e) if shared.config.enable_idempotence.is_none() && unsupported(&e) && acc.sequencer.ids.is_none() => {
+            // Idempotence was only the default: go on without it, as against a broker without
+            // producer ids any client must.
+            tracing::warn!(error = %e, "the broker does not hand out producer ids; producing without idempotence");
+            acc.sequencer.idempotent = false;
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "InitProducerId failed; the idempotent producer cannot go on");
+            let failed = acc.fail_for_good(Error::ProducerFatal(Box::new(e)));
+            drop(acc);
+            for (completion, e) in failed {
+                completion.complete(Err(e));
+            }
+            None
+        }
+    }
+}
+
+fn unsupported(e: &Error) -> bool {
+    matches!(e, Error::UnsupportedVersion { .. }) || e.code() == Some(super::txn::codes::UNSUPPORTED_VERSION)
+}
+
+/// AddPartitionsToTxn for `parts` (retried inside while the coordinator says so).
+async fn add_partitions(shared: Arc<Shared>, parts: Vec<(Arc<str>, i32)>) -> Done {
+    let Some(ids) = shared.acc().sequencer.ids else {
+        let e = Error::IllegalState("AddPartitionsToTxn before init_transactions".into());
+        return Done::AddPartitions(parts, Err(e));
+    };
+    let id = shared.config.transactional_id.clone().expect("a transactional producer");
+    let timeout = shared.config.request_timeout;
+    let r = shared
+        // A partition the coordinator does not know yet (UNKNOWN_TOPIC_OR_PARTITION), or one not
+        // attempted because a sibling failed: try again.
+        .with_txn_coordinator("AddPartitionsToTxn", &[3, super::txn::codes::OPERATION_NOT_ATTEMPTED], |conn| {
+            let (id, parts) = (&id, &parts);
+            async move { txn_requests::add_partitions(&conn, id, ids, parts, timeout).await }
+        })
+        .await;
+    Done::AddPartitions(parts, r)
+}
+
+/// Take AddPartitionsToTxn's answer: the partitions may send, or the transaction fails.
+fn added(shared: &Shared, parts: &[(Arc<str>, i32)], r: Result<()>) {
+    let mut acc = shared.acc();
+    match r {
+        Ok(()) => acc.added_to_txn(parts),
+        Err(e) => {
+            tracing::debug!(error = %e, "AddPartitionsToTxn failed; the transaction must be aborted");
+            if let Some(txn) = &mut acc.txn {
+                txn.failed(e);
+            }
         }
     }
 }
