@@ -338,13 +338,39 @@ impl Log {
         self.append_checked(records, now_ms, origin, false)
     }
 
-    /// The append. `marker`: `records` is one control batch this broker built (markers).
+    /// [`Log::append`] of a producer's batches, where the first transactional batch of a
+    /// transaction in this partition must be vouched for by `verify(producer_id, epoch)`, the
+    /// transaction coordinator's word that the partition is in the producer's ongoing
+    /// transaction (KIP-890 part 1). It is asked under the log lock, so a marker cannot slip in
+    /// between the answer and the write: a late or stray batch cannot open a transaction that
+    /// nothing will ever close.
+    pub fn append_verified(
+        &self,
+        records: &[u8],
+        now_ms: i64,
+        verify: &dyn Fn(i64, i16) -> Result<(), i16>,
+    ) -> Result<AppendInfo, LogError> {
+        self.append_inner(records, now_ms, AppendOrigin::Client, false, Some(verify))
+    }
+
     fn append_checked(
         &self,
         records: &[u8],
         now_ms: i64,
         origin: AppendOrigin,
         marker: bool,
+    ) -> Result<AppendInfo, LogError> {
+        self.append_inner(records, now_ms, origin, marker, None)
+    }
+
+    /// The append. `marker`: `records` is one control batch this broker built (markers).
+    fn append_inner(
+        &self,
+        records: &[u8],
+        now_ms: i64,
+        origin: AppendOrigin,
+        marker: bool,
+        verify: Option<&dyn Fn(i64, i16) -> Result<(), i16>>,
     ) -> Result<AppendInfo, LogError> {
         // Validation reads every byte (CRC, record framing, decompression): do it before taking
         // the lock, so appends to this partition and reads of it are not held up meanwhile.
@@ -387,7 +413,15 @@ impl Log {
                     next,
                     now_ms,
                 )?;
-            } else if let Check::Duplicate(d) = inner.producers.check_data(&mut staged, h, origin, now_ms)? {
+            } else if let Check::Duplicate(d) = {
+                if let Some(verify) = verify.filter(|_| h.is_transactional() && h.producer_id >= 0) {
+                    if !inner.producers.has_open_txn(h.producer_id) && !staged.opens_txn(h.producer_id) {
+                        verify(h.producer_id, h.producer_epoch)
+                            .map_err(|code| ProducerError::Unverified { producer_id: h.producer_id, code })?;
+                    }
+                }
+                inner.producers.check_data(&mut staged, h, origin, now_ms)?
+            } {
                 // Kafka answers a request holding a duplicate with the duplicate's offsets.
                 return Ok(AppendInfo {
                     base_offset: d.base_offset(),

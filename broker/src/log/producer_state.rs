@@ -66,6 +66,15 @@ pub enum ProducerError {
         /// What was wrong.
         what: &'static str,
     },
+    /// The transaction coordinator does not know this partition to be in the producer's
+    /// ongoing transaction (KIP-890 verification); `code` is the coordinator's answer.
+    #[error("producer {producer_id} wrote a transactional batch outside an ongoing transaction with this partition (error {code})")]
+    Unverified {
+        /// Producer id.
+        producer_id: i64,
+        /// Kafka error code from the coordinator (INVALID_TXN_STATE, PRODUCER_FENCED, ...).
+        code: i16,
+    },
     /// A marker from an older coordinator (TRANSACTION_COORDINATOR_FENCED).
     #[error("marker for producer {producer_id} from coordinator epoch {got}, older than {current}")]
     CoordinatorFenced {
@@ -219,6 +228,11 @@ impl Staged {
             Some(slot) => slot.1 = e,
             None => self.entries.push((pid, e)),
         }
+    }
+
+    /// Whether a staged update opens a transaction for `producer_id`.
+    pub fn opens_txn(&self, producer_id: i64) -> bool {
+        self.get(producer_id).is_some_and(|e| e.txn_first_offset.is_some())
     }
 
     /// The transaction a staged marker closes.

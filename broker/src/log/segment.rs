@@ -46,6 +46,8 @@ pub struct FileSlice {
     pub position: u64,
     /// Length in bytes (whole batches).
     pub len: u64,
+    /// Offset after the last batch in the slice.
+    pub end_offset: i64,
 }
 
 impl FileSlice {
@@ -381,14 +383,16 @@ impl Segment {
             return Ok(None);
         }
         let mut end = start + first.size as u64;
+        let mut end_offset = first.next_offset();
         while end < self.size {
             let h = self.header_at(end)?;
             if end + h.size as u64 - start > max_bytes || h.base_offset >= limit {
                 break;
             }
             end += h.size as u64;
+            end_offset = h.next_offset();
         }
-        Ok(Some(FileSlice { file: self.file.clone(), position: start, len: end - start }))
+        Ok(Some(FileSlice { file: self.file.clone(), position: start, len: end - start, end_offset }))
     }
 
     /// Position of the batch holding `offset` (or the first batch after it).

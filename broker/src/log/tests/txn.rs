@@ -161,3 +161,26 @@ fn clients_cannot_write_control_batches() {
     ));
     assert!(matches!(log.append(&marker, 0), Err(LogError::InvalidRecord(_))));
 }
+
+#[test]
+fn the_first_batch_of_a_transaction_needs_the_coordinators_word() {
+    use std::cell::Cell;
+    let dir = tempdir();
+    let (log, _) = open(dir.path(), &config(&[]), true);
+    let asked = Cell::new(0);
+    let yes = |_: i64, _: i16| {
+        asked.set(asked.get() + 1);
+        Ok(())
+    };
+    let no = |_: i64, _: i16| Err(48);
+    let refused = log.append_verified(&idem(&recs(1), 1, 0, 0, true), 0, &no).unwrap_err();
+    assert!(matches!(refused, LogError::Producer(ProducerError::Unverified { code: 48, .. })), "{refused}");
+    assert_eq!(log.log_end_offset(), 0);
+    log.append_verified(&idem(&recs(1), 1, 0, 0, true), 0, &yes).unwrap();
+    log.append_verified(&idem(&recs(1), 1, 0, 1, true), 0, &yes).unwrap();
+    assert_eq!(asked.get(), 1, "only the batch opening the transaction is verified");
+    log.append_verified(&idem(&recs(1), 2, 0, 0, false), 0, &no).unwrap();
+    log.append_marker(1, 0, true, 0, 0).unwrap();
+    assert!(log.append_verified(&idem(&recs(1), 1, 0, 2, true), 0, &no).is_err(), "a late batch opens nothing");
+    assert_eq!(log.last_stable_offset(), log.log_end_offset());
+}

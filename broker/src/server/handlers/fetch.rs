@@ -3,7 +3,9 @@
 //! The response waits up to `max_wait_ms` for `min_bytes` to accumulate, waking when any
 //! partition receives data. Per partition at most `partition_max_bytes`, in all at most
 //! `max_bytes`, except that the first batch found is always returned whole so a consumer can
-//! make progress past a batch larger than its limits (Kafka's rule). Incremental fetch sessions
+//! make progress past a batch larger than its limits (Kafka's rule). With `isolation_level`
+//! read_committed (v4+), data stops at the last stable offset and the response lists the aborted
+//! transactions overlapping what it returns, for the consumer to skip. Incremental fetch sessions
 //! are not kept: every response is a full response with session id 0, which KIP-227 allows.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ResponseHeader};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ProducerId, ResponseHeader};
 use kafka_protocol::protocol::Encodable;
 use tokio::time::Instant;
 
@@ -53,13 +55,18 @@ async fn run(state: &Arc<BrokerState>, req: FetchRequest, version: i16, id: i32)
             return encode_spliced(version, id, &resp, slices);
         }
         // Appends anywhere wake every parked fetch; look again only once one of this fetch's
-        // partitions has grown past what it saw, so a wakeup elsewhere costs an atomic load.
+        // partitions has grown past what it saw (under read_committed: its last stable offset),
+        // so a wakeup elsewhere costs an atomic load.
+        let committed = read_committed(&req, version);
         let watch: Vec<(Arc<Log>, i64)> = req
             .topics
             .iter()
             .zip(&resp.responses)
             .flat_map(|(t, tr)| t.partitions.iter().zip(&tr.partitions).map(move |(p, pd)| (&t.topic, p, pd)))
-            .filter_map(|(topic, p, pd)| state.topics.partition(topic, p.partition).map(|l| (l, pd.high_watermark)))
+            .filter_map(|(topic, p, pd)| {
+                let seen = if committed { pd.last_stable_offset } else { pd.high_watermark };
+                state.topics.partition(topic, p.partition).map(|l| (l, seen))
+            })
             .collect();
         let _parked = Parked::new(&state.fetches_waiting);
         loop {
@@ -70,15 +77,22 @@ async fn run(state: &Arc<BrokerState>, req: FetchRequest, version: i16, id: i32)
             }
             notified.set(state.data_arrived.notified());
             notified.as_mut().enable();
-            if watch.iter().any(|(log, seen)| log.end_offset_hint() > *seen) {
+            let grew = |log: &Log| if committed { log.stable_offset_hint() } else { log.end_offset_hint() };
+            if watch.iter().any(|(log, seen)| grew(log) > *seen) {
                 break;
             }
         }
     }
 }
 
+/// Whether the fetch reads committed data only (isolation level 1, Fetch v4+).
+fn read_committed(req: &FetchRequest, version: i16) -> bool {
+    version >= 4 && req.isolation_level == 1
+}
+
 /// Read every requested partition once: (response, regions in encoding order, bytes, any error).
 fn read_all(state: &BrokerState, req: &FetchRequest, version: i16) -> (FetchResponse, Vec<FileSlice>, u64, bool) {
+    let committed = read_committed(req, version);
     let mut budget = if version >= 3 && req.max_bytes > 0 { req.max_bytes as u64 } else { u64::MAX };
     let mut slices = Vec::new();
     let mut total = 0u64;
@@ -106,9 +120,9 @@ fn read_all(state: &BrokerState, req: &FetchRequest, version: i16) -> (FetchResp
                     let read = if limit == 0 {
                         Ok(None)
                     } else {
-                        log.read(p.fetch_offset, limit).map(|r| {
+                        log.read_upto(p.fetch_offset, limit, committed).map(|r| {
                             pd.high_watermark = r.high_watermark;
-                            pd.last_stable_offset = r.high_watermark;
+                            pd.last_stable_offset = r.last_stable_offset;
                             if version >= 5 {
                                 pd.log_start_offset = r.log_start_offset;
                             }
@@ -121,6 +135,19 @@ fn read_all(state: &BrokerState, req: &FetchRequest, version: i16) -> (FetchResp
                     let read = read.map(|s| s.filter(|s| total == 0 || s.len <= limit));
                     match read {
                         Ok(Some(mut s)) => {
+                            if committed {
+                                let aborted = log.aborted_txns(p.fetch_offset, s.end_offset);
+                                pd.aborted_transactions = Some(
+                                    aborted
+                                        .iter()
+                                        .map(|a| {
+                                            AbortedTransaction::default()
+                                                .with_producer_id(ProducerId(a.producer_id))
+                                                .with_first_offset(a.first_offset)
+                                        })
+                                        .collect(),
+                                );
+                            }
                             s.len = s.len.min(MAX_SPLICE as u64);
                             total += s.len;
                             budget = budget.saturating_sub(s.len);
@@ -130,7 +157,7 @@ fn read_all(state: &BrokerState, req: &FetchRequest, version: i16) -> (FetchResp
                         Ok(None) => {
                             if pd.high_watermark < 0 {
                                 pd.high_watermark = log.log_end_offset();
-                                pd.last_stable_offset = pd.high_watermark;
+                                pd.last_stable_offset = log.last_stable_offset();
                                 if version >= 5 {
                                     pd.log_start_offset = log.log_start_offset();
                                 }
@@ -139,7 +166,7 @@ fn read_all(state: &BrokerState, req: &FetchRequest, version: i16) -> (FetchResp
                         Err(e) => {
                             pd.error_code = log_error_code(&e);
                             pd.high_watermark = log.log_end_offset();
-                            pd.last_stable_offset = pd.high_watermark;
+                            pd.last_stable_offset = log.last_stable_offset();
                             if version >= 5 {
                                 pd.log_start_offset = log.log_start_offset();
                             }

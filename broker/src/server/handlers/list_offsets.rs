@@ -1,4 +1,5 @@
-//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3) or the first offset at a time.
+//! ListOffsets: earliest (-2), latest (-1; the last stable offset for read_committed), max
+//! timestamp (-3) or the first offset at a time.
 
 use std::sync::Arc;
 
@@ -29,6 +30,8 @@ pub async fn handle(state: &Arc<BrokerState>, req: ListOffsetsRequest, version: 
                             pr.leader_epoch = log.leader_epoch();
                         }
                         let found = match p.timestamp {
+                            // read_committed consumers see the end of what they can read.
+                            -1 if version >= 2 && req.isolation_level == 1 => Ok(Some((log.last_stable_offset(), -1))),
                             -1 => Ok(Some((log.log_end_offset(), -1))),
                             -2 => Ok(Some((log.log_start_offset(), -1))),
                             -3 => log.max_timestamp(),

@@ -191,6 +191,7 @@ pub fn log_error_code(e: &crate::log::LogError) -> i16 {
         LogError::Producer(ProducerError::OutOfOrder { .. }) => codes::OUT_OF_ORDER_SEQUENCE_NUMBER,
         LogError::Producer(ProducerError::InvalidTxnState { .. }) => codes::INVALID_TXN_STATE,
         LogError::Producer(ProducerError::CoordinatorFenced { .. }) => codes::TRANSACTION_COORDINATOR_FENCED,
+        LogError::Producer(ProducerError::Unverified { code, .. }) => *code,
         LogError::Io(_) => codes::KAFKA_STORAGE_ERROR,
         LogError::Batch(BatchError::Magic(_)) => codes::UNSUPPORTED_FOR_MESSAGE_FORMAT,
         LogError::Batch(_) => codes::CORRUPT_MESSAGE,
