@@ -54,6 +54,11 @@ pub struct BrokerConfig {
     pub group: crate::group::GroupConfig,
     /// `offsets.topic.num.partitions`.
     pub offsets_topic_partitions: i32,
+    /// Transaction coordinator settings (`transaction.max.timeout.ms`, ...). Its
+    /// `offsets_topic_partitions` is taken from [`BrokerConfig::offsets_topic_partitions`].
+    pub txn: crate::txn::TxnConfig,
+    /// `transaction.state.log.num.partitions`.
+    pub transaction_state_partitions: i32,
 }
 
 impl BrokerConfig {
@@ -75,6 +80,8 @@ impl BrokerConfig {
             zero_copy: true,
             group: crate::group::GroupConfig::default(),
             offsets_topic_partitions: crate::group::DEFAULT_OFFSETS_TOPIC_NUM_PARTITIONS,
+            txn: crate::txn::TxnConfig::default(),
+            transaction_state_partitions: crate::txn::DEFAULT_TRANSACTION_STATE_PARTITIONS,
         }
     }
 
@@ -119,6 +126,18 @@ impl BrokerConfig {
             }
             "offsets.topic.num.partitions" => {
                 self.offsets_topic_partitions =
+                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("a positive integer"))?
+            }
+            "transaction.max.timeout.ms" => {
+                self.txn.max_timeout_ms =
+                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("milliseconds > 0"))?
+            }
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
+                self.txn.abort_check_interval_ms =
+                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("milliseconds > 0"))?
+            }
+            "transaction.state.log.num.partitions" => {
+                self.transaction_state_partitions =
                     value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("a positive integer"))?
             }
             "queued.max.request.bytes" => {
@@ -177,5 +196,23 @@ mod tests {
         assert_eq!(c.num_partitions, 3);
         assert!(c.set("log.bogus", "1").is_err());
         assert!(c.set("num.partitions", "0").is_err());
+    }
+
+    #[test]
+    fn transaction_settings() {
+        let mut c = BrokerConfig::new("/tmp/x");
+        assert_eq!(
+            (c.txn.max_timeout_ms, c.txn.abort_check_interval_ms, c.transaction_state_partitions),
+            (900_000, 10_000, 50)
+        );
+        c.set("transaction.max.timeout.ms", "60000").unwrap();
+        c.set("transaction.abort.timed.out.transaction.cleanup.interval.ms", "500").unwrap();
+        c.set("transaction.state.log.num.partitions", "3").unwrap();
+        assert_eq!(
+            (c.txn.max_timeout_ms, c.txn.abort_check_interval_ms, c.transaction_state_partitions),
+            (60_000, 500, 3)
+        );
+        assert!(c.set("transaction.max.timeout.ms", "0").is_err());
+        assert!(c.set("transaction.state.log.num.partitions", "x").is_err());
     }
 }
