@@ -95,6 +95,7 @@ const NON_EMPTY_GROUP: i16 = 68;
 const GROUP_ID_NOT_FOUND: i16 = 69;
 const MEMBER_ID_REQUIRED: i16 = 79;
 const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+const UNSTABLE_OFFSET_COMMIT: i16 = 88;
 
 /// `Err` with a formatted message unless `cond` holds.
 macro_rules! ensure {
@@ -271,6 +272,7 @@ impl Pv {
             ApiKey::DescribeGroups => self.describe_groups(v).await,
             ApiKey::DeleteGroups => self.delete_groups(v).await,
             ApiKey::OffsetDelete => self.offset_delete(v).await,
+            ApiKey::TxnOffsetCommit => self.txn_offset_commit(v).await,
             other => Err(format!("advertised, but this test has no representative {other:?} request: add one")),
         }
     }
@@ -1262,6 +1264,84 @@ impl Pv {
         ensure!(got == [Committed::none(1)], "{}: offsets left {got:?}", left.group);
         let g = self.describe_group(&busy.group).await?;
         ensure!(g.group_state.as_str() == "Stable" && g.members.len() == 1, "{}: {g:?}", busy.group);
+        Ok(())
+    }
+
+    /// The error of a TxnOffsetCommit of `offset` for `topic`-`partition` by `m` in the
+    /// transaction of producer `producer_id` (epoch 0) at `v`.
+    async fn txn_commit(
+        &self,
+        m: &Member,
+        producer_id: i64,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        v: i16,
+    ) -> Result<i16, String> {
+        use kafka_protocol::messages::txn_offset_commit_request::{
+            TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+        };
+        let mut p = TxnOffsetCommitRequestPartition::default()
+            .with_partition_index(partition)
+            .with_committed_offset(offset)
+            .with_committed_metadata(Some(s("txn")));
+        if v >= 2 {
+            p = p.with_committed_leader_epoch(LEADER_EPOCH);
+        }
+        let mut req = TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(s(&format!("pv-txn-{producer_id}"))))
+            .with_group_id(group(&m.group))
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(0)
+            .with_topics(vec![TxnOffsetCommitRequestTopic::default().with_name(name(topic)).with_partitions(vec![p])]);
+        if v >= 3 {
+            req = req
+                .with_generation_id(m.generation)
+                .with_member_id(s(&m.id))
+                .with_group_instance_id(m.instance.as_deref().map(s));
+        }
+        let resp = self.call(req, v).await?;
+        ensure!(resp.topics.len() == 1 && resp.topics[0].name.0.as_str() == topic, "txn commit: {:?}", resp.topics);
+        let parts = &resp.topics[0].partitions;
+        ensure!(parts.len() == 1 && parts[0].partition_index == partition, "txn commit: partitions {parts:?}");
+        Ok(parts[0].error_code)
+    }
+
+    /// TxnOffsetCommit: the offset stays pending (a RequireStable OffsetFetch answers
+    /// UNSTABLE_OFFSET_COMMIT, an older one the last committed offset) while its transaction is
+    /// open; ending transactions is tests/txn_offsets.rs's business. From v3 the member and its
+    /// generation are checked; before, a group with members takes commits from anyone.
+    async fn txn_offset_commit(&self, v: i16) -> Result<(), String> {
+        // Far from the ids InitProducerId hands out.
+        let producer_id = (1 << 40) + v as i64;
+        let m = self.stable(&format!("pv-txn-commit-v{v}"), None).await?;
+        let who = if v >= 3 { m.clone() } else { Member::simple(&m.group) };
+        let e = self.txn_commit(&who, producer_id, GROUP_TOPIC, 0, 300 + v as i64, v).await?;
+        ensure!(e == 0, "member: error {e}");
+
+        let fv = self.max_version(ApiKey::OffsetFetch);
+        let resp = self.call(Self::offset_fetch_request(&[&m.group], Some(&[0]), fv), fv).await?;
+        let parts: Vec<(i64, i16)> = resp
+            .groups
+            .iter()
+            .flat_map(|g| g.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (p.committed_offset, p.error_code))))
+            .collect();
+        ensure!(parts == [(-1, UNSTABLE_OFFSET_COMMIT)], "RequireStable while pending: {parts:?}");
+        let got = self.committed(&m.group, Some(&[0]), 6).await?;
+        ensure!(got == [Committed::none(0)], "without RequireStable while pending: {got:?}");
+
+        let mut cases = vec![
+            ("unknown topic", who.clone(), "pv-nowhere", UNKNOWN_TOPIC_OR_PARTITION),
+            ("empty group id", who.in_group(""), GROUP_TOPIC, INVALID_GROUP_ID),
+        ];
+        if v >= 3 {
+            cases.push(("stale generation", m.with_generation(m.generation - 1), GROUP_TOPIC, ILLEGAL_GENERATION));
+            cases.push(("unknown member", m.with_id("pv-stranger"), GROUP_TOPIC, UNKNOWN_MEMBER_ID));
+        }
+        for (what, who, topic, want) in cases {
+            let e = self.txn_commit(&who, producer_id, topic, 1, 1, v).await?;
+            ensure!(e == want, "{what}: error {e}, expected {want}");
+        }
         Ok(())
     }
 

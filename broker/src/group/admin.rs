@@ -1,6 +1,6 @@
 //! ListGroups, DescribeGroups and DeleteGroups.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::offsets::remove_offsets;
 use super::state::{Group, GroupState};
@@ -61,7 +61,10 @@ pub(super) fn delete_groups(
             None => ErrorCode::GroupIdNotFound,
             Some(g) if g.state != GroupState::Empty => ErrorCode::NonEmptyGroup,
             Some(g) => {
-                let all: Vec<TopicPartition> = g.offsets.keys().cloned().collect();
+                // Offsets of open transactions go too (their tombstones drop them on replay).
+                let pending = g.txn_offsets.values().flat_map(|o| o.keys());
+                let all: BTreeSet<TopicPartition> = g.offsets.keys().chain(pending).cloned().collect();
+                let all: Vec<TopicPartition> = all.into_iter().collect();
                 // Member ids handed out with MEMBER_ID_REQUIRED die with the group.
                 g.pending.clear();
                 remove_offsets(groups, ctx, &id, &all);

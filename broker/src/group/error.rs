@@ -34,6 +34,9 @@ pub enum ErrorCode {
     FencedInstanceId,
     /// GROUP_SUBSCRIBED_TO_TOPIC (86): offsets of a topic the group consumes cannot be deleted.
     GroupSubscribedToTopic,
+    /// UNSTABLE_OFFSET_COMMIT (88): a transaction holds an uncommitted offset for the partition
+    /// (OffsetFetch with `require_stable`, KIP-447); retry later.
+    UnstableOffsetCommit,
 }
 
 impl ErrorCode {
@@ -54,6 +57,7 @@ impl ErrorCode {
             Self::GroupMaxSizeReached => 81,
             Self::FencedInstanceId => 82,
             Self::GroupSubscribedToTopic => 86,
+            Self::UnstableOffsetCommit => 88,
         }
     }
 
@@ -74,6 +78,7 @@ impl ErrorCode {
             Self::GroupMaxSizeReached => "GROUP_MAX_SIZE_REACHED",
             Self::FencedInstanceId => "FENCED_INSTANCE_ID",
             Self::GroupSubscribedToTopic => "GROUP_SUBSCRIBED_TO_TOPIC",
+            Self::UnstableOffsetCommit => "UNSTABLE_OFFSET_COMMIT",
         }
     }
 

@@ -1,42 +1,128 @@
 //! Rebuilding groups and offsets from `__consumer_offsets`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::record::{GroupValue, OffsetValue, Record};
-use super::state::{Group, GroupState, Member};
+use super::record::{GroupValue, Record};
+use super::state::{Group, GroupState, Member, Stored};
+use super::txn_offsets::end_txn;
 use super::{Protocol, TopicPartition};
 
-/// What the records say about one group, latest record winning.
+/// One entry of a `__consumer_offsets` partition, as [`GroupCoordinator::load`] replays it.
+///
+/// [`GroupCoordinator::load`]: super::GroupCoordinator::load
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogEntry {
+    /// A record of a batch at log offset `position` (the batch's base offset: records written
+    /// together share it). `producer_id` is set for records of a transactional batch.
+    Record {
+        /// The batch's base offset.
+        position: i64,
+        /// The producer of a transactional batch; `None` otherwise.
+        producer_id: Option<i64>,
+        /// The record.
+        record: Record,
+    },
+    /// A control batch's marker: the transaction of `producer_id` ended here.
+    Marker {
+        /// The producer whose transaction ended.
+        producer_id: i64,
+        /// Committed (else aborted).
+        commit: bool,
+    },
+}
+
+/// What the entries say about one group, latest entry winning.
 #[derive(Default)]
 struct Replayed {
     /// `Some(None)`: the metadata was deleted.
     metadata: Option<Option<GroupValue>>,
-    offsets: BTreeMap<TopicPartition, Option<OffsetValue>>,
+    offsets: BTreeMap<TopicPartition, Stored>,
+    /// Offsets of transactions without a marker yet, by producer id.
+    txn_offsets: BTreeMap<i64, BTreeMap<TopicPartition, Stored>>,
 }
 
-/// Replay `records` (oldest first) and put the groups they name into `groups`.
-pub(super) fn load(groups: &mut BTreeMap<String, Group>, now: i64, records: impl IntoIterator<Item = Record>) {
+/// Replay one partition's `entries` (oldest first) and put the groups they name into `groups`.
+/// Returns the largest position seen (-1 if none).
+///
+/// As in Kafka's loader, a transactional offset is pending until its producer's marker: a commit
+/// makes it the committed offset unless a later-written offset is there, an abort drops it. As
+/// at run time, an offset tombstone drops the pending offsets of its partition and a group
+/// tombstone all of the group's.
+pub(super) fn load(groups: &mut BTreeMap<String, Group>, now: i64, entries: impl IntoIterator<Item = LogEntry>) -> i64 {
     let mut replayed: BTreeMap<String, Replayed> = BTreeMap::new();
-    for record in records {
-        match record {
-            Record::Offset { group_id, partition, value } => {
-                replayed.entry(group_id).or_default().offsets.insert(partition, value);
+    // Producer id -> groups with offsets in its open transaction.
+    let mut open: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+    let mut last = -1;
+    for entry in entries {
+        match entry {
+            LogEntry::Record { position, producer_id, record } => {
+                last = last.max(position);
+                replay(&mut replayed, &mut open, position, producer_id, record);
             }
-            Record::Group { group_id, value } => replayed.entry(group_id).or_default().metadata = Some(value),
+            LogEntry::Marker { producer_id, commit } => {
+                for id in open.remove(&producer_id).into_iter().flatten() {
+                    let r = replayed.get_mut(&id).expect("groups in open transactions are replayed");
+                    match r.txn_offsets.remove(&producer_id) {
+                        Some(pending) if commit => end_txn(&mut r.offsets, pending),
+                        _ => {}
+                    }
+                }
+            }
         }
     }
     for (id, r) in replayed {
         groups.remove(&id);
-        let offsets: BTreeMap<TopicPartition, OffsetValue> =
-            r.offsets.into_iter().filter_map(|(tp, v)| Some((tp, v?))).collect();
+        let txn_offsets: BTreeMap<i64, BTreeMap<TopicPartition, Stored>> =
+            r.txn_offsets.into_iter().filter(|(_, o)| !o.is_empty()).collect();
         let mut group = match r.metadata.flatten() {
             Some(value) => rebuild(&id, value, now),
-            None if offsets.is_empty() => continue,
+            None if r.offsets.is_empty() && txn_offsets.is_empty() => continue,
             // Offsets only: a group used just to store offsets.
             None => Group::new(&id),
         };
-        group.offsets = offsets;
+        group.offsets = r.offsets;
+        group.txn_offsets = txn_offsets;
         groups.insert(id, group);
+    }
+    last
+}
+
+fn replay(
+    replayed: &mut BTreeMap<String, Replayed>,
+    open: &mut BTreeMap<i64, BTreeSet<String>>,
+    position: i64,
+    producer_id: Option<i64>,
+    record: Record,
+) {
+    match (record, producer_id) {
+        (Record::Offset { group_id, partition, value }, Some(producer_id)) => {
+            let r = replayed.entry(group_id.clone()).or_default();
+            let pending = r.txn_offsets.entry(producer_id).or_default();
+            match value {
+                Some(value) => pending.insert(partition, Stored { value, position }),
+                None => pending.remove(&partition),
+            };
+            open.entry(producer_id).or_default().insert(group_id);
+        }
+        (Record::Offset { group_id, partition, value }, None) => {
+            let r = replayed.entry(group_id).or_default();
+            match value {
+                Some(value) => {
+                    r.offsets.insert(partition, Stored { value, position });
+                }
+                None => {
+                    r.offsets.remove(&partition);
+                    r.txn_offsets.values_mut().for_each(|o| _ = o.remove(&partition));
+                }
+            }
+        }
+        (Record::Group { group_id, value }, _) => {
+            let r = replayed.entry(group_id).or_default();
+            if value.is_none() {
+                r.txn_offsets.clear();
+            }
+            r.metadata = Some(value);
+        }
     }
 }
 

@@ -21,7 +21,10 @@
 //! - `request.rs` / `response.rs`: the requests and effects, as plain structs.
 //! - `state.rs`: one group's data; `join.rs`, `rebalance.rs`, `membership.rs`: the transitions.
 //! - `offsets.rs`: commits, fetches, deletion and expiry; `admin.rs`: list, describe, delete.
-//! - `record.rs`: the `__consumer_offsets` records and their binary format; `load.rs`: replay.
+//! - `txn_offsets.rs`: offsets committed in transactions (TxnOffsetCommit), pending until the
+//!   transaction ends ([`complete_txn`](GroupCoordinator::complete_txn)).
+//! - `record.rs`: the `__consumer_offsets` records and their binary format; `load.rs`: replay,
+//!   transaction markers included.
 
 mod admin;
 mod config;
@@ -37,6 +40,7 @@ mod response;
 mod state;
 mod subscription;
 mod timers;
+mod txn_offsets;
 
 #[cfg(test)]
 mod tests;
@@ -46,6 +50,7 @@ use std::fmt;
 
 pub use config::*;
 pub use error::ErrorCode;
+pub use load::LogEntry;
 pub use record::{
     partition_for, DecodeError, GroupValue, MemberValue, OffsetValue, Record, DEFAULT_OFFSETS_TOPIC_NUM_PARTITIONS,
     OFFSETS_TOPIC,
@@ -67,6 +72,8 @@ pub struct GroupCoordinator {
     /// When offsets are next checked for expiry (set by the first call).
     next_cleanup_ms: Option<i64>,
     new_id: IdSource,
+    /// The position the next write takes (see `state::Stored`).
+    next_position: i64,
 }
 
 impl fmt::Debug for GroupCoordinator {
@@ -75,6 +82,7 @@ impl fmt::Debug for GroupCoordinator {
             .field("config", &self.config)
             .field("groups", &self.groups.len())
             .field("next_cleanup_ms", &self.next_cleanup_ms)
+            .field("next_position", &self.next_position)
             .finish()
     }
 }
@@ -84,6 +92,8 @@ struct Ctx<'a> {
     now: i64,
     config: &'a GroupConfig,
     out: Vec<Effect>,
+    /// The position the next write takes.
+    position: i64,
 }
 
 impl Ctx<'_> {
@@ -93,8 +103,15 @@ impl Ctx<'_> {
 
     fn persist(&mut self, group_id: &str, records: Vec<Record>) {
         if !records.is_empty() {
+            self.next_position();
             self.out.push(Effect::Persist { group_id: group_id.to_owned(), records });
         }
+    }
+
+    /// Take a position for a write.
+    fn next_position(&mut self) -> i64 {
+        self.position += 1;
+        self.position - 1
     }
 }
 
@@ -108,7 +125,7 @@ impl GroupCoordinator {
     /// A coordinator whose new member ids end in `next_id()` instead of a random UUID (tests
     /// use a counter, for reproducible ids). The values must never repeat.
     pub fn with_member_ids(config: GroupConfig, next_id: impl FnMut() -> String + Send + 'static) -> Self {
-        Self { config, groups: BTreeMap::new(), next_cleanup_ms: None, new_id: Box::new(next_id) }
+        Self { config, groups: BTreeMap::new(), next_cleanup_ms: None, new_id: Box::new(next_id), next_position: 0 }
     }
 
     /// The settings.
@@ -120,7 +137,7 @@ impl GroupCoordinator {
     /// now or (JoinGroup, SyncGroup) from a later call.
     pub fn step(&mut self, now_ms: i64, request: RequestId, req: Request) -> Vec<Effect> {
         self.next_cleanup_ms.get_or_insert(now_ms + self.config.offsets_retention_check_interval_ms);
-        let mut ctx = Ctx { now: now_ms, config: &self.config, out: Vec::new() };
+        let mut ctx = Ctx { now: now_ms, config: &self.config, out: Vec::new(), position: self.next_position };
         let groups = &mut self.groups;
         match req {
             Request::JoinGroup(r) => join::join_group(groups, &mut ctx, &mut self.new_id, request, r),
@@ -128,19 +145,36 @@ impl GroupCoordinator {
             Request::Heartbeat(r) => membership::heartbeat(groups, &mut ctx, request, r),
             Request::LeaveGroup(r) => membership::leave_group(groups, &mut ctx, request, r),
             Request::OffsetCommit(r) => offsets::commit(groups, &mut ctx, request, r),
+            Request::TxnOffsetCommit(r) => txn_offsets::commit(groups, &mut ctx, request, r),
             Request::OffsetFetch(r) => offsets::fetch(groups, &mut ctx, request, r),
             Request::OffsetDelete(r) => offsets::delete(groups, &mut ctx, request, r),
             Request::ListGroups(r) => admin::list_groups(groups, &mut ctx, request, r),
             Request::DescribeGroups(r) => admin::describe_groups(groups, &mut ctx, request, r),
             Request::DeleteGroups(r) => admin::delete_groups(groups, &mut ctx, request, r),
         }
+        self.next_position = ctx.position;
         ctx.out
+    }
+
+    /// The write of an [`Effect::PersistTxn`] is in the log: its offsets are now pending for the
+    /// producer's transaction. Call before carrying out the effects after it.
+    pub fn txn_written(&mut self, write: &TxnWrite) {
+        txn_offsets::written(&mut self.groups, write);
+    }
+
+    /// The transaction of `producer_id` ended with a marker (`commit` or abort) in the
+    /// `__consumer_offsets` partition holding the groups for which `in_partition` is true: their
+    /// pending offsets from that producer become committed offsets (where no later commit
+    /// replaced them) or are dropped. Call once the marker is in the log. Nothing is written:
+    /// the offsets and the marker already are.
+    pub fn complete_txn(&mut self, producer_id: i64, commit: bool, in_partition: impl Fn(&str) -> bool) {
+        txn_offsets::complete(&mut self.groups, producer_id, commit, in_partition);
     }
 
     /// Let time pass to `now_ms`: drop members whose session expired, finish rebalances whose
     /// delay or timeout ran out, and (every `offsets.retention.check.interval.ms`) expire offsets.
     pub fn tick(&mut self, now_ms: i64) -> Vec<Effect> {
-        let mut ctx = Ctx { now: now_ms, config: &self.config, out: Vec::new() };
+        let mut ctx = Ctx { now: now_ms, config: &self.config, out: Vec::new(), position: self.next_position };
         for group in self.groups.values_mut() {
             timers::expire(group, &mut ctx);
         }
@@ -149,6 +183,7 @@ impl GroupCoordinator {
             offsets::expire_offsets(&mut self.groups, &mut ctx);
             self.next_cleanup_ms = Some(now_ms + self.config.offsets_retention_check_interval_ms);
         }
+        self.next_position = ctx.position;
         ctx.out
     }
 
@@ -157,12 +192,15 @@ impl GroupCoordinator {
         self.groups.values().filter_map(timers::next_deadline).chain(self.next_cleanup_ms).min()
     }
 
-    /// Rebuild groups and offsets from `__consumer_offsets` records, oldest first, at `now_ms`.
-    /// Pass every record of a partition: groups the records name replace those in memory.
-    /// Loaded members must heartbeat within their session timeout from `now_ms`.
-    pub fn load(&mut self, now_ms: i64, records: impl IntoIterator<Item = Record>) {
+    /// Rebuild groups and offsets from one `__consumer_offsets` partition's entries, oldest
+    /// first, at `now_ms`. Pass every entry of the partition, markers included, in one call:
+    /// groups the entries name replace those in memory; transactional offsets whose marker has
+    /// not come stay pending until [`complete_txn`](Self::complete_txn). Loaded members must
+    /// heartbeat within their session timeout from `now_ms`.
+    pub fn load(&mut self, now_ms: i64, entries: impl IntoIterator<Item = LogEntry>) {
         self.next_cleanup_ms.get_or_insert(now_ms + self.config.offsets_retention_check_interval_ms);
-        load::load(&mut self.groups, now_ms, records);
+        let last = load::load(&mut self.groups, now_ms, entries);
+        self.next_position = self.next_position.max(last + 1);
     }
 
     /// The state of every group as the records that would rebuild it.
@@ -174,7 +212,11 @@ impl GroupCoordinator {
                 out.push(g.metadata_record());
             }
             for (tp, v) in &g.offsets {
-                out.push(Record::Offset { group_id: g.id.clone(), partition: tp.clone(), value: Some(v.clone()) });
+                out.push(Record::Offset {
+                    group_id: g.id.clone(),
+                    partition: tp.clone(),
+                    value: Some(v.value.clone()),
+                });
             }
         }
         out

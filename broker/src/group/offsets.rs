@@ -3,11 +3,11 @@
 use std::collections::BTreeMap;
 
 use super::record::{OffsetValue, Record};
-use super::state::{Group, GroupState};
+use super::state::{Group, GroupState, Stored};
 use super::subscription::CONSUMER_PROTOCOL_TYPE;
 use super::{
-    Ctx, ErrorCode, FetchedGroup, FetchedOffset, OffsetCommit, OffsetDelete, OffsetDeleteResponse, OffsetFetch,
-    PartitionResult, RequestId, Response, TopicPartition,
+    CommitOffset, Ctx, ErrorCode, FetchedGroup, FetchedOffset, OffsetCommit, OffsetDelete, OffsetDeleteResponse,
+    OffsetFetch, PartitionResult, RequestId, Response, TopicPartition,
 };
 
 /// Handle an OffsetCommit. Members must be in the current generation; simple consumers (no
@@ -49,9 +49,27 @@ pub(super) fn commit(groups: &mut BTreeMap<String, Group>, ctx: &mut Ctx<'_>, re
     if !error.is_ok() {
         return ctx.respond(request, Response::OffsetCommit(all(error)));
     }
+    let position = ctx.position; // the position the write below takes
+    let (records, results) = offset_records(ctx, &group.id, c.offsets);
+    for r in &records {
+        if let Record::Offset { partition, value: Some(value), .. } = r {
+            group.offsets.insert(partition.clone(), Stored { value: value.clone(), position });
+        }
+    }
+    ctx.persist(&group.id, records);
+    ctx.respond(request, Response::OffsetCommit(results));
+}
+
+/// The records for `offsets` committed now to `group_id`, and each partition's result: offsets
+/// whose metadata exceeds `offset.metadata.max.bytes` are refused.
+pub(super) fn offset_records(
+    ctx: &Ctx<'_>,
+    group_id: &str,
+    offsets: Vec<CommitOffset>,
+) -> (Vec<Record>, Vec<PartitionResult>) {
     let mut records = Vec::new();
-    let mut results = Vec::with_capacity(c.offsets.len());
-    for o in c.offsets {
+    let mut results = Vec::with_capacity(offsets.len());
+    for o in offsets {
         let metadata = o.metadata.unwrap_or_default();
         if metadata.len() > ctx.config.offset_metadata_max_bytes {
             results.push(PartitionResult { partition: o.partition, error: ErrorCode::OffsetMetadataTooLarge });
@@ -59,35 +77,42 @@ pub(super) fn commit(groups: &mut BTreeMap<String, Group>, ctx: &mut Ctx<'_>, re
         }
         let value =
             OffsetValue { offset: o.offset, leader_epoch: o.leader_epoch, metadata, commit_timestamp_ms: ctx.now };
-        group.offsets.insert(o.partition.clone(), value.clone());
-        records.push(Record::Offset { group_id: group.id.clone(), partition: o.partition.clone(), value: Some(value) });
+        records.push(Record::Offset {
+            group_id: group_id.to_owned(),
+            partition: o.partition.clone(),
+            value: Some(value),
+        });
         results.push(PartitionResult { partition: o.partition, error: ErrorCode::None });
     }
-    ctx.persist(&group.id, records);
-    ctx.respond(request, Response::OffsetCommit(results));
+    (records, results)
 }
 
 /// Handle an OffsetFetch. Partitions without a committed offset (and unknown groups) answer
-/// offset -1 without error.
+/// offset -1 without error. With `require_stable`, partitions an open transaction holds an
+/// offset for answer UNSTABLE_OFFSET_COMMIT (offset -1) instead, as Kafka does; without it they
+/// answer the last committed offset. Asking for every partition lists the committed ones.
 pub(super) fn fetch(groups: &mut BTreeMap<String, Group>, ctx: &mut Ctx<'_>, request: RequestId, f: OffsetFetch) {
-    let fetched = |partition: &TopicPartition, value: Option<&OffsetValue>| FetchedOffset {
-        partition: partition.clone(),
-        offset: value.map_or(-1, |v| v.offset),
-        leader_epoch: value.map_or(-1, |v| v.leader_epoch),
-        metadata: value.map(|v| v.metadata.clone()).unwrap_or_default(),
-        error: ErrorCode::None,
+    let fetched = |group: Option<&Group>, partition: &TopicPartition| {
+        let unstable = f.require_stable && group.is_some_and(|g| g.has_txn_offset(partition));
+        let value = group.and_then(|g| g.offsets.get(partition)).map(|s| &s.value).filter(|_| !unstable);
+        FetchedOffset {
+            partition: partition.clone(),
+            offset: value.map_or(-1, |v| v.offset),
+            leader_epoch: value.map_or(-1, |v| v.leader_epoch),
+            metadata: value.map(|v| v.metadata.clone()).unwrap_or_default(),
+            error: if unstable { ErrorCode::UnstableOffsetCommit } else { ErrorCode::None },
+        }
     };
     let answer = f
         .groups
-        .into_iter()
+        .iter()
         .map(|g| {
             let group = groups.get(&g.group_id);
-            let offsets = group.map(|group| &group.offsets);
-            let partitions = match g.partitions {
-                Some(wanted) => wanted.iter().map(|tp| fetched(tp, offsets.and_then(|o| o.get(tp)))).collect(),
-                None => offsets.into_iter().flatten().map(|(tp, v)| fetched(tp, Some(v))).collect(),
+            let partitions = match &g.partitions {
+                Some(wanted) => wanted.iter().map(|tp| fetched(group, tp)).collect(),
+                None => group.into_iter().flat_map(|gr| gr.offsets.keys()).map(|tp| fetched(group, tp)).collect(),
             };
-            FetchedGroup { group_id: g.group_id, error: ErrorCode::None, partitions }
+            FetchedGroup { group_id: g.group_id.clone(), error: ErrorCode::None, partitions }
         })
         .collect();
     ctx.respond(request, Response::OffsetFetch(answer));
@@ -125,8 +150,10 @@ pub(super) fn delete(groups: &mut BTreeMap<String, Group>, ctx: &mut Ctx<'_>, re
     ctx.respond(request, Response::OffsetDelete(OffsetDeleteResponse { error: ErrorCode::None, partitions: results }));
 }
 
-/// Remove `partitions`' offsets from a group, persisting tombstones. A group left empty and
-/// without offsets is gone (with a tombstone for its metadata, if it ever had a generation).
+/// Remove `partitions`' offsets from a group, persisting tombstones. Open transactions' offsets
+/// for them go too, as in Kafka (replaying the log drops them at the tombstone as well). A group
+/// left empty and without offsets is gone (with a tombstone for its metadata, if it ever had a
+/// generation).
 pub(super) fn remove_offsets(
     groups: &mut BTreeMap<String, Group>,
     ctx: &mut Ctx<'_>,
@@ -134,12 +161,19 @@ pub(super) fn remove_offsets(
     partitions: &[TopicPartition],
 ) {
     let Some(group) = groups.get_mut(group_id) else { return };
-    let mut records: Vec<Record> = partitions
-        .iter()
-        .filter(|tp| group.offsets.remove(*tp).is_some())
-        .map(|tp| Record::Offset { group_id: group_id.to_owned(), partition: tp.clone(), value: None })
-        .collect();
-    if group.state == GroupState::Empty && group.offsets.is_empty() && group.pending.is_empty() {
+    let mut records = Vec::new();
+    for tp in partitions {
+        let committed = group.offsets.remove(tp).is_some();
+        let mut pending = false;
+        for o in group.txn_offsets.values_mut() {
+            pending |= o.remove(tp).is_some();
+        }
+        if committed || pending {
+            records.push(Record::Offset { group_id: group_id.to_owned(), partition: tp.clone(), value: None });
+        }
+    }
+    group.txn_offsets.retain(|_, pending| !pending.is_empty());
+    if group.is_unused() {
         if group.generation > 0 {
             records.push(Record::Group { group_id: group_id.to_owned(), value: None });
         }
@@ -155,7 +189,7 @@ pub(super) fn remove_offsets(
 fn expired(group: &Group, now: i64, retention: i64) -> Vec<TopicPartition> {
     let old = |since: i64| now - since >= retention;
     let pick = |keep: &dyn Fn(&TopicPartition, &OffsetValue) -> bool| {
-        group.offsets.iter().filter(|(tp, v)| !keep(tp, v)).map(|(tp, _)| tp.clone()).collect()
+        group.offsets.iter().filter(|(tp, v)| !keep(tp, &v.value)).map(|(tp, _)| tp.clone()).collect()
     };
     match (&group.protocol_type, group.state) {
         (Some(_), GroupState::Empty) => pick(&|_, v| !old(group.state_since.unwrap_or(v.commit_timestamp_ms))),

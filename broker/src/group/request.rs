@@ -166,6 +166,33 @@ pub struct OffsetFetchGroup {
 pub struct OffsetFetch {
     /// The groups asked about.
     pub groups: Vec<OffsetFetchGroup>,
+    /// v7+ (KIP-447): answer UNSTABLE_OFFSET_COMMIT for partitions with a transactional offset
+    /// not yet committed or aborted, instead of the last committed offset.
+    pub require_stable: bool,
+}
+
+/// TxnOffsetCommit (API 28): offsets committed inside a producer's transaction (KIP-98). They
+/// stay pending, invisible to OffsetFetch, until the transaction commits (and are dropped if it
+/// aborts). Versions before 3 carry no member id, generation or instance id: pass an empty
+/// member id, generation -1 and `None`, which skip the generation check as in Kafka.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnOffsetCommit {
+    /// The group.
+    pub group_id: String,
+    /// The producer's `transactional.id` (for logs).
+    pub transactional_id: String,
+    /// The producer id of the transaction.
+    pub producer_id: i64,
+    /// The producer epoch; the write is refused if the producer has been fenced since.
+    pub producer_epoch: i16,
+    /// v3+: the consumer's member id, empty if unknown (KIP-447).
+    pub member_id: String,
+    /// v3+: `group.instance.id` of a static member.
+    pub group_instance_id: Option<String>,
+    /// v3+: the consumer's generation; -1 if unknown.
+    pub generation_id: i32,
+    /// The offsets.
+    pub offsets: Vec<CommitOffset>,
 }
 
 /// ListGroups (API 16).
@@ -212,6 +239,8 @@ pub enum Request {
     LeaveGroup(LeaveGroup),
     /// OffsetCommit.
     OffsetCommit(OffsetCommit),
+    /// TxnOffsetCommit.
+    TxnOffsetCommit(TxnOffsetCommit),
     /// OffsetFetch.
     OffsetFetch(OffsetFetch),
     /// ListGroups.
@@ -240,6 +269,7 @@ into_request!(
     Heartbeat,
     LeaveGroup,
     OffsetCommit,
+    TxnOffsetCommit,
     OffsetFetch,
     ListGroups,
     DescribeGroups,

@@ -28,6 +28,29 @@ pub enum Effect {
         /// The records, in order.
         records: Vec<Record>,
     },
+    /// Append the records of a TxnOffsetCommit as one transactional batch. Unlike
+    /// [`Effect::Persist`], memory changes only once the write is known to be in the log: after a
+    /// successful append call [`GroupCoordinator::txn_written`](super::GroupCoordinator::txn_written);
+    /// if the append fails, answer [`TxnWrite::request`] with [`Response::WriteFailed`] and skip
+    /// its [`Effect::Respond`] (nothing needs rebuilding).
+    PersistTxn(TxnWrite),
+}
+
+/// Transactional offsets to append to `__consumer_offsets`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnWrite {
+    /// The TxnOffsetCommit this write answers.
+    pub request: RequestId,
+    /// The group the records belong to (it picks the partition).
+    pub group_id: String,
+    /// The producer whose transaction the batch joins (its producer id field).
+    pub producer_id: i64,
+    /// The producer epoch (the log refuses the batch if the producer was fenced since).
+    pub producer_epoch: i16,
+    /// Where the write stands among the group's writes: later writes have larger positions.
+    pub position: i64,
+    /// Offset records, in order.
+    pub records: Vec<Record>,
 }
 
 /// The answer to one request.
@@ -43,6 +66,8 @@ pub enum Response {
     LeaveGroup(LeaveGroupResponse),
     /// To an OffsetCommit: one result per partition, in request order.
     OffsetCommit(Vec<PartitionResult>),
+    /// To a TxnOffsetCommit: one result per partition, in request order.
+    TxnOffsetCommit(Vec<PartitionResult>),
     /// To an OffsetFetch: one entry per group, in request order.
     OffsetFetch(Vec<FetchedGroup>),
     /// To a ListGroups.
@@ -53,6 +78,9 @@ pub enum Response {
     DeleteGroups(Vec<(String, ErrorCode)>),
     /// To an OffsetDelete.
     OffsetDelete(OffsetDeleteResponse),
+    /// Never produced by the coordinator: its driver answers with this Kafka error code when the
+    /// write an answer depended on failed (see [`Effect::PersistTxn`]).
+    WriteFailed(i16),
 }
 
 /// A member as the leader sees it in its JoinGroup response.

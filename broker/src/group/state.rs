@@ -110,6 +110,15 @@ impl JoinTimer {
     }
 }
 
+/// An offset with the position of its write among the group's writes to `__consumer_offsets`
+/// (the batch's log offset when loaded; a counter above every loaded position while running).
+/// When a transaction commits, its offsets replace only offsets written before them, as in Kafka.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Stored {
+    pub value: OffsetValue,
+    pub position: i64,
+}
+
 /// A group and its committed offsets.
 #[derive(Debug, Clone)]
 pub(super) struct Group {
@@ -134,7 +143,9 @@ pub(super) struct Group {
     pub new_member_added: bool,
     /// Topics the members of a `consumer` group subscribe to, if their metadata says.
     pub subscribed_topics: Option<BTreeSet<String>>,
-    pub offsets: BTreeMap<TopicPartition, OffsetValue>,
+    pub offsets: BTreeMap<TopicPartition, Stored>,
+    /// Transactional offsets in the log whose transaction has not ended, by producer id.
+    pub txn_offsets: BTreeMap<i64, BTreeMap<TopicPartition, Stored>>,
 }
 
 impl Group {
@@ -156,7 +167,21 @@ impl Group {
             new_member_added: false,
             subscribed_topics: None,
             offsets: BTreeMap::new(),
+            txn_offsets: BTreeMap::new(),
         }
+    }
+
+    /// Whether an open transaction holds an offset for `tp`.
+    pub fn has_txn_offset(&self, tp: &TopicPartition) -> bool {
+        self.txn_offsets.values().any(|o| o.contains_key(tp))
+    }
+
+    /// An empty group with nothing stored: it can be forgotten.
+    pub fn is_unused(&self) -> bool {
+        self.state == GroupState::Empty
+            && self.offsets.is_empty()
+            && self.pending.is_empty()
+            && self.txn_offsets.is_empty()
     }
 
     pub fn transition(&mut self, state: GroupState, now: i64) {

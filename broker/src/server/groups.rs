@@ -7,21 +7,32 @@
 //! default); at start the driver replays it into the coordinator. If an append fails, the
 //! responses still pending are dropped (their handlers answer COORDINATOR_NOT_AVAILABLE) and
 //! the coordinator is rebuilt from the log, so memory never runs ahead of what is stored.
+//!
+//! Transactional offsets (TxnOffsetCommit) are appended as a transactional batch of the
+//! producer; memory takes them only once written, so a refused write (a fenced producer epoch)
+//! is answered with its error and needs no rebuild. The transaction coordinator reports the end
+//! of each transaction with [`GroupHandle::complete_txn`] once its marker is written.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use kafka_protocol::records::Compression;
+use bytes::{Bytes, BytesMut};
+use indexmap::IndexMap;
+use kafka_protocol::records::{
+    Compression, Record as KafkaRecord, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 use rill_core::records::{encode_batch, ProducerRecord};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::BrokerState;
 use crate::group::{
-    partition_for, Effect, GroupConfig, GroupCoordinator, Record, Request, RequestId, Response, OFFSETS_TOPIC,
+    partition_for, Effect, GroupConfig, GroupCoordinator, LogEntry, Record, Request, RequestId, Response, TxnWrite,
+    OFFSETS_TOPIC,
 };
-use crate::log::{now_ms, validate};
+use crate::log::batch::BatchHeader;
+use crate::log::producer_state::AppendOrigin;
+use crate::log::{now_ms, validate, Log, LogError};
 use crate::topics::TopicError;
 
 /// `offsets.topic.num.partitions`.
@@ -29,9 +40,18 @@ pub const DEFAULT_OFFSETS_TOPIC_PARTITIONS: i32 = crate::group::DEFAULT_OFFSETS_
 /// `offsets.topic.segment.bytes` (100 MiB).
 pub const OFFSETS_TOPIC_SEGMENT_BYTES: &str = "104857600";
 
-struct Call {
-    req: Request,
-    reply: oneshot::Sender<Response>,
+/// COORDINATOR_NOT_AVAILABLE.
+const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+/// NOT_COORDINATOR.
+const NOT_COORDINATOR: i16 = 16;
+/// INVALID_COMMIT_OFFSET_SIZE.
+const INVALID_COMMIT_OFFSET_SIZE: i16 = 28;
+
+enum Call {
+    /// A request for the coordinator.
+    Request { req: Request, reply: oneshot::Sender<Response> },
+    /// A transaction ended with a marker in an offsets partition.
+    CompleteTxn { producer_id: i64, commit: bool, partition: i32, reply: oneshot::Sender<()> },
 }
 
 /// A handle for request handlers to reach the coordinator.
@@ -45,8 +65,33 @@ impl GroupHandle {
     /// `__consumer_offsets`), which handlers report as COORDINATOR_NOT_AVAILABLE.
     pub async fn call(&self, req: impl Into<Request>) -> Option<Response> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Call { req: req.into(), reply }).await.ok()?;
+        self.tx.send(Call::Request { req: req.into(), reply }).await.ok()?;
         rx.await.ok()
+    }
+
+    /// The transaction of `producer_id` ended: its commit (`commit`) or abort marker is now in
+    /// `__consumer_offsets` partition `offsets_partition`. Call only after the marker is written.
+    /// The offsets that transaction committed for groups of that partition become visible to
+    /// OffsetFetch, or are dropped on abort. `None` if the coordinator is gone (shutting down).
+    pub async fn complete_txn(&self, producer_id: i64, commit: bool, offsets_partition: i32) -> Option<()> {
+        let (reply, rx) = oneshot::channel();
+        let call = Call::CompleteTxn { producer_id, commit, partition: offsets_partition, reply };
+        self.tx.send(call).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Call::Request { req, .. } => f.debug_struct("Request").field("req", req).finish(),
+            Call::CompleteTxn { producer_id, commit, partition, .. } => f
+                .debug_struct("CompleteTxn")
+                .field("producer_id", producer_id)
+                .field("commit", commit)
+                .field("partition", partition)
+                .finish(),
+        }
     }
 }
 
@@ -76,19 +121,27 @@ pub async fn run(state: Arc<BrokerState>, mut inbox: GroupInbox, config: GroupCo
         let wake = deadline.map(|d| Instant::now() + std::time::Duration::from_millis((d - now_ms()).max(0) as u64));
         let effects = tokio::select! {
             call = inbox.0.recv() => {
-                let Some(call) = call else { return };
+                let (req, reply) = match call {
+                    None => return,
+                    Some(Call::Request { req, reply }) => (req, reply),
+                    Some(Call::CompleteTxn { producer_id, commit, partition, reply }) => {
+                        coordinator.complete_txn(producer_id, commit, |g| partition_for(g, partitions) == partition);
+                        let _ = reply.send(());
+                        continue;
+                    }
+                };
                 if let Err(e) = ensure_offsets_topic(&state, partitions).await {
                     tracing::error!(error = %e, "cannot create {OFFSETS_TOPIC}");
                     continue; // dropping the reply answers COORDINATOR_NOT_AVAILABLE
                 }
                 next_id += 1;
-                pending.insert(next_id, call.reply);
-                coordinator.step(now_ms(), RequestId(next_id), call.req)
+                pending.insert(next_id, reply);
+                coordinator.step(now_ms(), RequestId(next_id), req)
             }
             _ = sleep_until(wake) => coordinator.tick(now_ms()),
             _ = state.shutdown.cancelled() => return,
         };
-        if !apply(&state, partitions, effects, &mut pending).await {
+        if !apply(&state, partitions, effects, &mut pending, &mut coordinator).await {
             // What memory holds may not be in the log: start again from the log.
             pending.clear();
             coordinator = match load(&state, &config).await {
@@ -109,12 +162,14 @@ async fn sleep_until(wake: Option<Instant>) {
     }
 }
 
-/// Carry out effects in order. Returns false if an append failed (the caller reloads).
+/// Carry out effects in order. Returns false if an append failed and memory may be ahead of
+/// the log (the caller reloads).
 async fn apply(
     state: &Arc<BrokerState>,
     partitions: i32,
     effects: Vec<Effect>,
     pending: &mut HashMap<u64, oneshot::Sender<Response>>,
+    coordinator: &mut GroupCoordinator,
 ) -> bool {
     for effect in effects {
         match effect {
@@ -124,6 +179,15 @@ async fn apply(
                     return false;
                 }
             }
+            Effect::PersistTxn(write) => match persist_txn(state, partitions, &write).await {
+                Ok(()) => coordinator.txn_written(&write),
+                Err(code) => {
+                    // Memory did not take the offsets: only this request fails.
+                    if let Some(reply) = pending.remove(&write.request.0) {
+                        let _ = reply.send(Response::WriteFailed(code));
+                    }
+                }
+            },
             Effect::Respond { request, response } => {
                 if let Some(reply) = pending.remove(&request.0) {
                     // The handler may have gone (client hung up): nothing to do.
@@ -156,6 +220,66 @@ async fn persist(
     super::handlers::blocking(move || log.append(&batch, now_ms())).await.map(|_| ()).map_err(|e| e.to_string())
 }
 
+/// Append a TxnOffsetCommit's records as a transactional batch of its producer. On failure,
+/// the Kafka error code to answer with (mapped as Kafka's group coordinator maps append errors).
+async fn persist_txn(state: &Arc<BrokerState>, partitions: i32, write: &TxnWrite) -> Result<(), i16> {
+    let p = partition_for(&write.group_id, partitions);
+    let Some(log) = state.topics.partition(OFFSETS_TOPIC, p) else {
+        tracing::error!(group = %write.group_id, "{OFFSETS_TOPIC}-{p} is missing");
+        return Err(COORDINATOR_NOT_AVAILABLE);
+    };
+    let batch = txn_offsets_batch(write, now_ms()).map_err(|e| {
+        tracing::error!(group = %write.group_id, error = %e, "cannot encode transactional offsets");
+        COORDINATOR_NOT_AVAILABLE
+    })?;
+    let result = super::handlers::blocking(move || append_coordinator(&log, &batch)).await;
+    result.map(|_| ()).map_err(|e| {
+        tracing::warn!(group = %write.group_id, producer_id = write.producer_id, error = %e,
+            "cannot write transactional offsets to {OFFSETS_TOPIC}");
+        match super::handlers::log_error_code(&e) {
+            super::handlers::codes::UNKNOWN_TOPIC_OR_PARTITION => COORDINATOR_NOT_AVAILABLE,
+            super::handlers::codes::KAFKA_STORAGE_ERROR => NOT_COORDINATOR,
+            super::handlers::codes::MESSAGE_TOO_LARGE => INVALID_COMMIT_OFFSET_SIZE,
+            code => code,
+        }
+    })
+}
+
+/// Append a batch the coordinator built itself: no sequence checks, the producer epoch is.
+fn append_coordinator(log: &Log, batch: &[u8]) -> Result<crate::log::AppendInfo, LogError> {
+    log.append_as(batch, now_ms(), AppendOrigin::Coordinator)
+}
+
+/// The records of `write` as one transactional magic-v2 batch of its producer: attribute bit
+/// 0x10, the producer id and epoch, base sequence -1 (coordinator writes carry no sequence).
+pub(crate) fn txn_offsets_batch(write: &TxnWrite, now: i64) -> Result<BytesMut, String> {
+    let records: Vec<KafkaRecord> = write
+        .records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| KafkaRecord {
+            transactional: true,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: write.producer_id,
+            producer_epoch: write.producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder derives the base sequence from the first record: -1.
+            sequence: i as i32 - 1,
+            timestamp: now,
+            key: Some(r.encode_key()),
+            value: r.encode_value(),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).map_err(|e| e.to_string())?;
+    Ok(buf)
+}
+
 /// Create `__consumer_offsets` if it does not exist yet.
 async fn ensure_offsets_topic(state: &Arc<BrokerState>, partitions: i32) -> Result<(), TopicError> {
     if state.topics.get(OFFSETS_TOPIC).is_some() {
@@ -175,46 +299,151 @@ async fn ensure_offsets_topic(state: &Arc<BrokerState>, partitions: i32) -> Resu
     .await
 }
 
-/// A coordinator rebuilt from every record in `__consumer_offsets`.
+/// A coordinator rebuilt from every entry in `__consumer_offsets`, one partition at a time.
 async fn load(state: &Arc<BrokerState>, config: &GroupConfig) -> Result<GroupCoordinator, String> {
     let st = state.clone();
-    let records = super::handlers::blocking(move || -> Result<Vec<Record>, String> {
+    let partitions = super::handlers::blocking(move || -> Result<Vec<Vec<LogEntry>>, String> {
         let Some(topic) = st.topics.get(OFFSETS_TOPIC) else { return Ok(Vec::new()) };
-        let mut out = Vec::new();
-        for log in &topic.partitions {
-            let mut offset = log.log_start_offset();
-            let end = log.log_end_offset();
-            while offset < end {
-                let read = log.read(offset, 1 << 20).map_err(|e| e.to_string())?;
-                let Some(slice) = read.slice else { break };
-                let data: Bytes = slice.read_bytes().map_err(|e| e.to_string())?;
-                let mut next = offset;
-                for item in crate::log::batch::batches(&data) {
-                    let (at, h) = item.map_err(|e| e.to_string())?;
-                    next = next.max(h.next_offset());
-                    let set = validate::decode_batch(&data[at..at + h.size])?;
-                    for r in set.records.into_iter().filter(|r| !r.control && r.offset >= offset) {
-                        let Some(key) = r.key else { continue };
-                        match Record::decode(&key, r.value.as_deref()) {
-                            Ok(rec) => out.push(rec),
-                            Err(e) => tracing::warn!(offset = r.offset, error = %e, "skipping an unreadable record in {OFFSETS_TOPIC}"),
-                        }
-                    }
-                }
-                if next <= offset {
-                    break;
-                }
-                offset = next;
-            }
-        }
-        Ok(out)
+        topic.partitions.iter().map(|log| read_entries(log)).collect()
     })
     .await?;
-    let n = records.len();
+    let n: usize = partitions.iter().map(Vec::len).sum();
     let mut coordinator = GroupCoordinator::new(config.clone());
-    coordinator.load(now_ms(), records);
+    let now = now_ms();
+    for entries in partitions {
+        coordinator.load(now, entries);
+    }
     if n > 0 {
-        tracing::info!(records = n, "loaded group state from {OFFSETS_TOPIC}");
+        tracing::info!(entries = n, "loaded group state from {OFFSETS_TOPIC}");
     }
     Ok(coordinator)
+}
+
+/// Every entry of one `__consumer_offsets` partition, oldest first: records (with their batch's
+/// base offset and, in transactional batches, the producer id) and transaction markers.
+fn read_entries(log: &Log) -> Result<Vec<LogEntry>, String> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    let end = log.log_end_offset();
+    while offset < end {
+        let read = log.read(offset, 1 << 20).map_err(|e| e.to_string())?;
+        let Some(slice) = read.slice else { break };
+        let data: Bytes = slice.read_bytes().map_err(|e| e.to_string())?;
+        let mut next = offset;
+        for item in crate::log::batch::batches(&data) {
+            let (at, h) = item.map_err(|e| e.to_string())?;
+            next = next.max(h.next_offset());
+            if h.next_offset() <= offset {
+                continue; // before the read position (the read starts at a batch boundary)
+            }
+            let set = validate::decode_batch(&data[at..at + h.size])?;
+            entries_of(&h, set.records.into_iter().filter(|r| r.offset >= offset), &mut out);
+        }
+        if next <= offset {
+            break;
+        }
+        offset = next;
+    }
+    Ok(out)
+}
+
+/// The entries of one decoded batch.
+fn entries_of(h: &BatchHeader, mut records: impl Iterator<Item = KafkaRecord>, out: &mut Vec<LogEntry>) {
+    if h.is_control() {
+        // One control record: key = version (i16), type (i16: 0 abort, 1 commit).
+        let key = records.next().and_then(|r| r.key);
+        match key.as_deref().and_then(|k| k.get(..4)) {
+            Some(&[_, _, 0, t @ (0 | 1)]) => out.push(LogEntry::Marker { producer_id: h.producer_id, commit: t == 1 }),
+            _ => tracing::warn!(offset = h.base_offset, "skipping an unknown control batch in {OFFSETS_TOPIC}"),
+        }
+        return;
+    }
+    let producer_id = h.is_transactional().then_some(h.producer_id);
+    for r in records {
+        let Some(key) = r.key else { continue };
+        match Record::decode(&key, r.value.as_deref()) {
+            Ok(record) => out.push(LogEntry::Record { position: h.base_offset, producer_id, record }),
+            Err(e) => {
+                tracing::warn!(offset = r.offset, error = %e, "skipping an unreadable record in {OFFSETS_TOPIC}")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::{ErrorCode, FetchedOffset, OffsetFetch, OffsetFetchGroup, OffsetValue, TopicPartition};
+    use crate::log::LogConfig;
+
+    fn offset_record(group: &str, partition: i32, offset: i64) -> Record {
+        let value = OffsetValue { offset, leader_epoch: -1, metadata: String::new(), commit_timestamp_ms: 1 };
+        Record::Offset { group_id: group.into(), partition: TopicPartition::new("t", partition), value: Some(value) }
+    }
+
+    fn write(producer_id: i64, producer_epoch: i16, records: Vec<Record>) -> TxnWrite {
+        TxnWrite { request: RequestId(1), group_id: "g".into(), producer_id, producer_epoch, position: 0, records }
+    }
+
+    /// Append a transactional write as the driver does; the Kafka error code if refused.
+    fn append_txn(log: &Log, w: &TxnWrite) -> Result<(), i16> {
+        let batch = txn_offsets_batch(w, 1_000).expect("encode");
+        append_coordinator(log, &batch).map(|_| ()).map_err(|e| super::super::handlers::log_error_code(&e))
+    }
+
+    #[test]
+    fn transactional_offsets_go_in_one_transactional_batch_without_sequence() {
+        let w = write(7, 3, vec![offset_record("g", 0, 5), offset_record("g", 1, 6)]);
+        let batch = txn_offsets_batch(&w, 1_000).unwrap();
+        let h = BatchHeader::parse_checked(&batch).unwrap();
+        assert!(h.is_transactional() && !h.is_control());
+        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence, h.record_count), (7, 3, -1, 2));
+        let (mut out, set) = (Vec::new(), validate::decode_batch(&batch).unwrap());
+        entries_of(&h, set.records.into_iter(), &mut out);
+        let records: Vec<Record> = out
+            .into_iter()
+            .map(|e| match e {
+                LogEntry::Record { producer_id: Some(7), record, .. } => record,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(records, w.records);
+    }
+
+    #[test]
+    fn the_log_replays_into_committed_aborted_and_open_transactions() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = Log::open(dir.path(), LogConfig::default(), true, 0).unwrap();
+        let plain =
+            |r: Record| ProducerRecord { key: Some(r.encode_key()), value: r.encode_value(), ..Default::default() };
+        // t-0: committed by producer 7; t-1: committed plainly after 7's offset (it stays);
+        // t-2: aborted by 8; t-3: open for 9.
+        append_txn(&log, &write(7, 0, vec![offset_record("g", 0, 70), offset_record("g", 1, 70)])).unwrap();
+        let batch = encode_batch(&[plain(offset_record("g", 1, 11))], Compression::None, 1_000).unwrap();
+        log.append(&batch, 1_000).unwrap();
+        append_txn(&log, &write(8, 0, vec![offset_record("g", 2, 80)])).unwrap();
+        log.append_marker(7, 0, true, 0, 1_000).unwrap();
+        log.append_marker(8, 0, false, 0, 1_000).unwrap();
+        append_txn(&log, &write(9, 0, vec![offset_record("g", 3, 90)])).unwrap();
+        // A zombie of producer 7 after a newer epoch ended its transaction is refused.
+        log.append_marker(7, 1, false, 0, 1_000).unwrap();
+        assert_eq!(append_txn(&log, &write(7, 0, vec![offset_record("g", 0, 71)])), Err(47));
+
+        let mut c = GroupCoordinator::new(GroupConfig::default());
+        c.load(2_000, read_entries(&log).unwrap());
+        let fetch = |c: &mut GroupCoordinator, require_stable| {
+            let wanted = (0..4).map(|p| TopicPartition::new("t", p)).collect();
+            let groups = vec![OffsetFetchGroup { group_id: "g".into(), partitions: Some(wanted) }];
+            let effects = c.step(2_000, RequestId(1), OffsetFetch { groups, require_stable }.into());
+            let [Effect::Respond { response: Response::OffsetFetch(g), .. }] = &effects[..] else {
+                panic!("{effects:?}")
+            };
+            g[0].partitions.iter().map(|p: &FetchedOffset| (p.offset, p.error)).collect::<Vec<_>>()
+        };
+        let none = ErrorCode::None;
+        assert_eq!(fetch(&mut c, false), [(70, none), (11, none), (-1, none), (-1, none)]);
+        assert_eq!(fetch(&mut c, true), [(70, none), (11, none), (-1, none), (-1, ErrorCode::UnstableOffsetCommit)]);
+        c.complete_txn(9, true, |g| g == "g");
+        assert_eq!(fetch(&mut c, true), [(70, none), (11, none), (-1, none), (90, none)]);
+    }
 }

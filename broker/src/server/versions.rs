@@ -31,6 +31,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    // v4 adds broker-side verification of the transaction (KIP-890 part 1): not served yet.
+    (ApiKey::TxnOffsetCommit, 0, 3),
 ];
 
 /// The Produce floor given to clients in ApiVersions, below the served floor of 3 (requests at

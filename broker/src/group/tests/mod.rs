@@ -6,6 +6,7 @@ mod membership;
 mod offsets;
 mod persistence;
 mod static_members;
+mod txn_offsets;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -55,7 +56,8 @@ fn the_coordinator_can_move_to_a_driver_task() {
     send::<Effect>();
 }
 
-/// Run the rows in order, checking each row's effects. Returns the records persisted.
+/// Run the rows in order, checking each row's effects; transactional writes succeed
+/// ([`GroupCoordinator::txn_written`] is called). Returns the non-transactional records persisted.
 pub(super) fn run(c: &mut GroupCoordinator, rows: &[(i64, Input, &[&str])]) -> Vec<Record> {
     let mut persisted = Vec::new();
     for (i, (at, input, want)) in rows.iter().enumerate() {
@@ -65,6 +67,11 @@ pub(super) fn run(c: &mut GroupCoordinator, rows: &[(i64, Input, &[&str])]) -> V
         };
         let got: Vec<String> = effects.iter().map(summary).collect();
         assert_eq!(got, *want, "row {i} (t={at})");
+        for e in &effects {
+            if let Effect::PersistTxn(w) = e {
+                c.txn_written(w);
+            }
+        }
         persisted.extend(persisted_records(effects));
     }
     persisted
@@ -75,9 +82,14 @@ fn persisted_records(effects: Vec<Effect>) -> Vec<Record> {
         .into_iter()
         .flat_map(|e| match e {
             Effect::Persist { records, .. } => records,
-            Effect::Respond { .. } => Vec::new(),
+            Effect::PersistTxn(_) | Effect::Respond { .. } => Vec::new(),
         })
         .collect()
+}
+
+/// Log entries for records written one batch each, at positions 0, 1, 2, ...
+pub(super) fn entries(records: Vec<Record>) -> Vec<LogEntry> {
+    (0..).zip(records).map(|(position, record)| LogEntry::Record { position, producer_id: None, record }).collect()
 }
 
 fn text(b: &Bytes) -> String {
@@ -94,6 +106,16 @@ pub(super) fn summary(e: &Effect) -> String {
         Effect::Persist { group_id, records } => {
             let records: Vec<String> = records.iter().map(record_summary).collect();
             format!("persist {group_id}: {}", records.join("; "))
+        }
+        Effect::PersistTxn(w) => {
+            let records: Vec<String> = w.records.iter().map(record_summary).collect();
+            format!(
+                "persist txn {} pid={} epoch={}: {}",
+                w.group_id,
+                w.producer_id,
+                w.producer_epoch,
+                records.join("; ")
+            )
         }
         Effect::Respond { request, response } => format!("#{} {}", request.0, response_summary(response)),
     }
@@ -150,12 +172,17 @@ fn response_summary(r: &Response) -> String {
             format!("leave {} {}", l.error.name(), members.join(" ")).trim_end().to_owned()
         }
         Response::OffsetCommit(rs) => format!("commit {}", results(rs)),
+        Response::TxnOffsetCommit(rs) => format!("txn-commit {}", results(rs)),
+        Response::WriteFailed(code) => format!("write failed {code}"),
         Response::OffsetFetch(groups) => {
+            let fetched = |p: &FetchedOffset| match p.error {
+                ErrorCode::None => format!("{}={}", tp(&p.partition), p.offset),
+                e => format!("{}:{}={}", tp(&p.partition), e.name(), p.offset),
+            };
             let groups: Vec<String> = groups
                 .iter()
                 .map(|g| {
-                    let ps: Vec<String> =
-                        g.partitions.iter().map(|p| format!("{}={}", tp(&p.partition), p.offset)).collect();
+                    let ps: Vec<String> = g.partitions.iter().map(fetched).collect();
                     format!("{}[{}]", g.group_id, ps.join(" "))
                 })
                 .collect();
@@ -334,7 +361,15 @@ pub(super) fn commit(group: &str, member: &str, generation: i32, offsets: &[(&st
 /// OffsetFetch of `partitions` ("t-0") in `group`; `None` for all.
 pub(super) fn fetch(group: &str, partitions: Option<&[&str]>) -> OffsetFetch {
     let partitions = partitions.map(|ps| ps.iter().map(|p| part(p)).collect());
-    OffsetFetch { groups: vec![OffsetFetchGroup { group_id: group.into(), partitions }] }
+    OffsetFetch { groups: vec![OffsetFetchGroup { group_id: group.into(), partitions }], require_stable: false }
+}
+
+impl OffsetFetch {
+    /// With RequireStable.
+    pub(super) fn stable(mut self) -> Self {
+        self.require_stable = true;
+        self
+    }
 }
 
 pub(super) fn describe(groups: &[&str]) -> DescribeGroups {

@@ -43,6 +43,7 @@ fn members_commit_and_fetch_offsets() {
                 OffsetFetchGroup { group_id: "g".into(), partitions: Some(vec![part("t-0")]) },
                 OffsetFetchGroup { group_id: "h".into(), partitions: None },
             ],
+            require_stable: false,
         }
         .into(),
     );

@@ -114,8 +114,8 @@ fn partitions_follow_kafkas_hash() {
 }
 
 /// Records as they come back from the log: encoded and decoded again.
-fn through_the_log(records: &[Record]) -> Vec<Record> {
-    records.iter().map(|r| Record::decode(&r.encode_key(), r.encode_value().as_deref()).unwrap()).collect()
+fn through_the_log(records: &[Record]) -> Vec<LogEntry> {
+    entries(records.iter().map(|r| Record::decode(&r.encode_key(), r.encode_value().as_deref()).unwrap()).collect())
 }
 
 #[test]
@@ -207,7 +207,7 @@ fn later_records_win_and_loading_replaces_the_groups_named() {
     run(&mut c, &[(0, req(1, commit("x", "", -1, &[("t-0", 1)])), &["persist x: offset t-0=1", "#1 commit t-0:NONE"])]);
     c.load(
         0,
-        vec![
+        entries(vec![
             Record::Offset { group_id: "g".into(), partition: part("t-0"), value: offset(1) },
             Record::Offset { group_id: "g".into(), partition: part("t-0"), value: offset(2) },
             Record::Offset { group_id: "g".into(), partition: part("t-1"), value: offset(3) },
@@ -215,7 +215,7 @@ fn later_records_win_and_loading_replaces_the_groups_named() {
             Record::Group { group_id: "h".into(), value: Some(group_value()) },
             Record::Group { group_id: "h".into(), value: None },
             Record::Offset { group_id: "x".into(), partition: part("t-5"), value: offset(9) },
-        ],
+        ]),
     );
     run(
         &mut c,
@@ -225,6 +225,6 @@ fn later_records_win_and_loading_replaces_the_groups_named() {
             (1, req(4, fetch("x", None)), &["#4 fetch x[t-5=9]"]),
         ],
     );
-    c.load(2, vec![Record::Group { group_id: "h".into(), value: Some(group_value()) }]);
+    c.load(2, entries(vec![Record::Group { group_id: "h".into(), value: Some(group_value()) }]));
     run(&mut c, &[(3, req(5, describe(&["h"])), &["#5 describe h Stable consumer/range [ia-1=p0,b-2=]"])]);
 }

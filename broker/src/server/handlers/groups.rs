@@ -43,7 +43,10 @@ fn code(e: ErrorCode) -> i16 {
 
 /// Group per-partition answers under their topics, topics in first-seen order, as responses
 /// nest them; `topic` builds one topic's entry from its name and partitions.
-fn by_topic<P, T>(items: impl IntoIterator<Item = (String, P)>, topic: impl Fn(String, Vec<P>) -> T) -> Vec<T> {
+pub(super) fn by_topic<P, T>(
+    items: impl IntoIterator<Item = (String, P)>,
+    topic: impl Fn(String, Vec<P>) -> T,
+) -> Vec<T> {
     let mut grouped: Vec<(String, Vec<P>)> = Vec::new();
     for (name, part) in items {
         match grouped.iter_mut().find(|(n, _)| *n == name) {
@@ -300,8 +303,10 @@ pub async fn offset_fetch(state: &Arc<BrokerState>, req: OffsetFetchRequest, ver
             }),
         }]
     };
+    // RequireStable (v7+, KIP-447): pending transactional offsets answer UNSTABLE_OFFSET_COMMIT.
+    let require_stable = version >= 7 && req.require_stable;
     let Some(group::Response::OffsetFetch(fetched)) =
-        state.groups.call(group::OffsetFetch { groups: groups.clone() }).await
+        state.groups.call(group::OffsetFetch { groups: groups.clone(), require_stable }).await
     else {
         return if version >= 8 {
             OffsetFetchResponse::default().with_groups(

@@ -6,6 +6,7 @@ mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod txn_offsets;
 
 use std::sync::Arc;
 
@@ -127,6 +128,10 @@ pub async fn handle(
         }
         ApiKey::OffsetDelete => {
             now(encode(api, version, id, &groups::offset_delete(state, decode(api, version, body)?).await))
+        }
+        ApiKey::TxnOffsetCommit => {
+            let resp = txn_offsets::txn_offset_commit(state, decode(api, version, body)?, version).await;
+            now(encode(api, version, id, &resp))
         }
         other => Err(format!("unsupported API {other:?}")),
     }
