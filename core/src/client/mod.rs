@@ -97,11 +97,36 @@ pub struct Metadata {
     pub topics: Vec<TopicInfo>,
 }
 
+/// `isolation.level`: which records a fetch (and a ListOffsets for the end) may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsolationLevel {
+    /// Everything up to the high watermark, aborted transactions included.
+    ReadUncommitted,
+    /// Up to the last stable offset (before the first open transaction), without aborted
+    /// transactions.
+    ReadCommitted,
+}
+
+impl IsolationLevel {
+    /// The value of the Fetch and ListOffsets `isolation_level` field.
+    pub fn as_i8(self) -> i8 {
+        match self {
+            IsolationLevel::ReadUncommitted => 0,
+            IsolationLevel::ReadCommitted => 1,
+        }
+    }
+}
+
 /// Result of a fetch from one partition.
 #[derive(Debug, Clone)]
 pub struct FetchedData {
     /// High watermark.
     pub high_watermark: i64,
+    /// Last stable offset (-1 when the broker does not say).
+    pub last_stable_offset: i64,
+    /// Aborted transactions in the fetched range, `(producer id, first offset)`
+    /// (read_committed only).
+    pub aborted_transactions: Vec<(i64, i64)>,
     /// Log start offset.
     pub log_start_offset: i64,
     /// Raw record batches.
@@ -333,6 +358,7 @@ impl Client {
     /// Fetch several partitions of `topic` (all led by one broker) in one request, as Kafka
     /// consumers do: `(partition, offset)` pairs, at most `partition_max_bytes` each and
     /// `max_bytes` in all. Returns each partition's data or error, in request order.
+    /// Reads uncommitted data; see [`Client::fetch_many_isolated`].
     pub async fn fetch_many(
         &self,
         topic: &str,
@@ -341,6 +367,22 @@ impl Client {
         partition_max_bytes: i32,
         max_wait_ms: i32,
     ) -> Result<Vec<(i32, Result<FetchedData>)>> {
+        let isolation = IsolationLevel::ReadUncommitted;
+        self.fetch_many_isolated(topic, partitions, max_bytes, partition_max_bytes, max_wait_ms, isolation).await
+    }
+
+    /// [`Client::fetch_many`] at an isolation level: with `ReadCommitted` the broker returns data
+    /// up to the last stable offset and the aborted transactions in it
+    /// ([`crate::records::decode_fetched`] filters them).
+    pub async fn fetch_many_isolated(
+        &self,
+        topic: &str,
+        partitions: &[(i32, i64)],
+        max_bytes: i32,
+        partition_max_bytes: i32,
+        max_wait_ms: i32,
+        isolation: IsolationLevel,
+    ) -> Result<Vec<(i32, Result<FetchedData>)>> {
         let first = partitions.first().ok_or_else(|| Error::Config("fetch of no partition".into()))?.0;
         let conn = self.leader(topic, first).await?;
         let req = FetchRequest::default()
@@ -348,7 +390,7 @@ impl Client {
             .with_max_wait_ms(max_wait_ms)
             .with_min_bytes(1)
             .with_max_bytes(max_bytes)
-            .with_isolation_level(0)
+            .with_isolation_level(isolation.as_i8())
             .with_session_epoch(-1)
             .with_topics(vec![FetchTopic::default()
                 .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
@@ -379,6 +421,13 @@ impl Client {
                 }
                 None => Ok(FetchedData {
                     high_watermark: p.high_watermark,
+                    last_stable_offset: p.last_stable_offset,
+                    aborted_transactions: p
+                        .aborted_transactions
+                        .iter()
+                        .flatten()
+                        .map(|a| (a.producer_id.0, a.first_offset))
+                        .collect(),
                     log_start_offset: p.log_start_offset,
                     records: p.records.clone().unwrap_or_default(),
                 }),
@@ -392,16 +441,33 @@ impl Client {
     }
 
     /// ListOffsets for one partition: [`EARLIEST`], [`LATEST`] or a timestamp in ms.
-    /// Returns -1 when no record has a timestamp at or after the one asked for.
+    /// Returns -1 when no record has a timestamp at or after the one asked for. [`LATEST`] is the
+    /// high watermark; see [`Client::list_offset_isolated`] for the last stable offset.
     pub async fn list_offset(&self, topic: &str, partition: i32, timestamp: i64) -> Result<i64> {
+        self.list_offset_isolated(topic, partition, timestamp, IsolationLevel::ReadUncommitted).await
+    }
+
+    /// [`Client::list_offset`] at an isolation level: with `ReadCommitted`, [`LATEST`] is the
+    /// last stable offset.
+    pub async fn list_offset_isolated(
+        &self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+        isolation: IsolationLevel,
+    ) -> Result<i64> {
         let conn = self.leader(topic, partition).await?;
-        let req =
-            ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
+        let version = conn.version::<ListOffsetsRequest>(7)?;
+        let isolation = if version >= 2 { isolation.as_i8() } else { 0 };
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_isolation_level(isolation)
+            .with_topics(vec![ListOffsetsTopic::default()
                 .with_name(TopicName(StrBytes::from_string(topic.to_string())))
                 .with_partitions(vec![ListOffsetsPartition::default()
                     .with_partition_index(partition)
                     .with_timestamp(timestamp)])]);
-        let resp = self.timed("ListOffsets", conn.call(req, 7)).await?;
+        let resp = self.timed("ListOffsets", conn.call_at(req, version)).await?;
         let p = resp
             .topics
             .first()

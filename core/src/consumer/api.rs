@@ -226,10 +226,13 @@ impl Consumer {
         Ok(())
     }
 
-    /// Seek to the log start (`EARLIEST`) or end (`LATEST`) of each partition.
+    /// Seek to the log start (`EARLIEST`) or end (`LATEST`) of each partition. The end is the
+    /// last stable offset with `isolation.level=read_committed`.
     pub async fn seek_to(&mut self, partitions: &[TopicPartition], beginning: bool) -> Result<()> {
         for tp in partitions {
-            let o = self.shared.client.list_offset(&tp.0, tp.1, if beginning { EARLIEST } else { LATEST }).await?;
+            let ts = if beginning { EARLIEST } else { LATEST };
+            let o =
+                self.shared.client.list_offset_isolated(&tp.0, tp.1, ts, self.shared.config.isolation_level).await?;
             self.seek(tp, o)?;
         }
         Ok(())

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::client::IsolationLevel;
 use crate::consumer::assignor::{assignor_by_name, common_protocol, Assignor};
 use crate::error::{Error, Result};
 
@@ -44,6 +45,9 @@ pub const DEFAULT_RETRY_BACKOFF_MS: u64 = 100;
 pub const DEFAULT_METADATA_MAX_AGE_MS: u64 = 300_000;
 /// `exclude.internal.topics`.
 pub const DEFAULT_EXCLUDE_INTERNAL_TOPICS: bool = true;
+/// `isolation.level`: read_committed, as librdkafka defaults it (Java's default is
+/// read_uncommitted): applications never see aborted or still-open transactions.
+pub const DEFAULT_ISOLATION_LEVEL: IsolationLevel = IsolationLevel::ReadCommitted;
 
 /// `auto.offset.reset`: where to start when a partition has no committed offset or its position
 /// is out of range.
@@ -105,6 +109,9 @@ pub struct ConsumerConfig {
     /// `exclude.internal.topics`: internal topics (`__consumer_offsets`, `__transaction_state`)
     /// never match a pattern subscription.
     pub exclude_internal_topics: bool,
+    /// `isolation.level`: `read_committed` reads up to the last stable offset and skips aborted
+    /// transactions; `read_uncommitted` reads everything up to the high watermark.
+    pub isolation_level: IsolationLevel,
 }
 
 impl Default for ConsumerConfig {
@@ -130,6 +137,7 @@ impl Default for ConsumerConfig {
             retry_backoff: Duration::from_millis(DEFAULT_RETRY_BACKOFF_MS),
             metadata_max_age: Duration::from_millis(DEFAULT_METADATA_MAX_AGE_MS),
             exclude_internal_topics: DEFAULT_EXCLUDE_INTERNAL_TOPICS,
+            isolation_level: DEFAULT_ISOLATION_LEVEL,
         }
     }
 }
@@ -156,6 +164,7 @@ pub const PROPERTIES: &[&str] = &[
     "retry.backoff.ms",
     "metadata.max.age.ms",
     "exclude.internal.topics",
+    "isolation.level",
 ];
 
 fn split_list(s: &str) -> Vec<String> {
@@ -238,6 +247,13 @@ impl ConsumerConfig {
             "retry.backoff.ms" => self.retry_backoff = ms(0)?,
             "metadata.max.age.ms" => self.metadata_max_age = ms(0)?,
             "exclude.internal.topics" => self.exclude_internal_topics = boolean()?,
+            "isolation.level" => {
+                self.isolation_level = match v.to_ascii_lowercase().as_str() {
+                    "read_committed" => IsolationLevel::ReadCommitted,
+                    "read_uncommitted" => IsolationLevel::ReadUncommitted,
+                    _ => return Err(invalid("read_committed or read_uncommitted")),
+                }
+            }
             other => return Err(Error::Config(unknown_property(other))),
         }
         Ok(())
@@ -332,6 +348,7 @@ mod tests {
         assert_eq!(c.assignment_strategy, ["range", "cooperative-sticky"]);
         assert_eq!(c.metadata_max_age, Duration::from_secs(300));
         assert!(c.exclude_internal_topics);
+        assert_eq!(c.isolation_level, IsolationLevel::ReadCommitted);
         assert_eq!(c, ConsumerConfig::new("127.0.0.1:9092"));
     }
 
@@ -357,8 +374,10 @@ mod tests {
             ("retry.backoff.ms", "5"),
             ("metadata.max.age.ms", "200"),
             ("exclude.internal.topics", "FALSE"),
+            ("isolation.level", "READ_UNCOMMITTED"),
         ])
         .unwrap();
+        assert_eq!(c.isolation_level, IsolationLevel::ReadUncommitted);
         assert_eq!(c.group_id.as_deref(), Some("g"));
         assert_eq!(c.group_instance_id.as_deref(), Some("i1"));
         assert_eq!(c.auto_offset_reset, OffsetReset::Earliest);
@@ -395,6 +414,8 @@ mod tests {
         assert!(e.contains("metadata.max.age.ms") && e.contains("an integer in 0..="), "{e}");
         let e = config_error(props(&[("metadata.max.age.ms", "soon")]));
         assert!(e.contains("metadata.max.age.ms"), "{e}");
+        let e = config_error(props(&[("isolation.level", "serializable")]));
+        assert!(e.contains("isolation.level") && e.contains("read_committed or read_uncommitted"), "{e}");
         let e = config_error(props(&[("exclude.internal.topics", "1")]));
         assert!(e.contains("exclude.internal.topics"), "{e}");
     }

@@ -13,7 +13,7 @@ use super::protocol::{self, codes};
 use super::state::{Completed, Shared, TopicPartition};
 use crate::client::{EARLIEST, LATEST};
 use crate::error::{Error, Result};
-use crate::records::decode_records;
+use crate::records::decode_fetched;
 
 /// Run until the consumer closes.
 pub(crate) async fn run(shared: Arc<Shared>) {
@@ -170,7 +170,7 @@ async fn reset_offset(shared: &Shared, tp: &TopicPartition) -> Result<Option<i64
         OffsetReset::Latest => LATEST,
         OffsetReset::None => return Ok(None),
     };
-    shared.client.list_offset(&tp.0, tp.1, ts).await.map(Some)
+    shared.client.list_offset_isolated(&tp.0, tp.1, ts, shared.config.isolation_level).await.map(Some)
 }
 
 async fn fetch_topic(shared: &Shared, topic: String, parts: Vec<(i32, i64, u64)>) {
@@ -179,12 +179,13 @@ async fn fetch_topic(shared: &Shared, topic: String, parts: Vec<(i32, i64, u64)>
     let release_all = |s: &Shared| release(s, parts.iter().map(|&(p, _, e)| ((topic.clone(), p), e)));
     let got = shared
         .client
-        .fetch_many(
+        .fetch_many_isolated(
             &topic,
             &offsets,
             c.fetch_max_bytes,
             c.max_partition_fetch_bytes,
             c.fetch_max_wait.as_millis() as i32,
+            c.isolation_level,
         )
         .await;
     let results = match got {
@@ -207,13 +208,23 @@ async fn fetch_topic(shared: &Shared, topic: String, parts: Vec<(i32, i64, u64)>
             if p.epoch != epoch || p.position != Some(offset) {
                 continue;
             }
-            match result.and_then(|data| Ok((data.records.len(), decode_records(data.records, offset)?))) {
-                Ok((bytes, records)) if !records.is_empty() => {
+            let decoded = result.and_then(|data| {
+                let bytes = data.records.len();
+                Ok((bytes, decode_fetched(data.records, offset, &data.aborted_transactions)?))
+            });
+            match decoded {
+                Ok((bytes, fetched)) if !fetched.records.is_empty() => {
                     state.buffered_bytes += bytes;
-                    let records: VecDeque<_> = records.into();
-                    state.buffered.push_back(Completed { tp, topic: name.clone(), epoch, records, bytes });
+                    let records: VecDeque<_> = fetched.records.into();
+                    let next_offset = fetched.next_offset.unwrap_or(offset);
+                    state.buffered.push_back(Completed { tp, topic: name.clone(), epoch, records, bytes, next_offset });
                 }
-                Ok(_) => {}
+                // Only skipped batches (control batches, aborted transactions): move past them.
+                Ok((_, fetched)) => {
+                    if let Some(next) = fetched.next_offset.filter(|n| *n > offset) {
+                        p.position = Some(next);
+                    }
+                }
                 Err(e) if e.code() == Some(codes::OFFSET_OUT_OF_RANGE) => {
                     p.position = None;
                     p.needs_reset = true;

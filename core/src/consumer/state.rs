@@ -47,6 +47,9 @@ pub(crate) struct Completed {
     pub epoch: u64,
     pub records: VecDeque<ConsumerRecord>,
     pub bytes: usize,
+    /// Where the position goes once every record is taken: past the last batch fetched, even
+    /// if it was skipped (a control batch, an aborted transaction).
+    pub next_offset: i64,
 }
 
 /// State behind the shared lock.
@@ -113,6 +116,9 @@ impl State {
                     let Some(r) = c.records.pop_front() else { break };
                     p.position = Some(r.offset + 1);
                     out.push((c.topic.clone(), c.tp.1, r));
+                }
+                if c.records.is_empty() && p.position.is_some_and(|o| o < c.next_offset) {
+                    p.position = Some(c.next_offset);
                 }
             } else {
                 c.records.clear();
@@ -200,7 +206,15 @@ mod tests {
     }
 
     fn completed(tp: &TopicPartition, epoch: u64, offsets: std::ops::Range<i64>) -> Completed {
-        Completed { tp: tp.clone(), topic: tp.0.as_str().into(), epoch, records: offsets.map(rec).collect(), bytes: 10 }
+        let next_offset = offsets.end;
+        Completed {
+            tp: tp.clone(),
+            topic: tp.0.as_str().into(),
+            epoch,
+            records: offsets.map(rec).collect(),
+            bytes: 10,
+            next_offset,
+        }
     }
 
     #[test]
@@ -220,6 +234,14 @@ mod tests {
         // Paused partitions keep their data.
         let got: Vec<i64> = s.take(10).iter().map(|r| r.2.offset).collect();
         assert_eq!(got, [4]);
+        // Skipped batches after the last record (a commit marker at 5, aborted 6..8): the
+        // position moves past them once the records are taken.
+        s.buffered.push_front(Completed { next_offset: 9, ..completed(&a, 0, 5..5) });
+        s.buffered.front_mut().unwrap().records.push_back(rec(4));
+        s.parts.get_mut(&a).unwrap().position = Some(4);
+        s.buffered_bytes += 10;
+        assert_eq!(s.take(10).iter().map(|r| r.2.offset).collect::<Vec<_>>(), [4]);
+        assert_eq!(s.parts[&a].position, Some(9));
         assert_eq!(s.buffered.len(), 1);
         s.parts.get_mut(&b).unwrap().paused = false;
         // A seek drops buffered data of the partition.
