@@ -1,4 +1,4 @@
-//! `rill bench produce|consume`: whole-system throughput beside same-run baselines.
+//! `rill bench produce|consume|txn`: whole-system throughput beside same-run baselines.
 //!
 //! Each run first measures two ceilings on this machine, now: the loopback TCP copy rate (one
 //! socket, 1 MiB writes) and the sequential file write rate (page cache, 1 MiB writes), then the
@@ -42,6 +42,9 @@ pub struct BenchArgs {
     /// Produce requests in flight.
     #[arg(long, default_value_t = 8)]
     in_flight: usize,
+    /// Milliseconds between commits (txn).
+    #[arg(long, default_value_t = 100)]
+    commit_ms: u64,
     /// Bytes per fetch (consume).
     #[arg(long, default_value = "8MiB", value_parser = parse_size)]
     fetch_bytes: u64,
@@ -69,6 +72,8 @@ enum What {
     Produce,
     /// Consume (fetch) throughput.
     Consume,
+    /// Transactional produce (a commit every `--commit-ms`) beside idempotent produce.
+    Txn,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -122,6 +127,27 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     )?;
     let total_batches = (a.bytes / (per_batch * (a.record_size as usize)) as u64).max(a.partitions as u64);
     let records = total_batches * per_batch as u64;
+    if let What::Txn = a.what {
+        let rates =
+            super::bench_txn::run(&bootstrap, &topic, records, a.record_size as usize, a.batch_bytes, a.commit_ms)
+                .await?;
+        println!(
+            "idempotent produce: {records} records of {} B over {} partition(s), acks=all: {:.0} records/s",
+            a.record_size, a.partitions, rates.idempotent
+        );
+        println!(
+            "transactional produce, a commit every {} ms ({} commits): {:.0} records/s, {:.2}x idempotent",
+            a.commit_ms,
+            rates.commits,
+            rates.transactional,
+            rates.transactional / rates.idempotent
+        );
+        Admin::new(&client).delete_topics(&[topic]).await?;
+        if let Some(b) = embedded {
+            b.shutdown().await?;
+        }
+        return Ok(());
+    }
     let (label, elapsed) = match a.what {
         What::Produce if a.client == ProduceClient::Rill => {
             ("produce (rill producer)", produce_records(&bootstrap, &topic, &a, records).await?)
@@ -131,6 +157,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             produce(&client, &topic, &a, &batch, total_batches).await?;
             ("consume (rill consumer)", consume_records(&bootstrap, &topic, a.partitions, records).await?)
         }
+        What::Txn => unreachable!("handled above"),
         What::Consume => {
             produce(&client, &topic, &a, &batch, total_batches).await?;
             (

@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch.
 
 mod bench;
+mod bench_txn;
 mod broker;
 mod consume;
 mod groups;
