@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
@@ -75,6 +76,8 @@ const WAIT: Duration = Duration::from_secs(15);
 const GROUP_TOPIC: &str = "pv-group";
 /// Partitions of [`GROUP_TOPIC`]: partition 1 shows what an offset never committed looks like.
 const GROUP_TOPIC_PARTITIONS: i32 = 2;
+/// Topic the transaction cases add to their transactions (markers land here, not in [`MAIN`]).
+const TXN_TOPIC: &str = "pv-txn";
 /// Session and rebalance timeout of the test's members, within the broker's bounds
 /// (`group.min.session.timeout.ms` 6 s .. `group.max.session.timeout.ms` 30 min).
 const SESSION_TIMEOUT_MS: i32 = 10_000;
@@ -85,7 +88,7 @@ const ASSIGNOR: &str = "range";
 const LEADER_EPOCH: i32 = 7;
 /// Kafka error codes the group cases expect.
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+const INVALID_REQUEST: i16 = 42;
 const ILLEGAL_GENERATION: i16 = 22;
 const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
 const INVALID_GROUP_ID: i16 = 24;
@@ -96,6 +99,11 @@ const GROUP_ID_NOT_FOUND: i16 = 69;
 const MEMBER_ID_REQUIRED: i16 = 79;
 const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+/// Transaction error codes; versions before KIP-588 hear INVALID_PRODUCER_EPOCH for PRODUCER_FENCED.
+const INVALID_PRODUCER_EPOCH: i16 = 47;
+const INVALID_TXN_STATE: i16 = 48;
+const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+const PRODUCER_FENCED: i16 = 90;
 
 /// `Err` with a formatted message unless `cond` holds.
 macro_rules! ensure {
@@ -273,6 +281,10 @@ impl Pv {
             ApiKey::DeleteGroups => self.delete_groups(v).await,
             ApiKey::OffsetDelete => self.offset_delete(v).await,
             ApiKey::TxnOffsetCommit => self.txn_offset_commit(v).await,
+            ApiKey::InitProducerId => self.init_producer_id(v).await,
+            ApiKey::AddPartitionsToTxn => self.add_partitions_to_txn(v).await,
+            ApiKey::AddOffsetsToTxn => self.add_offsets_to_txn(v).await,
+            ApiKey::EndTxn => self.end_txn(v).await,
             other => Err(format!("advertised, but this test has no representative {other:?} request: add one")),
         }
     }
@@ -939,11 +951,11 @@ impl Pv {
             if v >= 1 {
                 let req = FindCoordinatorRequest::default().with_key(s(&txn)).with_key_type(1);
                 let resp = self.call(req, v).await?;
-                ensure!(
-                    resp.error_code == COORDINATOR_NOT_AVAILABLE,
-                    "transaction: error {}, expected {COORDINATOR_NOT_AVAILABLE}",
-                    resp.error_code
-                );
+                ensure!(resp.error_code == 0, "transaction: error {} ({:?})", resp.error_code, resp.error_message);
+                ensure!(is_here(resp.node_id, &resp.host, resp.port), "transaction: coordinator {resp:?}");
+                let req = FindCoordinatorRequest::default().with_key(s(&txn)).with_key_type(2);
+                let resp = self.call(req, v).await?;
+                ensure!(resp.error_code == INVALID_REQUEST, "key type 2: error {}", resp.error_code);
             }
             return Ok(());
         }
@@ -967,11 +979,8 @@ impl Pv {
         let resp = self.call(req, v).await?;
         let c = resp.coordinators.first().ok_or("transaction: no coordinator")?;
         ensure!(c.key.as_str() == txn, "transaction: key {:?}", c.key);
-        ensure!(
-            c.error_code == COORDINATOR_NOT_AVAILABLE,
-            "transaction: error {}, expected {COORDINATOR_NOT_AVAILABLE}",
-            c.error_code
-        );
+        ensure!(c.error_code == 0, "transaction: error {} ({:?})", c.error_code, c.error_message);
+        ensure!(is_here(c.node_id, &c.host, c.port), "transaction: coordinator {c:?}");
         Ok(())
     }
 
@@ -1345,6 +1354,158 @@ impl Pv {
         Ok(())
     }
 
+    /// InitProducerId with a transactional id at the highest version: (producer id, epoch).
+    async fn txn_init(&self, txn: &str) -> Result<(i64, i16), String> {
+        let req = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(s(txn))))
+            .with_transaction_timeout_ms(60_000);
+        let resp = self.call(req, self.max_version(ApiKey::InitProducerId)).await?;
+        ensure!(resp.error_code == 0, "init {txn}: error {}", resp.error_code);
+        Ok((resp.producer_id.0, resp.producer_epoch))
+    }
+
+    /// AddPartitionsToTxn of [`TXN_TOPIC`]-0 (or `topic`) at `v`: the partition's error code.
+    async fn txn_add(&self, txn: &str, pid: i64, epoch: i16, topic: &str, v: i16) -> Result<i16, String> {
+        let req = AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(TransactionalId(s(txn)))
+            .with_v3_and_below_producer_id(ProducerId(pid))
+            .with_v3_and_below_producer_epoch(epoch)
+            .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![0])]);
+        let resp = self.call(req, v).await?;
+        let codes: Vec<(String, i32, i16)> = resp
+            .results_by_topic_v3_and_below
+            .iter()
+            .flat_map(|t| {
+                t.results_by_partition.iter().map(|p| (t.name.0.to_string(), p.partition_index, p.partition_error_code))
+            })
+            .collect();
+        ensure!(codes.len() == 1 && codes[0].0 == topic && codes[0].1 == 0, "add: results {codes:?}");
+        Ok(codes[0].2)
+    }
+
+    /// EndTxn at `v`: (error, producer id, epoch) with the id and epoch -1 before v5.
+    async fn txn_end(&self, txn: &str, pid: i64, epoch: i16, commit: bool, v: i16) -> Result<(i16, i64, i16), String> {
+        let req = EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(s(txn)))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_committed(commit);
+        let resp = self.call(req, v).await?;
+        Ok((resp.error_code, resp.producer_id.0, resp.producer_epoch))
+    }
+
+    /// PRODUCER_FENCED as a client at `v` hears it: INVALID_PRODUCER_EPOCH before `fenced_from`.
+    fn fenced(v: i16, fenced_from: i16) -> i16 {
+        if v < fenced_from {
+            INVALID_PRODUCER_EPOCH
+        } else {
+            PRODUCER_FENCED
+        }
+    }
+
+    async fn init_producer_id(&self, v: i16) -> Result<(), String> {
+        // Without a transactional id (an idempotent producer): a new id each time, epoch 0.
+        let idempotent = || InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(1);
+        let a = self.call(idempotent(), v).await?;
+        let b = self.call(idempotent(), v).await?;
+        ensure!(a.error_code == 0 && b.error_code == 0, "idempotent: errors {} {}", a.error_code, b.error_code);
+        ensure!(a.producer_epoch == 0 && a.producer_id.0 >= 0, "idempotent: {a:?}");
+        ensure!(b.producer_id.0 != a.producer_id.0, "idempotent: the same id twice ({})", a.producer_id.0);
+
+        let txn = format!("pv-init-v{v}");
+        let init = |expected: Option<(i64, i16)>| {
+            let mut req = InitProducerIdRequest::default()
+                .with_transactional_id(Some(TransactionalId(s(&txn))))
+                .with_transaction_timeout_ms(60_000);
+            if let Some((pid, epoch)) = expected {
+                req = req.with_producer_id(ProducerId(pid)).with_producer_epoch(epoch);
+            }
+            req
+        };
+        let first = self.call(init(None), v).await?;
+        ensure!(first.error_code == 0 && first.producer_epoch == 0, "first init: {first:?}");
+        let second = self.call(init(None), v).await?;
+        ensure!(second.error_code == 0, "second init: error {}", second.error_code);
+        ensure!(
+            (second.producer_id.0, second.producer_epoch) == (first.producer_id.0, 1),
+            "second init: {second:?} after {first:?}"
+        );
+        if v >= 3 {
+            // KIP-360: the current producer bumps its own epoch; a stale one is fenced.
+            let pid = first.producer_id.0;
+            let bumped = self.call(init(Some((pid, 1))), v).await?;
+            ensure!((bumped.error_code, bumped.producer_epoch) == (0, 2), "bump: {bumped:?}");
+            let stale = self.call(init(Some((pid, 0))), v).await?;
+            ensure!(stale.error_code == Self::fenced(v, 4), "stale epoch: error {}", stale.error_code);
+        }
+        let bad = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(s(&txn))))
+            .with_transaction_timeout_ms(i32::MAX);
+        let resp = self.call(bad, v).await?;
+        ensure!(resp.error_code == 50, "timeout above transaction.max.timeout.ms: error {}", resp.error_code);
+        Ok(())
+    }
+
+    async fn add_partitions_to_txn(&self, v: i16) -> Result<(), String> {
+        let txn = format!("pv-add-v{v}");
+        let (pid, epoch) = self.txn_init(&txn).await?;
+        let e = self.txn_add(&txn, pid, epoch, TXN_TOPIC, v).await?;
+        ensure!(e == 0, "add: error {e}");
+        for (what, id, pid, epoch, topic, want) in [
+            ("unknown topic", txn.as_str(), pid, epoch, "pv-txn-nowhere", UNKNOWN_TOPIC_OR_PARTITION),
+            ("other producer id", txn.as_str(), pid + 1, epoch, TXN_TOPIC, INVALID_PRODUCER_ID_MAPPING),
+            ("stale epoch", txn.as_str(), pid, epoch - 1, TXN_TOPIC, Self::fenced(v, 2)),
+            ("unknown transactional id", "pv-add-nobody", pid, epoch, TXN_TOPIC, INVALID_PRODUCER_ID_MAPPING),
+        ] {
+            let e = self.txn_add(id, pid, epoch, topic, v).await?;
+            ensure!(e == want, "{what}: error {e}, expected {want}");
+        }
+        let (e, ..) = self.txn_end(&txn, pid, epoch, false, 3).await?;
+        ensure!(e == 0, "abort: error {e}");
+        Ok(())
+    }
+
+    async fn add_offsets_to_txn(&self, v: i16) -> Result<(), String> {
+        let txn = format!("pv-add-offsets-v{v}");
+        let (pid, epoch) = self.txn_init(&txn).await?;
+        let add = |epoch: i16| {
+            AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(s(&txn)))
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
+                .with_group_id(group(&format!("pv-add-offsets-group-v{v}")))
+        };
+        let resp = self.call(add(epoch), v).await?;
+        ensure!(resp.error_code == 0, "add offsets: error {}", resp.error_code);
+        let resp = self.call(add(epoch - 1), v).await?;
+        ensure!(resp.error_code == Self::fenced(v, 2), "stale epoch: error {}", resp.error_code);
+        let (e, ..) = self.txn_end(&txn, pid, epoch, false, 3).await?;
+        ensure!(e == 0, "abort: error {e}");
+        Ok(())
+    }
+
+    async fn end_txn(&self, v: i16) -> Result<(), String> {
+        let txn = format!("pv-end-v{v}");
+        let (pid, epoch) = self.txn_init(&txn).await?;
+        let e = self.txn_add(&txn, pid, epoch, TXN_TOPIC, 3).await?;
+        ensure!(e == 0, "add: error {e}");
+        let (e, got_pid, got_epoch) = self.txn_end(&txn, pid, epoch, true, v).await?;
+        ensure!(e == 0, "commit: error {e}");
+        // v5 (KIP-890 part 2) answers with the epoch bumped; older versions carry no producer.
+        let want = if v >= 5 { (pid, epoch + 1) } else { (-1, -1) };
+        ensure!((got_pid, got_epoch) == want, "commit answered {:?}, expected {want:?}", (got_pid, got_epoch));
+        // A retry of the commit is answered alike, an abort of it is refused.
+        let (e, ..) = self.txn_end(&txn, pid, epoch, true, v).await?;
+        ensure!(e == 0, "retried commit: error {e}");
+        let (e, ..) = self.txn_end(&txn, pid, epoch, false, v).await?;
+        ensure!(e == INVALID_TXN_STATE, "abort after commit: error {e}");
+        let (e, ..) = self.txn_end(&txn, pid, epoch - 1, true, v).await?;
+        ensure!(e == Self::fenced(v, 2), "stale epoch: error {e}");
+        Ok(())
+    }
+
     async fn offset_delete(&self, v: i16) -> Result<(), String> {
         let request = |group_id: &str, topics: &[(&str, i32)]| {
             OffsetDeleteRequest::default().with_group_id(group(group_id)).with_topics(
@@ -1428,6 +1589,7 @@ async fn every_advertised_version_answers() {
     pv.create(MAIN, 1).await.expect("create main topic");
     pv.create(TRIMMED, 1).await.expect("create trimmed topic");
     pv.create(GROUP_TOPIC, GROUP_TOPIC_PARTITIONS).await.expect("create group topic");
+    pv.create(TXN_TOPIC, 1).await.expect("create transaction topic");
     let base = pv.admin_client.produce(MAIN, 0, records(SEED_RECORDS, Some(T0), "seed"), -1).await.expect("seed");
     assert_eq!(base, 0);
     pv.main_end = SEED_RECORDS as i64;

@@ -3,7 +3,9 @@
 mod conn;
 pub mod groups;
 pub(crate) mod handlers;
+pub mod producer_ids;
 pub mod response;
+pub mod txn;
 pub mod versions;
 
 use std::net::SocketAddr;
@@ -44,6 +46,8 @@ pub struct BrokerState {
     pub fetches_waiting: std::sync::atomic::AtomicUsize,
     /// The group coordinator.
     pub groups: groups::GroupHandle,
+    /// The transaction coordinator and the producer id allocator.
+    pub txns: txn::TxnHandle,
 }
 
 /// Errors starting a broker.
@@ -93,6 +97,9 @@ impl Broker {
         let cluster_id = cluster_id(&config.data_dir);
         let budget = config.queued_max_request_bytes.min(u32::MAX as usize);
         let (group_handle, group_inbox) = groups::channel();
+        let ids = producer_ids::ProducerIds::open(&config.data_dir)
+            .map_err(|e| StartError::Storage { dir: dir.clone(), cause: TopicError::Storage(e.to_string()) })?;
+        let (txn_handle, txn_inbox) = txn::channel(Arc::new(ids));
         let state = Arc::new(BrokerState {
             config,
             topics,
@@ -104,6 +111,7 @@ impl Broker {
             request_budget: Arc::new(tokio::sync::Semaphore::new(budget)),
             fetches_waiting: std::sync::atomic::AtomicUsize::new(0),
             groups: group_handle,
+            txns: txn_handle,
         });
         let mut tasks = JoinSet::new();
         tasks.spawn(accept_loop(state.clone(), listener));
@@ -114,6 +122,11 @@ impl Broker {
             state.config.group.clone(),
             state.config.offsets_topic_partitions,
         ));
+        let txn_config = crate::txn::TxnConfig {
+            offsets_topic_partitions: state.config.offsets_topic_partitions,
+            ..state.config.txn.clone()
+        };
+        tasks.spawn(txn::run(state.clone(), txn_inbox, txn_config, state.config.transaction_state_partitions));
         tracing::info!(%addr, dir = %state.config.data_dir.display(), "broker started");
         Ok(Self { state, addr, tasks })
     }

@@ -31,6 +31,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::InitProducerId, 0, 5),
+    // v4+ batches transactions for brokers verifying partitions (KIP-890): not served.
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 5),
     // v4 adds broker-side verification of the transaction (KIP-890 part 1): not served yet.
     (ApiKey::TxnOffsetCommit, 0, 3),
 ];

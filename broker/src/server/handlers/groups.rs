@@ -64,8 +64,10 @@ pub fn find_coordinator(
 ) -> FindCoordinatorResponse {
     let node = state.config.node_id;
     let (host, port) = (s(state.advertised_host.clone()), state.advertised_port as i32);
-    // Groups are coordinated here; transactions (key type 1) come with transactions.
-    let answer = |key_type: i8| if key_type == 0 { 0 } else { COORDINATOR_NOT_AVAILABLE };
+    // Groups (key type 0) and transactions (1) are coordinated here; other types (share groups)
+    // are unknown to this broker, as to Kafka without them: INVALID_REQUEST.
+    let answer = |key_type: i8| if key_type == 0 || key_type == 1 { 0 } else { codes::INVALID_REQUEST };
+    let unknown_type = || s(format!("unknown coordinator key type {}", req.key_type));
     if version < 4 {
         let err = answer(req.key_type);
         let mut r = FindCoordinatorResponse::default().with_error_code(err);
@@ -74,7 +76,7 @@ pub fn find_coordinator(
         } else {
             r = r.with_node_id(BrokerId(-1)).with_port(-1);
             if version >= 1 {
-                r.error_message = Some(s("transactions are not supported yet"));
+                r.error_message = Some(unknown_type());
             }
         }
         return r;
@@ -88,9 +90,7 @@ pub fn find_coordinator(
                 if err == 0 {
                     c.with_node_id(BrokerId(node)).with_host(host.clone()).with_port(port)
                 } else {
-                    c.with_node_id(BrokerId(-1))
-                        .with_port(-1)
-                        .with_error_message(Some(s("transactions are not supported yet")))
+                    c.with_node_id(BrokerId(-1)).with_port(-1).with_error_message(Some(unknown_type()))
                 }
             })
             .collect(),

@@ -6,6 +6,7 @@ mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod txn;
 mod txn_offsets;
 
 use std::sync::Arc;
@@ -132,6 +133,18 @@ pub async fn handle(
         ApiKey::TxnOffsetCommit => {
             let resp = txn_offsets::txn_offset_commit(state, decode(api, version, body)?, version).await;
             now(encode(api, version, id, &resp))
+        }
+        ApiKey::InitProducerId => {
+            now(encode(api, version, id, &txn::init_producer_id(state, decode(api, version, body)?, version).await))
+        }
+        ApiKey::AddPartitionsToTxn => {
+            now(encode(api, version, id, &txn::add_partitions(state, decode(api, version, body)?, version).await))
+        }
+        ApiKey::AddOffsetsToTxn => {
+            now(encode(api, version, id, &txn::add_offsets(state, decode(api, version, body)?, version).await))
+        }
+        ApiKey::EndTxn => {
+            now(encode(api, version, id, &txn::end_txn(state, decode(api, version, body)?, version).await))
         }
         other => Err(format!("unsupported API {other:?}")),
     }

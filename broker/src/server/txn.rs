@@ -1,0 +1,367 @@
+//! The transaction coordinator's driver: one task owns the [`TxnCoordinator`] state machine,
+//! feeds it requests and timer ticks, and carries out its effects in order: records go to
+//! `__transaction_state` (appended before any later answer is sent), answers go back to the
+//! waiting handlers, and markers are appended to each partition of a transaction that ends
+//! (`Log::append_marker`, on a blocking thread). A marker in a `__consumer_offsets` partition is
+//! also reported to the group coordinator, which then applies or drops the transaction's offsets.
+//!
+//! `__transaction_state` is created on first use (compacted, `transaction.state.log.num.partitions`
+//! partitions, 50 by default; an id's records go to partition `partition_for(id)`, Java's
+//! `String.hashCode` as Kafka). At start the driver replays it; transactions found in
+//! PrepareCommit/PrepareAbort get their markers written again (a second marker for a producer
+//! without an open transaction changes nothing). A partition that no longer exists is skipped
+//! with a warning; a partition that refuses a marker for another reason is retried. If an append
+//! to `__transaction_state` fails, the pending answers are dropped (COORDINATOR_NOT_AVAILABLE)
+//! and the coordinator is rebuilt from the log.
+//!
+//! [`TxnHandle::verify`] answers the Produce handler's KIP-890 part 1 check without a round trip:
+//! it reads the last stored state of each transactional id, which the driver publishes after
+//! every append.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use kafka_protocol::records::Compression;
+use rill_core::records::{encode_batch, ProducerRecord};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::producer_ids::ProducerIds;
+use super::BrokerState;
+use crate::group::{partition_for, TopicPartition, OFFSETS_TOPIC};
+use crate::log::producer_state::ProducerError;
+use crate::log::{now_ms, validate, LogError};
+use crate::topics::TopicError;
+use crate::txn::{
+    self, Effect, Request, RequestId, Response, TxnConfig, TxnCoordinator, TxnRecord, TxnValue, TRANSACTION_STATE_TOPIC,
+};
+
+/// `transaction.state.log.segment.bytes` (100 MiB).
+pub const TRANSACTION_STATE_SEGMENT_BYTES: &str = "104857600";
+/// The coordinator epoch markers carry: one coordinator per cluster, never moved.
+const COORDINATOR_EPOCH: i32 = 0;
+/// Producer ids kept ready so that a step never waits for the disk (a step takes at most one).
+const IDS_READY: i64 = 2;
+
+struct Call {
+    req: Request,
+    reply: oneshot::Sender<Response>,
+}
+
+/// The last stored state of each transactional id.
+type View = Arc<RwLock<HashMap<String, TxnValue>>>;
+
+/// A handle for request handlers to reach the coordinator and the producer id allocator.
+#[derive(Debug, Clone)]
+pub struct TxnHandle {
+    tx: mpsc::Sender<Call>,
+    view: View,
+    ids: Arc<ProducerIds>,
+}
+
+impl TxnHandle {
+    /// Ask the coordinator; `None` when it could not answer (shutting down, or a failed write to
+    /// `__transaction_state`), which handlers report as COORDINATOR_NOT_AVAILABLE.
+    pub async fn call(&self, req: impl Into<Request>) -> Option<Response> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Call { req: req.into(), reply }).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// A new producer id for an idempotent producer (InitProducerId without a transactional id).
+    pub async fn new_producer_id(&self) -> std::io::Result<i64> {
+        let ids = self.ids.clone();
+        super::handlers::blocking(move || ids.next()).await
+    }
+
+    /// KIP-890 part 1, for the Produce handler: may this producer write transactional records to
+    /// `topic`/`partition` now? Ok when the transaction of `transactional_id` is Ongoing with the
+    /// partition added and the producer id and epoch are current. Otherwise the Kafka error
+    /// code: INVALID_PRODUCER_ID_MAPPING (49, unknown id or another producer id), PRODUCER_FENCED
+    /// (90, another epoch), CONCURRENT_TRANSACTIONS (51, the transaction is ending) or
+    /// INVALID_TXN_STATE (48, the partition is not in an open transaction).
+    pub fn verify(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), i16> {
+        let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+        let tp = TopicPartition::new(topic, partition);
+        txn::verify(view.get(transactional_id), producer_id, producer_epoch, &tp).map_err(|e| e.code())
+    }
+
+    /// The last stored state of every transactional id, ascending by id.
+    pub fn snapshot(&self) -> Vec<(String, TxnValue)> {
+        let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<(String, TxnValue)> = view.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+}
+
+/// The handle, and the receiving end for [`run`].
+pub fn channel(ids: Arc<ProducerIds>) -> (TxnHandle, TxnInbox) {
+    let (tx, rx) = mpsc::channel(1024);
+    let view = View::default();
+    (TxnHandle { tx, view: view.clone(), ids: ids.clone() }, TxnInbox { rx, view, ids })
+}
+
+/// Requests waiting for the driver, and what it shares with the handles.
+#[derive(Debug)]
+pub struct TxnInbox {
+    rx: mpsc::Receiver<Call>,
+    view: View,
+    ids: Arc<ProducerIds>,
+}
+
+/// Drive the coordinator until the broker stops. `partitions` is
+/// `transaction.state.log.num.partitions`.
+pub async fn run(state: Arc<BrokerState>, mut inbox: TxnInbox, config: TxnConfig, partitions: i32) {
+    let d = Driver { state, view: inbox.view.clone(), ids: inbox.ids.clone(), config, partitions };
+    let mut coordinator = d.load_or_empty().await;
+    let mut pending: HashMap<u64, oneshot::Sender<Response>> = HashMap::new();
+    let mut next_id = 0u64;
+    loop {
+        let deadline = coordinator.next_deadline();
+        let wake = deadline.map(|t| Instant::now() + std::time::Duration::from_millis((t - now_ms()).max(0) as u64));
+        let effects = tokio::select! {
+            call = inbox.rx.recv() => {
+                let Some(call) = call else { return };
+                if let Err(e) = d.ensure_state_topic().await {
+                    tracing::error!(error = %e, "cannot create {TRANSACTION_STATE_TOPIC}");
+                    continue; // dropping the reply answers COORDINATOR_NOT_AVAILABLE
+                }
+                if let Err(e) = d.ids_ready().await {
+                    tracing::error!(error = %e, "cannot store a new block of producer ids");
+                }
+                next_id += 1;
+                pending.insert(next_id, call.reply);
+                coordinator.step(now_ms(), RequestId(next_id), call.req)
+            }
+            _ = sleep_until(wake) => coordinator.tick(now_ms()),
+            _ = d.state.shutdown.cancelled() => return,
+        };
+        if !d.apply(&mut coordinator, effects, &mut pending).await {
+            // What memory holds may not be in the log: start again from the log.
+            pending.clear();
+            coordinator = d.load_or_empty().await;
+        }
+    }
+}
+
+async fn sleep_until(wake: Option<Instant>) {
+    match wake {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Driver {
+    state: Arc<BrokerState>,
+    view: View,
+    ids: Arc<ProducerIds>,
+    config: TxnConfig,
+    partitions: i32,
+}
+
+impl Driver {
+    /// Carry out effects in order, and those that reported markers bring. Returns false if an
+    /// append to `__transaction_state` failed (the caller reloads).
+    async fn apply(
+        &self,
+        coordinator: &mut TxnCoordinator,
+        effects: Vec<Effect>,
+        pending: &mut HashMap<u64, oneshot::Sender<Response>>,
+    ) -> bool {
+        let mut queue: VecDeque<Effect> = effects.into();
+        while let Some(effect) = queue.pop_front() {
+            match effect {
+                Effect::Persist(record) => {
+                    let id = record.transactional_id.clone();
+                    if let Err(e) = self.persist(&record).await {
+                        tracing::error!(transactional_id = %id, error = %e, "cannot write to {TRANSACTION_STATE_TOPIC}");
+                        return false;
+                    }
+                    let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+                    match record.value {
+                        Some(v) => view.insert(id, v),
+                        None => view.remove(&id),
+                    };
+                }
+                Effect::Respond { request, response } => {
+                    if let Some(reply) = pending.remove(&request.0) {
+                        // The handler may have gone (client hung up): nothing to do.
+                        let _ = reply.send(response);
+                    }
+                }
+                Effect::WriteMarkers { transactional_id, producer_id, producer_epoch, commit, partitions } => {
+                    let failed = self.write_markers(producer_id, producer_epoch, commit, partitions).await;
+                    let more =
+                        coordinator.markers_written(now_ms(), &transactional_id, producer_id, producer_epoch, failed);
+                    queue.extend(more);
+                }
+            }
+        }
+        true
+    }
+
+    /// Append one marker per partition; returns the partitions to try again.
+    async fn write_markers(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        partitions: Vec<TopicPartition>,
+    ) -> Vec<TopicPartition> {
+        let mut failed = Vec::new();
+        let mut written = false;
+        for tp in partitions {
+            let Some(log) = self.state.topics.partition(&tp.topic, tp.partition) else {
+                tracing::warn!(topic = %tp.topic, partition = tp.partition, producer_id,
+                    "partition of a transaction no longer exists; its marker is skipped");
+                continue;
+            };
+            let res = super::handlers::blocking(move || {
+                log.append_marker(producer_id, producer_epoch, commit, COORDINATOR_EPOCH, now_ms())
+            })
+            .await;
+            match res {
+                Ok(_) => written = true,
+                Err(LogError::Deleted) => {
+                    tracing::warn!(topic = %tp.topic, partition = tp.partition, producer_id,
+                        "partition of a transaction was deleted; its marker is skipped");
+                    continue;
+                }
+                Err(LogError::Producer(e @ ProducerError::InvalidEpoch { .. })) => {
+                    // A newer epoch of the producer already wrote here: this transaction is over
+                    // at this partition, and retrying cannot change that.
+                    tracing::warn!(topic = %tp.topic, partition = tp.partition, error = %e, "marker refused; skipped");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %tp.topic, partition = tp.partition, producer_id, error = %e,
+                        "cannot write a transaction marker; will retry");
+                    failed.push(tp);
+                    continue;
+                }
+            }
+            if tp.topic == OFFSETS_TOPIC
+                && self.state.groups.complete_txn(producer_id, commit, tp.partition).await.is_none()
+            {
+                tracing::warn!(partition = tp.partition, producer_id, "group coordinator gone; offsets not completed");
+            }
+        }
+        if written {
+            self.state.data_arrived.notify_waiters();
+        }
+        failed
+    }
+
+    async fn persist(&self, record: &TxnRecord) -> Result<(), String> {
+        let p = partition_for(&record.transactional_id, self.partitions);
+        let log = self
+            .state
+            .topics
+            .partition(TRANSACTION_STATE_TOPIC, p)
+            .ok_or_else(|| format!("{TRANSACTION_STATE_TOPIC}-{p} is missing"))?;
+        let rec = ProducerRecord {
+            key: Some(record.encode_key()),
+            value: record.encode_value(),
+            headers: Vec::new(),
+            timestamp: None,
+        };
+        let batch = encode_batch(&[rec], Compression::None, now_ms()).map_err(|e| e.to_string())?;
+        super::handlers::blocking(move || log.append(&batch, now_ms())).await.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    /// Keep [`IDS_READY`] producer ids available without disk I/O for the next step.
+    async fn ids_ready(&self) -> std::io::Result<()> {
+        if self.ids.available() >= IDS_READY {
+            return Ok(());
+        }
+        let ids = self.ids.clone();
+        super::handlers::blocking(move || ids.reserve(IDS_READY)).await
+    }
+
+    /// Create `__transaction_state` if it does not exist yet.
+    async fn ensure_state_topic(&self) -> Result<(), TopicError> {
+        if self.state.topics.get(TRANSACTION_STATE_TOPIC).is_some() {
+            return Ok(());
+        }
+        let (st, partitions) = (self.state.clone(), self.partitions);
+        super::handlers::blocking(move || {
+            let configs = BTreeMap::from([
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                ("segment.bytes".to_string(), TRANSACTION_STATE_SEGMENT_BYTES.to_string()),
+            ]);
+            match st.topics.create(TRANSACTION_STATE_TOPIC, partitions, 1, configs) {
+                Ok(_) | Err(TopicError::AlreadyExists(_)) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    /// A coordinator rebuilt from `__transaction_state` (or an empty one if it cannot be read),
+    /// with the shared view reset to match.
+    async fn load_or_empty(&self) -> TxnCoordinator {
+        let ids = self.ids.clone();
+        let mut coordinator = TxnCoordinator::new(self.config.clone(), move || ids.try_next());
+        match self.read_records().await {
+            Ok(records) => {
+                let n = records.len();
+                coordinator.load(now_ms(), records);
+                if n > 0 {
+                    tracing::info!(records = n, "loaded transaction state from {TRANSACTION_STATE_TOPIC}");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot load {TRANSACTION_STATE_TOPIC}; transactions start empty"),
+        }
+        let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+        *view = coordinator.list().map(|(id, v)| (id.to_owned(), v.clone())).collect();
+        drop(view);
+        coordinator
+    }
+
+    /// Every record of `__transaction_state`, partition by partition, oldest first.
+    async fn read_records(&self) -> Result<Vec<TxnRecord>, String> {
+        let st = self.state.clone();
+        super::handlers::blocking(move || -> Result<Vec<TxnRecord>, String> {
+            let Some(topic) = st.topics.get(TRANSACTION_STATE_TOPIC) else { return Ok(Vec::new()) };
+            let mut out = Vec::new();
+            for log in &topic.partitions {
+                let mut offset = log.log_start_offset();
+                let end = log.log_end_offset();
+                while offset < end {
+                    let read = log.read(offset, 1 << 20).map_err(|e| e.to_string())?;
+                    let Some(slice) = read.slice else { break };
+                    let data: Bytes = slice.read_bytes().map_err(|e| e.to_string())?;
+                    let mut next = offset;
+                    for item in crate::log::batch::batches(&data) {
+                        let (at, h) = item.map_err(|e| e.to_string())?;
+                        next = next.max(h.next_offset());
+                        let set = validate::decode_batch(&data[at..at + h.size])?;
+                        for r in set.records.into_iter().filter(|r| !r.control && r.offset >= offset) {
+                            let Some(key) = r.key else { continue };
+                            match TxnRecord::decode(&key, r.value.as_deref()) {
+                                Ok(rec) => out.push(rec),
+                                Err(e) => tracing::warn!(offset = r.offset, error = %e,
+                                    "skipping an unreadable record in {TRANSACTION_STATE_TOPIC}"),
+                            }
+                        }
+                    }
+                    if next <= offset {
+                        break;
+                    }
+                    offset = next;
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
