@@ -37,7 +37,13 @@
 //! - [`assignor`]: how the group leader divides partitions among members (range, roundrobin,
 //!   cooperative-sticky) and the ConsumerProtocol metadata carried in JoinGroup and SyncGroup.
 //!
-//! Not yet: fetch sessions (KIP-227), isolation levels, fetching partitions of one topic from
+//! - `isolation.level` (read_committed by default, as librdkafka): fetches stop at the last stable
+//!   offset, records of aborted transactions and control batches are dropped
+//!   ([`crate::records::decode_fetched`]) and positions move past them; `seek_to` the end and
+//!   `auto.offset.reset=latest` use the last stable offset. [`Consumer::group_metadata`] feeds a
+//!   transactional producer's `send_offsets_to_transaction`.
+//!
+//! Not yet: fetch sessions (KIP-227), fetching partitions of one topic from
 //! several leaders in one round (the broker is single-node).
 
 mod api;

@@ -33,15 +33,35 @@
 //!
 //! # Ordering and delivery guarantees
 //!
-//! There is no idempotence yet (the broker lacks it, issue 4), so delivery is *at least once*:
-//! a request that timed out may have been stored, and its retry stores the records again.
-//! Within a partition, records are stored in the order `send` returned, as long as no batch is
-//! retried. A retried batch goes back to the front of its partition's queue (in creation order
-//! among other retried batches), but with `max.in.flight.requests.per.connection` > 1 batches
-//! sent after it may already be stored, so a retry can land *after* later records, exactly as
-//! with Kafka's Java producer without idempotence. With `max.in.flight.requests.per.connection`
-//! = 1 a partition never has two batches in flight, so order holds across retries too. Each
-//! record's future resolves exactly once; records of one batch share one outcome.
+//! The producer is **idempotent** by default (`enable.idempotence`, as Kafka's Java client 3.x):
+//! before its first batch it gets a producer id and epoch (InitProducerId), and each batch gets a
+//! sequence number per partition when it is first drained (`sequence.rs`), kept across retries,
+//! so the broker stores a retried batch once and answers with its original offset. Up to 5
+//! requests per broker are in flight and order holds: when a batch must be retried, later
+//! batches of its partition that come back OUT_OF_ORDER_SEQUENCE_NUMBER are re-sent after it, in
+//! sequence order, one at a time. A real gap (OUT_OF_ORDER for the first unacknowledged batch,
+//! UNKNOWN_PRODUCER_ID, or a sent batch that failed for good) bumps the epoch (KIP-360) and
+//! renumbers the partition's waiting batches from 0. Idempotence needs `acks=all`, `retries` > 0
+//! and `max.in.flight.requests.per.connection` <= 5: set explicitly with a conflicting setting it
+//! is a configuration error; left unset, a conflicting setting turns it off quietly (Java's
+//! rule), and so does a broker that does not serve InitProducerId.
+//!
+//! Without idempotence delivery is *at least once*: a request that timed out may have been
+//! stored, and its retry stores the records again, possibly after later records (as with Kafka's
+//! Java producer); `max.in.flight.requests.per.connection=1` keeps order then. Each record's
+//! future resolves exactly once; records of one batch share one outcome.
+//!
+//! # Transactions
+//!
+//! With a `transactional.id`: [`Producer::init_transactions`] once (fences older producers with
+//! the same id), then per transaction [`Producer::begin_transaction`], `send`s,
+//! [`Producer::send_offsets_to_transaction`] for consume-transform-produce, and
+//! [`Producer::commit_transaction`] or [`Producer::abort_transaction`]. A partition joins the
+//! transaction (AddPartitionsToTxn) before its first batch is sent; batches are marked
+//! transactional. With EndTxn v5 (KIP-890 part 2) the epoch bumped at every commit or abort is
+//! taken from the answer. Errors are typed: [`Error::ProducerFenced`] and
+//! [`Error::ProducerFatal`] leave only `close`; [`Error::TransactionAbortable`] means abort, then
+//! go on; [`Error::IllegalState`] is a call in the wrong state (`txn.rs` has the state machine).
 //!
 //! # Copies and allocations
 //!
@@ -65,7 +85,7 @@
 //!
 //! # Not yet
 //!
-//! Idempotence and transactions (issue 4); splitting a batch the broker finds too large
+//! Splitting a batch the broker finds too large
 //! (`MESSAGE_TOO_LARGE` fails its records); `LogAppendTime` timestamps in [`RecordMetadata`];
 //! interceptors and metrics.
 
