@@ -59,6 +59,11 @@ pub struct BrokerConfig {
     pub txn: crate::txn::TxnConfig,
     /// `transaction.state.log.num.partitions`.
     pub transaction_state_partitions: i32,
+    /// `producer.id.expiration.ms`: a partition forgets an idempotent producer that wrote
+    /// nothing for this long (and has no open transaction).
+    pub producer_id_expiration: Duration,
+    /// `producer.id.expiration.check.interval.ms`.
+    pub producer_id_expiration_check: Duration,
 }
 
 impl BrokerConfig {
@@ -82,6 +87,8 @@ impl BrokerConfig {
             offsets_topic_partitions: crate::group::DEFAULT_OFFSETS_TOPIC_NUM_PARTITIONS,
             txn: crate::txn::TxnConfig::default(),
             transaction_state_partitions: crate::txn::DEFAULT_TRANSACTION_STATE_PARTITIONS,
+            producer_id_expiration: Duration::from_millis(86_400_000),
+            producer_id_expiration_check: Duration::from_millis(600_000),
         }
     }
 
@@ -145,6 +152,8 @@ impl BrokerConfig {
                     value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("a positive integer"))?
             }
             "log.retention.check.interval.ms" => self.retention_check_interval = ms(value)?,
+            "producer.id.expiration.ms" => self.producer_id_expiration = ms(value)?,
+            "producer.id.expiration.check.interval.ms" => self.producer_id_expiration_check = ms(value)?,
             "log.cleaner.backoff.ms" => self.cleaner_backoff = ms(value)?,
             "message.max.bytes" => self.log_defaults.set("max.message.bytes", value)?,
             "log.retention.hours" => {

@@ -6,8 +6,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use rill_core::client::{Client, ClientConfig, EARLIEST, LATEST};
-use rill_core::records::{decode_records, ConsumerRecord};
+use rill_core::client::{Client, ClientConfig, IsolationLevel, EARLIEST, LATEST};
+use rill_core::records::{decode_fetched, ConsumerRecord};
 
 /// Arguments of `rill consume`.
 #[derive(Debug, Args)]
@@ -45,6 +45,10 @@ pub struct ConsumeArgs {
     /// Print headers after the value as `k=v,k=v`.
     #[arg(long)]
     print_headers: bool,
+    /// Which records to show: `read_committed` (the default, as librdkafka's) skips aborted
+    /// transactions and stops before open ones; `read_uncommitted` shows everything written.
+    #[arg(long, value_enum, default_value_t = Isolation::ReadCommitted)]
+    isolation: Isolation,
     /// Join this consumer group: partitions are assigned by the group and offsets committed to
     /// it; where the group has no committed offset, `--from earliest|latest` decides.
     #[arg(long, conflicts_with = "partitions")]
@@ -53,6 +57,32 @@ pub struct ConsumeArgs {
     /// (repeatable; with `--group`).
     #[arg(long = "property", value_parser = super::parse_kv, requires = "group")]
     properties: Vec<(String, String)>,
+}
+
+/// `--isolation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Isolation {
+    /// Only records of committed transactions (and non-transactional ones).
+    #[value(name = "read_committed")]
+    ReadCommitted,
+    /// Every record.
+    #[value(name = "read_uncommitted")]
+    ReadUncommitted,
+}
+
+impl Isolation {
+    fn level(self) -> IsolationLevel {
+        match self {
+            Isolation::ReadCommitted => IsolationLevel::ReadCommitted,
+            Isolation::ReadUncommitted => IsolationLevel::ReadUncommitted,
+        }
+    }
+    fn property(self) -> &'static str {
+        match self {
+            Isolation::ReadCommitted => "read_committed",
+            Isolation::ReadUncommitted => "read_uncommitted",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -116,7 +146,7 @@ pub async fn run(a: ConsumeArgs) -> anyhow::Result<()> {
     for &p in &partitions {
         let o = match start {
             Start::Earliest => client.list_offset(&a.topic, p, EARLIEST).await?,
-            Start::Latest => client.list_offset(&a.topic, p, LATEST).await?,
+            Start::Latest => client.list_offset_isolated(&a.topic, p, LATEST, a.isolation.level()).await?,
             Start::Offset(o) => o,
         };
         offsets.push((p, o));
@@ -125,13 +155,17 @@ pub async fn run(a: ConsumeArgs) -> anyhow::Result<()> {
     let mut printed = 0u64;
     let mut last_record = Instant::now();
     loop {
-        let got = client.fetch_many(&a.topic, &offsets, 1 << 20, 1 << 20, 500).await?;
+        let got = client.fetch_many_isolated(&a.topic, &offsets, 1 << 20, 1 << 20, 500, a.isolation.level()).await?;
         let mut any = false;
         for (p, data) in got {
             let data = data?;
             let slot = offsets.iter_mut().find(|(q, _)| *q == p).expect("requested partition");
-            for r in decode_records(data.records, slot.1)? {
-                slot.1 = r.offset + 1;
+            let fetched = decode_fetched(data.records, slot.1, &data.aborted_transactions)?;
+            // Past markers and aborted batches too, so they are not fetched again.
+            if let Some(next) = fetched.next_offset {
+                slot.1 = slot.1.max(next);
+            }
+            for r in fetched.records {
                 print_record(&mut out, &a, p, &r)?;
                 any = true;
                 printed += 1;
@@ -187,6 +221,7 @@ async fn run_group(a: ConsumeArgs, group: String) -> anyhow::Result<()> {
         ("client.id".to_string(), "rill-consume".to_string()),
         ("auto.offset.reset".to_string(), reset.to_string()),
         ("enable.auto.commit".to_string(), "false".to_string()),
+        ("isolation.level".to_string(), a.isolation.property().to_string()),
     ]
     .into_iter()
     .chain(a.properties.iter().cloned());

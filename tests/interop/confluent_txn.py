@@ -98,6 +98,9 @@ def interleaved(bootstrap, rng, topic):
                 plain.produce(topic, key=f"p{plain_count}", value=f"plain {plain_count}", partition=rng.randrange(PARTITIONS))
                 plain_count += 1
             txn.poll(0)
+        # Aborted records must reach the broker for read_uncommitted to see them: librdkafka
+        # drops what it has not sent yet when a transaction aborts.
+        check(txn.flush(TIMEOUT) == 0, "the transactional producer did not send everything")
         commit = rng.random() < 0.6
         if commit:
             txn.commit_transaction(TIMEOUT)

@@ -224,6 +224,7 @@ async fn maintenance(state: Arc<BrokerState>) {
     let mut last_retention = tokio::time::Instant::now();
     let mut last_clean = tokio::time::Instant::now();
     let mut last_checkpoint = tokio::time::Instant::now();
+    let mut last_expiry = tokio::time::Instant::now();
     let cleaner = Arc::new(std::sync::Mutex::new(crate::log::cleaner::Cleaner::new()));
     // Logs already reported as failed: report each once, not every tick.
     let failed: Arc<std::sync::Mutex<std::collections::HashSet<PathBuf>>> = Arc::default();
@@ -244,6 +245,10 @@ async fn maintenance(state: Arc<BrokerState>) {
         let checkpoint_due = last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL;
         if checkpoint_due {
             last_checkpoint = tokio::time::Instant::now();
+        }
+        let expiry_due = last_expiry.elapsed() >= state.config.producer_id_expiration_check;
+        if expiry_due {
+            last_expiry = tokio::time::Instant::now();
         }
         if last_clean.elapsed() >= state.config.cleaner_backoff && compaction.is_empty() {
             last_clean = tokio::time::Instant::now();
@@ -275,6 +280,13 @@ async fn maintenance(state: Arc<BrokerState>) {
                             tracing::error!(dir = %log.dir().display(), error = %e, "log failed; it refuses writes until a restart")
                         }
                         Err(_) => {}
+                    }
+                }
+                if expiry_due {
+                    let ms = st.config.producer_id_expiration.as_millis().min(i64::MAX as u128) as i64;
+                    let n = log.expire_producers(now, ms);
+                    if n > 0 {
+                        tracing::debug!(dir = %log.dir().display(), producers = n, "expired idle producers");
                     }
                 }
                 if retention_due {

@@ -17,7 +17,7 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    BrokerId, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, TopicName,
+    BrokerId, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::Mutex;
@@ -300,9 +300,23 @@ impl Client {
         batches: Vec<(i32, Bytes)>,
         acks: i16,
     ) -> Result<Vec<(i32, Result<i64>)>> {
+        self.produce_many_as(topic, batches, acks, None).await
+    }
+
+    /// [`Client::produce_many`] on behalf of a transactional producer: the request names its
+    /// `transactional.id`, which the broker needs to verify a transaction's first batch in a
+    /// partition with the coordinator.
+    pub async fn produce_many_as(
+        &self,
+        topic: &str,
+        batches: Vec<(i32, Bytes)>,
+        acks: i16,
+        transactional_id: Option<&str>,
+    ) -> Result<Vec<(i32, Result<i64>)>> {
         let first = batches.first().ok_or_else(|| Error::Config("produce to no partition".into()))?.0;
         let conn = self.leader(topic, first).await?;
         let req = ProduceRequest::default()
+            .with_transactional_id(transactional_id.map(|t| TransactionalId(StrBytes::from_string(t.to_string()))))
             .with_acks(acks)
             .with_timeout_ms(self.config.request_timeout.as_millis() as i32)
             .with_topic_data(vec![TopicProduceData::default()

@@ -446,8 +446,13 @@ fn produce(shared: &Arc<Shared>, job: Job) -> impl Future<Output = Done> + Send 
     }
     let client = shared.client();
     let acks = shared.config.acks.as_i16();
+    let txn_id = shared.config.transactional_id.clone();
     async move {
-        let result = if payload.is_empty() { Ok(Vec::new()) } else { client.produce_many(&topic, payload, acks).await };
+        let result = if payload.is_empty() {
+            Ok(Vec::new())
+        } else {
+            client.produce_many_as(&topic, payload, acks, txn_id.as_deref()).await
+        };
         let result = result.map(|mut parts| {
             parts.extend(unsendable);
             parts

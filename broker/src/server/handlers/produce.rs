@@ -11,7 +11,7 @@ use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{blocking, codes, encode, log_error_code};
-use crate::log::{now_ms, Log};
+use crate::log::{now_ms, AppendInfo, Log, LogError};
 use crate::server::conn::Reply;
 use crate::server::BrokerState;
 
@@ -75,6 +75,7 @@ fn append_all(
     let mut flushes: Vec<Flush> = Vec::new();
     let mut appended = false;
     let now = now_ms();
+    let txn_id = req.transactional_id.as_ref().map(|t| t.0.to_string());
     for topic in req.topic_data {
         let mut t = TopicProduceResponse::default().with_name(topic.name.clone());
         for p in topic.partition_data {
@@ -88,32 +89,54 @@ fn append_all(
                 (false, _, _) => pr.error_code = codes::INVALID_REQUIRED_ACKS,
                 (_, None, _) => pr.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION,
                 (_, Some(_), None) => pr.error_code = codes::CORRUPT_MESSAGE,
-                (true, Some(log), Some(records)) => match log.append(&records, now) {
-                    Ok(info) => {
-                        appended = true;
-                        pr.base_offset = info.base_offset;
-                        pr.log_append_time_ms = info.log_append_time;
-                        if version >= 5 {
-                            pr.log_start_offset = info.log_start_offset;
+                (true, Some(log), Some(records)) => {
+                    match append(state, &log, &records, now, &txn_id, &topic.name.0, p.index) {
+                        Ok(info) => {
+                            appended = true;
+                            pr.base_offset = info.base_offset;
+                            pr.log_append_time_ms = info.log_append_time;
+                            if version >= 5 {
+                                pr.log_start_offset = info.log_start_offset;
+                            }
+                            if let Some(to) = info.flush_to {
+                                flushes.push(Flush { topic: topic.name.0.to_string(), partition: p.index, log, to });
+                            }
                         }
-                        if let Some(to) = info.flush_to {
-                            flushes.push(Flush { topic: topic.name.0.to_string(), partition: p.index, log, to });
+                        Err(e) => {
+                            tracing::debug!(topic = %topic.name.0, partition = p.index, error = %e, "produce rejected");
+                            pr.error_code = log_error_code(&e);
+                            if version >= 8 {
+                                pr.error_message = Some(StrBytes::from_string(e.to_string()));
+                            }
                         }
                     }
-                    Err(e) => {
-                        tracing::debug!(topic = %topic.name.0, partition = p.index, error = %e, "produce rejected");
-                        pr.error_code = log_error_code(&e);
-                        if version >= 8 {
-                            pr.error_message = Some(StrBytes::from_string(e.to_string()));
-                        }
-                    }
-                },
+                }
             }
             t.partition_responses.push(pr);
         }
         resp.responses.push(t);
     }
     (resp, flushes, appended)
+}
+
+/// Append a producer's batches. The first transactional batch of a transaction in a partition
+/// is checked with the transaction coordinator (KIP-890 part 1): the partition must be in the
+/// producer's ongoing transaction, or the batch is refused, so a late or stray batch can never
+/// open a transaction that no marker will close.
+fn append(
+    state: &BrokerState,
+    log: &Log,
+    records: &[u8],
+    now: i64,
+    txn_id: &Option<String>,
+    topic: &str,
+    partition: i32,
+) -> Result<AppendInfo, LogError> {
+    let verify = |producer_id: i64, epoch: i16| match txn_id {
+        Some(id) => state.txns.verify(id, producer_id, epoch, topic, partition),
+        None => Err(codes::INVALID_TXN_STATE),
+    };
+    log.append_verified(records, now, &verify)
 }
 
 /// A partition that must be fsynced up to `to` before its acknowledgement.
