@@ -43,6 +43,9 @@ pub struct TxnWrite {
     pub request: RequestId,
     /// The group the records belong to (it picks the partition).
     pub group_id: String,
+    /// The producer's `transactional.id` (the transaction coordinator vouches for the first
+    /// write of a transaction to the partition, KIP-890 part 1).
+    pub transactional_id: String,
     /// The producer whose transaction the batch joins (its producer id field).
     pub producer_id: i64,
     /// The producer epoch (the log refuses the batch if the producer was fenced since).

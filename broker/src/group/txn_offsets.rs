@@ -37,6 +37,7 @@ pub(super) fn commit(groups: &BTreeMap<String, Group>, ctx: &mut Ctx<'_>, reques
         ctx.out.push(Effect::PersistTxn(TxnWrite {
             request,
             group_id: c.group_id,
+            transactional_id: c.transactional_id,
             producer_id: c.producer_id,
             producer_epoch: c.producer_epoch,
             position,

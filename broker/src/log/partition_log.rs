@@ -353,6 +353,18 @@ impl Log {
         self.append_inner(records, now_ms, AppendOrigin::Client, false, Some(verify))
     }
 
+    /// [`Log::append_verified`] for a given origin (the group coordinator's transactional
+    /// offset commits).
+    pub fn append_verified_as(
+        &self,
+        records: &[u8],
+        now_ms: i64,
+        origin: AppendOrigin,
+        verify: &dyn Fn(i64, i16) -> Result<(), i16>,
+    ) -> Result<AppendInfo, LogError> {
+        self.append_inner(records, now_ms, origin, false, Some(verify))
+    }
+
     fn append_checked(
         &self,
         records: &[u8],

@@ -32,7 +32,7 @@ use crate::group::{
 };
 use crate::log::batch::BatchHeader;
 use crate::log::producer_state::AppendOrigin;
-use crate::log::{now_ms, validate, Log, LogError};
+use crate::log::{now_ms, validate, Log};
 use crate::topics::TopicError;
 
 /// `offsets.topic.num.partitions`.
@@ -232,7 +232,12 @@ async fn persist_txn(state: &Arc<BrokerState>, partitions: i32, write: &TxnWrite
         tracing::error!(group = %write.group_id, error = %e, "cannot encode transactional offsets");
         COORDINATOR_NOT_AVAILABLE
     })?;
-    let result = super::handlers::blocking(move || append_coordinator(&log, &batch)).await;
+    let (st, txn_id, topic_p) = (state.clone(), write.transactional_id.clone(), p);
+    let result = super::handlers::blocking(move || {
+        let verify = |producer_id: i64, epoch: i16| st.txns.verify(&txn_id, producer_id, epoch, OFFSETS_TOPIC, topic_p);
+        log.append_verified_as(&batch, now_ms(), AppendOrigin::Coordinator, &verify)
+    })
+    .await;
     result.map(|_| ()).map_err(|e| {
         tracing::warn!(group = %write.group_id, producer_id = write.producer_id, error = %e,
             "cannot write transactional offsets to {OFFSETS_TOPIC}");
@@ -243,11 +248,6 @@ async fn persist_txn(state: &Arc<BrokerState>, partitions: i32, write: &TxnWrite
             code => code,
         }
     })
-}
-
-/// Append a batch the coordinator built itself: no sequence checks, the producer epoch is.
-fn append_coordinator(log: &Log, batch: &[u8]) -> Result<crate::log::AppendInfo, LogError> {
-    log.append_as(batch, now_ms(), AppendOrigin::Coordinator)
 }
 
 /// The records of `write` as one transactional magic-v2 batch of its producer: attribute bit
@@ -382,13 +382,21 @@ mod tests {
     }
 
     fn write(producer_id: i64, producer_epoch: i16, records: Vec<Record>) -> TxnWrite {
-        TxnWrite { request: RequestId(1), group_id: "g".into(), producer_id, producer_epoch, position: 0, records }
+        TxnWrite {
+            request: RequestId(1),
+            group_id: "g".into(),
+            transactional_id: "t".into(),
+            producer_id,
+            producer_epoch,
+            position: 0,
+            records,
+        }
     }
 
     /// Append a transactional write as the driver does; the Kafka error code if refused.
     fn append_txn(log: &Log, w: &TxnWrite) -> Result<(), i16> {
         let batch = txn_offsets_batch(w, 1_000).expect("encode");
-        append_coordinator(log, &batch).map(|_| ()).map_err(|e| super::super::handlers::log_error_code(&e))
+        log.append_as(&batch, now_ms(), AppendOrigin::Coordinator).map(|_| ()).map_err(|e| super::super::handlers::log_error_code(&e))
     }
 
     #[test]

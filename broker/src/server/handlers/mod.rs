@@ -202,6 +202,7 @@ pub mod codes {
 
 /// The Kafka error code (and message) for a log error.
 pub fn log_error_code(e: &crate::log::LogError) -> i16 {
+    const PRODUCER_FENCED: i16 = 90;
     use crate::log::producer_state::ProducerError;
     use crate::log::{batch::BatchError, LogError};
     match e {
@@ -209,6 +210,8 @@ pub fn log_error_code(e: &crate::log::LogError) -> i16 {
         LogError::Producer(ProducerError::OutOfOrder { .. }) => codes::OUT_OF_ORDER_SEQUENCE_NUMBER,
         LogError::Producer(ProducerError::InvalidTxnState { .. }) => codes::INVALID_TXN_STATE,
         LogError::Producer(ProducerError::CoordinatorFenced { .. }) => codes::TRANSACTION_COORDINATOR_FENCED,
+        // As Kafka's verification does: a producer may not get PRODUCER_FENCED on a write.
+        LogError::Producer(ProducerError::Unverified { code: PRODUCER_FENCED, .. }) => codes::INVALID_PRODUCER_EPOCH,
         LogError::Producer(ProducerError::Unverified { code, .. }) => *code,
         LogError::Io(_) => codes::KAFKA_STORAGE_ERROR,
         LogError::Batch(BatchError::Magic(_)) => codes::UNSUPPORTED_FOR_MESSAGE_FORMAT,
