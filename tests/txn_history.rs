@@ -127,20 +127,21 @@ async fn run(seed: u64) -> Vec<String> {
         Admin::new(&client).create_topics(&[topic], false).await.unwrap();
     }
 
-    // The killer: SIGKILL and restart at seeded moments while the workload runs.
+    // The killer: SIGKILL and restart at seeded moments while the workload runs; the workload
+    // goes on until the last restart.
     let stop = Arc::new(AtomicBool::new(false));
-    let pauses: Vec<u64> = (0..rng.gen_range(2..=4)).map(|_| rng.gen_range(100..900)).collect();
+    let killed = Arc::new(AtomicBool::new(false));
+    let pauses: Vec<u64> = (0..rng.gen_range(2..=4)).map(|_| rng.gen_range(50..600)).collect();
+    let kills = pauses.len();
     let killer = {
-        let stop = stop.clone();
+        let killed = killed.clone();
         tokio::task::spawn_blocking(move || {
             for pause in pauses {
                 std::thread::sleep(Duration::from_millis(pause));
-                if stop.load(Ordering::Acquire) {
-                    break;
-                }
                 broker.kill9();
                 broker.restart();
             }
+            killed.store(true, Ordering::Release);
             broker
         })
     };
@@ -169,7 +170,10 @@ async fn run(seed: u64) -> Vec<String> {
     for slot in 0..SLOTS {
         producers.push(Some(ready_producer(&addr, slot, seed).await));
     }
-    for t in 0..TXNS {
+    let mut t = 0;
+    while t < TXNS || !killed.load(Ordering::Acquire) {
+        assert!(t < 100_000, "seed {seed}: the killer never finished");
+        t += 1;
         let slot = rng.gen_range(0..SLOTS);
         let p = match producers[slot].take() {
             Some(p) => p,
@@ -219,8 +223,16 @@ async fn run(seed: u64) -> Vec<String> {
     broker.stop();
     let sessions = sessions.lock().unwrap().clone();
     let n = final_read.len();
-    let committed = txns.iter().filter(|t| t.outcome == Outcome::Committed).count();
-    eprintln!("txn_history: seed {seed}: {} transactions ({committed} committed), {n} records read at the end, {} reader sessions", txns.len(), sessions.len());
+    let count = |o: Outcome| txns.iter().filter(|t| t.outcome == o).count();
+    eprintln!(
+        "txn_history: seed {seed}: {kills} kills; {} transactions ({} committed, {} aborted, {} unknown); {n} records read at the end; {} reader sessions read {} records",
+        txns.len(),
+        count(Outcome::Committed),
+        count(Outcome::Aborted),
+        count(Outcome::Unknown),
+        sessions.len(),
+        sessions.iter().map(|s| s.len()).sum::<usize>()
+    );
     checker::check(&txns, &sessions, &final_read)
 }
 
