@@ -1277,11 +1277,13 @@ impl Pv {
     }
 
     /// The error of a TxnOffsetCommit of `offset` for `topic`-`partition` by `m` in the
-    /// transaction of producer `producer_id` (epoch 0) at `v`.
+    /// transaction `txn` of producer `producer_id` at `v`.
+    #[allow(clippy::too_many_arguments)]
     async fn txn_commit(
         &self,
         m: &Member,
-        producer_id: i64,
+        txn: &str,
+        (producer_id, epoch): (i64, i16),
         topic: &str,
         partition: i32,
         offset: i64,
@@ -1298,10 +1300,10 @@ impl Pv {
             p = p.with_committed_leader_epoch(LEADER_EPOCH);
         }
         let mut req = TxnOffsetCommitRequest::default()
-            .with_transactional_id(TransactionalId(s(&format!("pv-txn-{producer_id}"))))
+            .with_transactional_id(TransactionalId(s(txn)))
             .with_group_id(group(&m.group))
             .with_producer_id(ProducerId(producer_id))
-            .with_producer_epoch(0)
+            .with_producer_epoch(epoch)
             .with_topics(vec![TxnOffsetCommitRequestTopic::default().with_name(name(topic)).with_partitions(vec![p])]);
         if v >= 3 {
             req = req
@@ -1321,11 +1323,20 @@ impl Pv {
     /// open; ending transactions is tests/txn_offsets.rs's business. From v3 the member and its
     /// generation are checked; before, a group with members takes commits from anyone.
     async fn txn_offset_commit(&self, v: i16) -> Result<(), String> {
-        // Far from the ids InitProducerId hands out.
-        let producer_id = (1 << 40) + v as i64;
         let m = self.stable(&format!("pv-txn-commit-v{v}"), None).await?;
         let who = if v >= 3 { m.clone() } else { Member::simple(&m.group) };
-        let e = self.txn_commit(&who, producer_id, GROUP_TOPIC, 0, 300 + v as i64, v).await?;
+        // A real transaction that holds the group's offsets partition: the broker verifies a
+        // transaction's first write to a partition with the transaction coordinator.
+        let txn = format!("pv-txn-commit-v{v}");
+        let ids = self.txn_init(&txn).await?;
+        let add = AddOffsetsToTxnRequest::default()
+            .with_transactional_id(TransactionalId(s(&txn)))
+            .with_producer_id(ProducerId(ids.0))
+            .with_producer_epoch(ids.1)
+            .with_group_id(group(&m.group));
+        let resp = self.call(add, self.max_version(ApiKey::AddOffsetsToTxn)).await?;
+        ensure!(resp.error_code == 0, "add offsets: error {}", resp.error_code);
+        let e = self.txn_commit(&who, &txn, ids, GROUP_TOPIC, 0, 300 + v as i64, v).await?;
         ensure!(e == 0, "member: error {e}");
 
         let fv = self.max_version(ApiKey::OffsetFetch);
@@ -1348,7 +1359,7 @@ impl Pv {
             cases.push(("unknown member", m.with_id("pv-stranger"), GROUP_TOPIC, UNKNOWN_MEMBER_ID));
         }
         for (what, who, topic, want) in cases {
-            let e = self.txn_commit(&who, producer_id, topic, 1, 1, v).await?;
+            let e = self.txn_commit(&who, &txn, ids, topic, 1, 1, v).await?;
             ensure!(e == want, "{what}: error {e}, expected {want}");
         }
         Ok(())
