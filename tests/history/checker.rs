@@ -130,7 +130,7 @@ mod tests {
             txn(&["d", "e"], Outcome::Unknown),
         ];
         let good = vec![read(0, 0, "a"), read(1, 0, "b")];
-        assert!(check(&txns, &[good.clone()], &good).is_empty());
+        assert!(check(&txns, std::slice::from_ref(&good), &good).is_empty());
         let cases: Vec<(Vec<Read>, Vec<Read>, &str)> = vec![
             (vec![], vec![read(0, 0, "a"), read(1, 0, "b"), read(0, 2, "c")], "aborted read"),
             (vec![], vec![read(0, 0, "a")], "lost write"),

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use super::batch::{self, BatchError};
 use super::checkpoint;
 use super::config::{LogConfig, TimestampType};
-use super::producer_state::{AppendOrigin, Check, ProducerError, ProducerState, Staged};
+use super::producer_state::{AppendOrigin, Check, MarkerAt, ProducerError, ProducerState, Staged};
 use super::segment::{self, FileSlice, RecoveryStats, Segment};
 use super::txn_index::TxnIndex;
 use super::validate;
@@ -416,15 +416,14 @@ impl Log {
             }
             if marker {
                 let m = super::control::decode(h, &records[*at..*at + h.size]).expect("a marker this broker built");
-                inner.producers.check_marker(
-                    &mut staged,
-                    h.producer_id,
-                    h.producer_epoch,
-                    m.coordinator_epoch,
-                    m.commit,
-                    next,
-                    now_ms,
-                )?;
+                let at = MarkerAt {
+                    producer_id: h.producer_id,
+                    epoch: h.producer_epoch,
+                    coordinator_epoch: m.coordinator_epoch,
+                    commit: m.commit,
+                    offset: next,
+                };
+                inner.producers.check_marker(&mut staged, at, now_ms)?;
             } else if let Check::Duplicate(d) = {
                 if let Some(verify) = verify.filter(|_| h.is_transactional() && h.producer_id >= 0) {
                     if !inner.producers.has_open_txn(h.producer_id) && !staged.opens_txn(h.producer_id) {

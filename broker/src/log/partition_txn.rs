@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 use super::{AppendInfo, Inner, Log, LogError};
 use crate::log::control::{self, Marker};
-use crate::log::producer_state::{AbortedTxn, AppendOrigin, CompletedTxn, ProducerState, Staged};
+use crate::log::producer_state::{AbortedTxn, AppendOrigin, CompletedTxn, MarkerAt, ProducerState, Staged};
 use crate::log::segment::Segment;
 use crate::log::txn_index::TxnIndex;
 use crate::log::{snapshot, txn_index};
@@ -66,15 +66,16 @@ fn replay(
                 n += 1;
                 let mut staged = Staged::default();
                 let res = match control::decode(&h, &data[at..at + h.size]) {
-                    Some(m) => state.check_marker(
-                        &mut staged,
-                        h.producer_id,
-                        h.producer_epoch,
-                        m.coordinator_epoch,
-                        m.commit,
-                        h.base_offset,
-                        now_ms,
-                    ),
+                    Some(m) => {
+                        let at = MarkerAt {
+                            producer_id: h.producer_id,
+                            epoch: h.producer_epoch,
+                            coordinator_epoch: m.coordinator_epoch,
+                            commit: m.commit,
+                            offset: h.base_offset,
+                        };
+                        state.check_marker(&mut staged, at, now_ms)
+                    }
                     None if h.is_control() => continue,
                     None => state.check_data(&mut staged, &h, AppendOrigin::Coordinator, now_ms).map(|_| ()),
                 };

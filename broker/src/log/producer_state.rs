@@ -189,6 +189,21 @@ pub struct CompletedTxn {
     pub commit: bool,
 }
 
+/// A transaction marker about to be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarkerAt {
+    /// Producer id.
+    pub producer_id: i64,
+    /// Producer epoch in the marker.
+    pub epoch: i16,
+    /// Epoch of the coordinator writing it.
+    pub coordinator_epoch: i32,
+    /// Commit (else abort).
+    pub commit: bool,
+    /// Offset the marker gets.
+    pub offset: i64,
+}
+
 /// The outcome of checking one data batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
@@ -342,11 +357,10 @@ impl ProducerState {
             match current {
                 // Unknown here (new, or expired): any sequence starts it.
                 None => {}
-                Some(e) if h.producer_epoch != e.epoch => {
-                    if first_seq != 0 {
-                        return Err(ProducerError::OutOfOrder { producer_id: pid, first_seq, expected: 0 });
-                    }
+                Some(e) if h.producer_epoch != e.epoch && first_seq != 0 => {
+                    return Err(ProducerError::OutOfOrder { producer_id: pid, first_seq, expected: 0 });
                 }
+                Some(e) if h.producer_epoch != e.epoch => {}
                 Some(e) => {
                     let last = e.last_seq().unwrap_or(-1);
                     if !in_sequence(last, first_seq) {
@@ -384,16 +398,8 @@ impl ProducerState {
 
     /// Check a transaction marker at `offset`, staging the update (the producer's open
     /// transaction closes; an epoch newer than the producer's becomes its epoch, KIP-890).
-    pub fn check_marker(
-        &self,
-        staged: &mut Staged,
-        producer_id: i64,
-        epoch: i16,
-        coordinator_epoch: i32,
-        commit: bool,
-        offset: i64,
-        now_ms: i64,
-    ) -> Result<(), ProducerError> {
+    pub fn check_marker(&self, staged: &mut Staged, m: MarkerAt, now_ms: i64) -> Result<(), ProducerError> {
+        let MarkerAt { producer_id, epoch, coordinator_epoch, commit, offset } = m;
         let mut entry = self.current(staged, producer_id).unwrap_or_else(|| ProducerEntry::new(epoch));
         if epoch < entry.epoch {
             return Err(ProducerError::InvalidEpoch { producer_id, epoch, current: entry.epoch });

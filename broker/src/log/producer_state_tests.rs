@@ -26,7 +26,7 @@ fn append(s: &mut ProducerState, h: BatchHeader) -> Result<Check, ProducerError>
 
 fn marker(s: &mut ProducerState, pid: i64, epoch: i16, commit: bool, offset: i64) -> Option<CompletedTxn> {
     let mut staged = Staged::default();
-    s.check_marker(&mut staged, pid, epoch, 0, commit, offset, 1).unwrap();
+    s.check_marker(&mut staged, MarkerAt { producer_id: pid, epoch, coordinator_epoch: 0, commit, offset }, 1).unwrap();
     let done = staged.completed();
     s.apply(staged);
     done
@@ -137,7 +137,8 @@ fn a_marker_with_a_bumped_epoch_fences_the_old_epoch_and_resets_sequences() {
     assert_eq!(append(&mut s, data(1, 5, 0, 1, 4, true)), Ok(Check::Append));
     // An older epoch's marker is refused.
     let mut st = Staged::default();
-    assert!(s.check_marker(&mut st, 1, 4, 0, false, 5, 1).is_err());
+    let stale = MarkerAt { producer_id: 1, epoch: 4, coordinator_epoch: 0, commit: false, offset: 5 };
+    assert!(s.check_marker(&mut st, stale, 1).is_err());
 }
 
 #[test]
