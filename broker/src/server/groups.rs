@@ -396,7 +396,9 @@ mod tests {
     /// Append a transactional write as the driver does; the Kafka error code if refused.
     fn append_txn(log: &Log, w: &TxnWrite) -> Result<(), i16> {
         let batch = txn_offsets_batch(w, 1_000).expect("encode");
-        log.append_as(&batch, now_ms(), AppendOrigin::Coordinator).map(|_| ()).map_err(|e| super::super::handlers::log_error_code(&e))
+        log.append_as(&batch, now_ms(), AppendOrigin::Coordinator)
+            .map(|_| ())
+            .map_err(|e| super::super::handlers::log_error_code(&e))
     }
 
     #[test]
