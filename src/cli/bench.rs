@@ -136,9 +136,10 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             a.record_size, a.partitions, rates.idempotent
         );
         println!(
-            "transactional produce, a commit every {} ms ({} commits): {:.0} records/s, {:.2}x idempotent",
+            "transactional produce, a commit every {} ms ({} commits, {:.1} ms each): {:.0} records/s, {:.2}x idempotent",
             a.commit_ms,
             rates.commits,
+            rates.commit_ms,
             rates.transactional,
             rates.transactional / rates.idempotent
         );

@@ -19,6 +19,8 @@ pub struct TxnRates {
     pub transactional: f64,
     /// Transactions committed.
     pub commits: u64,
+    /// Mean time inside `commit_transaction` (flush, EndTxn), milliseconds.
+    pub commit_ms: f64,
 }
 
 fn config(bootstrap: &str, batch_size: &str, transactional_id: Option<&str>) -> anyhow::Result<ProducerConfig> {
@@ -35,8 +37,8 @@ fn config(bootstrap: &str, batch_size: &str, transactional_id: Option<&str>) -> 
     Ok(ProducerConfig::from_properties(props)?)
 }
 
-/// Send `records` records of `record_size` bytes over `partitions` partitions of `topic`, first
-/// idempotently, then in transactions committed every `commit_ms`.
+/// Send `records` records of `record_size` bytes to `topic` idempotently and the same number in
+/// transactions committed every `commit_ms`, in alternating halves.
 pub async fn run(
     bootstrap: &str,
     topic: &str,
@@ -47,33 +49,49 @@ pub async fn run(
 ) -> anyhow::Result<TxnRates> {
     let batch_size = batch_bytes.min(i32::MAX as u64).to_string();
     let value = Bytes::from(vec![7u8; record_size]);
-
-    let plain = Producer::new(config(bootstrap, &batch_size, None)?).await?;
-    let start = Instant::now();
-    send_all(&plain, topic, records, &value, None).await?;
-    let idempotent = records as f64 / start.elapsed().as_secs_f64();
-    plain.close().await;
-
     let id = format!("rill-bench-txn-{}", std::process::id());
+    let plain = Producer::new(config(bootstrap, &batch_size, None)?).await?;
     let txn = Producer::new(config(bootstrap, &batch_size, Some(&id))?).await?;
     txn.init_transactions().await?;
-    let start = Instant::now();
-    let commits = send_all(&txn, topic, records, &value, Some(Duration::from_millis(commit_ms))).await?;
-    let transactional = records as f64 / start.elapsed().as_secs_f64();
+    // A-B-B-A halves, so that whatever drifts during the run (the log growing, page-cache
+    // writeback, a noisy neighbour) weighs on both alike.
+    let half = records / 2;
+    let (mut plain_time, mut txn_time, mut commits, mut in_commit) =
+        (Duration::ZERO, Duration::ZERO, 0, Duration::ZERO);
+    for transactional in [false, true, true, false] {
+        let start = Instant::now();
+        if transactional {
+            let (c, t) = send_all(&txn, topic, half, &value, Some(Duration::from_millis(commit_ms))).await?;
+            txn_time += start.elapsed();
+            commits += c;
+            in_commit += t;
+        } else {
+            send_all(&plain, topic, half, &value, None).await?;
+            plain_time += start.elapsed();
+        }
+    }
+    plain.close().await;
     txn.close().await;
-    Ok(TxnRates { idempotent, transactional, commits })
+    let sent = (half * 2) as f64;
+    Ok(TxnRates {
+        idempotent: sent / plain_time.as_secs_f64(),
+        transactional: sent / txn_time.as_secs_f64(),
+        commits,
+        commit_ms: in_commit.as_secs_f64() * 1e3 / commits.max(1) as f64,
+    })
 }
 
 /// Send and wait for every record; with `commit_every`, inside transactions committed that
-/// often. Returns the number of commits.
+/// often. Returns the number of commits and the time spent committing.
 async fn send_all(
     p: &Producer,
     topic: &str,
     records: u64,
     value: &Bytes,
     commit_every: Option<Duration>,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, Duration)> {
     let mut commits = 0;
+    let mut in_commit = Duration::ZERO;
     let mut pending = std::collections::VecDeque::new();
     let mut txn_started = Instant::now();
     if commit_every.is_some() {
@@ -87,7 +105,9 @@ async fn send_all(
         }
         if let Some(every) = commit_every {
             if txn_started.elapsed() >= every {
+                let t = Instant::now();
                 p.commit_transaction().await?;
+                in_commit += t.elapsed();
                 for d in pending.drain(..) {
                     d.await?;
                 }
@@ -104,5 +124,5 @@ async fn send_all(
     for d in pending {
         d.await?;
     }
-    Ok(commits)
+    Ok((commits, in_commit))
 }
