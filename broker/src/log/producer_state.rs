@@ -222,26 +222,33 @@ pub struct ProducerState {
 }
 
 /// Updates for one append, applied with [`ProducerState::apply`] once the batches are written.
+///
+/// A request nearly always carries one producer's batch per partition: that entry is kept inline,
+/// so the append path allocates nothing for it.
 #[derive(Debug, Default)]
 pub struct Staged {
-    entries: Vec<(i64, ProducerEntry)>,
+    first: Option<(i64, ProducerEntry)>,
+    more: Vec<(i64, ProducerEntry)>,
     completed: Option<CompletedTxn>,
 }
 
 impl Staged {
     /// Nothing staged.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.first.is_none()
     }
 
     fn get(&self, pid: i64) -> Option<&ProducerEntry> {
-        self.entries.iter().rev().find(|(p, _)| *p == pid).map(|(_, e)| e)
+        self.first.iter().chain(&self.more).find(|(p, _)| *p == pid).map(|(_, e)| e)
     }
 
     fn put(&mut self, pid: i64, e: ProducerEntry) {
-        match self.entries.iter_mut().find(|(p, _)| *p == pid) {
-            Some(slot) => slot.1 = e,
-            None => self.entries.push((pid, e)),
+        if self.first.is_none() {
+            self.first = Some((pid, e));
+        } else if let Some(slot) = self.first.iter_mut().chain(self.more.iter_mut()).find(|(p, _)| *p == pid) {
+            slot.1 = e;
+        } else {
+            self.more.push((pid, e));
         }
     }
 
@@ -426,7 +433,7 @@ impl ProducerState {
 
     /// Apply what an append staged, once its batches are written.
     pub fn apply(&mut self, staged: Staged) {
-        for (pid, entry) in staged.entries {
+        for (pid, entry) in staged.first.into_iter().chain(staged.more) {
             if let Some(old) = self.producers.get(&pid).and_then(|e| e.txn_first_offset) {
                 if entry.txn_first_offset != Some(old) {
                     self.ongoing.remove(&old);
