@@ -12,6 +12,7 @@ pub mod error;
 pub mod producer;
 mod props;
 pub mod records;
+pub mod streams;
 pub mod wire;
 
 pub use error::{Error, Result};
