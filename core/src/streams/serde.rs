@@ -2,8 +2,8 @@
 //!
 //! A [`Serde<T>`] turns a `T` into bytes and back. Ready-made: [`StringSerde`], [`BytesSerde`],
 //! [`JsonSerde`] and [`BincodeSerde`] (any `serde` type), [`I64Serde`] (8 bytes big-endian, as
-//! Kafka's `LongSerializer`), [`UnitSerde`] (no bytes), or implement the trait for your own
-//! format. A null key or value on a topic is `None` and never reaches a serde.
+//! Kafka's `LongSerializer`), [`UnitSerde`] (anything as `()`), [`OptionSerde`] (nullable), or
+//! implement the trait for your own format.
 
 use std::marker::PhantomData;
 
@@ -31,11 +31,47 @@ impl SerdeError {
 }
 
 /// Turns a `T` into bytes and back.
+///
+/// Kafka keys and values may be null. A serde says what a null is with
+/// [`Serde::deserialize_null`] (by default: nothing it can represent, so a source skips such a
+/// record) and which values are written as null with [`Serde::serialize_nullable`] (by default:
+/// none). [`UnitSerde`] reads anything, null included, as `()` and writes null; [`OptionSerde`]
+/// makes any serde's type nullable as `Option<T>`.
 pub trait Serde<T>: Send + Sync + 'static {
     /// `value` as bytes.
     fn serialize(&self, value: &T) -> Result<Bytes, SerdeError>;
     /// The value in `bytes`.
     fn deserialize(&self, bytes: &[u8]) -> Result<T, SerdeError>;
+    /// The value a null key or value stands for, or `None` if this serde has none.
+    fn deserialize_null(&self) -> Option<T> {
+        None
+    }
+    /// `value` as bytes, or `None` to write a null.
+    fn serialize_nullable(&self, value: &T) -> Result<Option<Bytes>, SerdeError> {
+        self.serialize(value).map(Some)
+    }
+}
+
+/// Makes the values of serde `S` nullable: `None` is a null key or value.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OptionSerde<S>(pub S);
+
+impl<T: 'static, S: Serde<T>> Serde<Option<T>> for OptionSerde<S> {
+    fn serialize(&self, value: &Option<T>) -> Result<Bytes, SerdeError> {
+        match value {
+            Some(v) => self.0.serialize(v),
+            None => Err(SerdeError::ser("OptionSerde", "None as bytes (it is written as null)")),
+        }
+    }
+    fn deserialize(&self, bytes: &[u8]) -> Result<Option<T>, SerdeError> {
+        self.0.deserialize(bytes).map(Some)
+    }
+    fn deserialize_null(&self) -> Option<Option<T>> {
+        Some(None)
+    }
+    fn serialize_nullable(&self, value: &Option<T>) -> Result<Option<Bytes>, SerdeError> {
+        value.as_ref().map(|v| self.0.serialize(v)).transpose()
+    }
 }
 
 /// UTF-8 strings.
@@ -80,7 +116,8 @@ impl Serde<i64> for I64Serde {
     }
 }
 
-/// `()`: no bytes (for streams whose keys carry nothing).
+/// `()`: reads any key or value, null included, and writes null (for streams whose keys carry
+/// nothing, such as lines of text).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UnitSerde;
 
@@ -90,6 +127,12 @@ impl Serde<()> for UnitSerde {
     }
     fn deserialize(&self, _: &[u8]) -> Result<(), SerdeError> {
         Ok(())
+    }
+    fn deserialize_null(&self) -> Option<()> {
+        Some(())
+    }
+    fn serialize_nullable(&self, _: &()) -> Result<Option<Bytes>, SerdeError> {
+        Ok(None)
     }
 }
 
@@ -166,6 +209,18 @@ mod tests {
         round_trip(&JsonSerde::default(), Order { id: 7, item: "tea".into(), qty: Some(2) });
         round_trip(&BincodeSerde::default(), Order { id: 7, item: "tea".into(), qty: None });
         assert_eq!(I64Serde.serialize(&1).unwrap().as_ref(), &[0, 0, 0, 0, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn nulls_are_what_the_serde_says() {
+        assert_eq!(StringSerde.deserialize_null(), None);
+        assert_eq!(UnitSerde.deserialize_null(), Some(()));
+        assert_eq!(UnitSerde.serialize_nullable(&()).unwrap(), None);
+        let opt = OptionSerde(StringSerde);
+        assert_eq!(opt.deserialize_null(), Some(None));
+        assert_eq!(opt.serialize_nullable(&None).unwrap(), None);
+        assert_eq!(opt.serialize_nullable(&Some("a".into())).unwrap(), Some(Bytes::from_static(b"a")));
+        assert_eq!(opt.deserialize(b"a").unwrap(), Some("a".to_string()));
     }
 
     #[test]
