@@ -10,6 +10,9 @@
 //! most one commit, which a read_committed restore of the changelog tail from the stored
 //! checkpoint repairs.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use super::serde::SerdeError;
@@ -37,6 +40,15 @@ pub enum StoreError {
         /// Store name.
         store: String,
         /// Why.
+        cause: String,
+    },
+    /// The store was used out of order (a runtime bug, not retriable): for example restoring
+    /// while uncommitted writes are staged.
+    #[error("store {store}: {cause}")]
+    IllegalState {
+        /// Store name.
+        store: String,
+        /// What was out of order.
         cause: String,
     },
 }
@@ -70,6 +82,36 @@ pub trait BytesStore: Send {
     fn approximate_len(&self) -> u64;
     /// Make everything written durable.
     fn flush(&mut self) -> StoreResult<()>;
+    /// Remove every entry and the checkpoint (a wipe before a full restore). A crash part way
+    /// leaves no checkpoint, so the store is wiped again.
+    fn clear(&mut self) -> StoreResult<()>;
+}
+
+impl<S: BytesStore + ?Sized> BytesStore for Box<S> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn get(&self, key: &[u8]) -> StoreResult<Option<Bytes>> {
+        (**self).get(key)
+    }
+    fn range<'a>(&'a self, from: Option<&[u8]>, to: Option<&[u8]>) -> StoreResult<BytesIter<'a>> {
+        (**self).range(from, to)
+    }
+    fn write(&mut self, batch: Vec<WriteOp>, checkpoint: Option<i64>) -> StoreResult<()> {
+        (**self).write(batch, checkpoint)
+    }
+    fn checkpoint(&self) -> StoreResult<Option<i64>> {
+        (**self).checkpoint()
+    }
+    fn approximate_len(&self) -> u64 {
+        (**self).approximate_len()
+    }
+    fn flush(&mut self) -> StoreResult<()> {
+        (**self).flush()
+    }
+    fn clear(&mut self) -> StoreResult<()> {
+        (**self).clear()
+    }
 }
 
 /// Where change-logging stores send their changes: the runtime's record collector (under
@@ -88,9 +130,21 @@ pub trait ChangelogSink {
 
 /// The runtime's handle on a task's store, whatever its layers: it commits or aborts what
 /// processors wrote since the last commit, and restores from the changelog.
+///
+/// A commit, in order: [`prepare_commit`](Self::prepare_commit) (caches flushed, every change
+/// sent to the sink, inside the Kafka transaction under exactly-once), then the Kafka commit,
+/// then [`commit`](Self::commit) with the changelog offset the transaction brought the store to.
+/// Between commits the runtime may call [`send_changelog`](Self::send_changelog) after each
+/// record so changes do not pile up in the store.
 pub trait StateStore: Send {
     /// The store's name.
     fn name(&self) -> &str;
+    /// Send the changes written since the last call to `sink` (change-logging stores; others do
+    /// nothing). Cached writes stay cached.
+    fn send_changelog(&mut self, sink: &mut dyn ChangelogSink) -> StoreResult<()>;
+    /// Flush caches down to the store's lower layers and send every pending change to `sink`:
+    /// after this the changelog holds everything the next [`commit`](Self::commit) applies.
+    fn prepare_commit(&mut self, sink: &mut dyn ChangelogSink) -> StoreResult<()>;
     /// Write everything staged since the last commit into the store, with `changelog_offset`
     /// (the changelog offset after this commit's changes) as its checkpoint, atomically.
     fn commit(&mut self, changelog_offset: Option<i64>) -> StoreResult<()>;
@@ -101,6 +155,31 @@ pub trait StateStore: Send {
     /// Apply changelog records read during restoration (committed data), then checkpoint
     /// `next_offset`.
     fn restore(&mut self, batch: Vec<WriteOp>, next_offset: i64) -> StoreResult<()>;
+    /// Drop every entry, staged write and the checkpoint (before restoring from the start).
+    fn clear(&mut self) -> StoreResult<()>;
+    /// Make committed state durable (an fsync; commits are crash-consistent without it).
+    fn flush(&mut self) -> StoreResult<()>;
+}
+
+/// The timestamp of the record a task is processing, shared by the task's stores: the runtime
+/// sets it before each record, and change-logging stores stamp changelog records with it (as
+/// Kafka Streams stamps them with `context.timestamp()`). Cloning shares the cell.
+#[derive(Debug, Clone, Default)]
+pub struct RecordTimestamp(Arc<AtomicI64>);
+
+impl RecordTimestamp {
+    /// A cell holding `timestamp`.
+    pub fn new(timestamp: i64) -> Self {
+        Self(Arc::new(AtomicI64::new(timestamp)))
+    }
+    /// The current record's timestamp.
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+    /// Set the current record's timestamp.
+    pub fn set(&self, timestamp: i64) {
+        self.0.store(timestamp, Ordering::Relaxed)
+    }
 }
 
 /// A key-value store as processors see it: typed, and reading its own uncommitted writes.

@@ -1,0 +1,243 @@
+//! [`StoreBuilder`]: a store declaration the runtime turns into a task's layered store,
+//! `Metered(Caching(ChangeLogging(Staging(RocksDB | in-memory))))` with the optional layers left
+//! out as declared.
+//!
+//! ```
+//! use rill_core::streams::serde::{I64Serde, StringSerde};
+//! use rill_core::streams::store::{KeyValueStore, RecordTimestamp};
+//! use rill_state::{StateConfig, StoreBuilder, StoreContext};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let config = StateConfig { state_dir: dir.path().into(), ..StateConfig::default() };
+//! let ctx = StoreContext::new("wordcount", "0_3", 3, config, RecordTimestamp::default());
+//! let decl = StoreBuilder::key_value("counts").persistent().with_caching(1 << 20);
+//! let mut counts = decl.build_typed(&ctx, StringSerde, I64Serde).unwrap();
+//! counts.put(&"rill".to_string(), &1).unwrap();
+//! assert_eq!(counts.get(&"rill".to_string()).unwrap(), Some(1));
+//! assert!(dir.path().join("wordcount/0_3/counts").is_dir());
+//! ```
+
+use rill_core::streams::serde::Serde;
+use rill_core::streams::store::{BytesStore, RecordTimestamp, StoreResult};
+
+use crate::caching::Caching;
+use crate::config::StateConfig;
+use crate::layer::{Direct, KvLayer};
+use crate::logging::{changelog_topic, ChangeLogging};
+use crate::memory::InMemoryStore;
+use crate::metered::Metered;
+use crate::rocks::RocksDbStore;
+use crate::staging::Staging;
+use crate::typed::TypedStore;
+
+/// Where a task's store is built: its application, task and partition, the state settings, and
+/// the task's record-timestamp cell.
+#[derive(Debug, Clone)]
+pub struct StoreContext {
+    /// `application.id` (changelog topics are `<application.id>-<store>-changelog`).
+    pub application_id: String,
+    /// Task id as in directory names, e.g. `0_3`.
+    pub task: String,
+    /// The task's partition (the changelog partition).
+    pub partition: i32,
+    /// State settings (`state.dir`, RocksDB options).
+    pub config: StateConfig,
+    /// The current record's timestamp, set by the runtime.
+    pub timestamp: RecordTimestamp,
+}
+
+impl StoreContext {
+    /// A context for task `task` (partition `partition`) of `application_id`.
+    pub fn new(
+        application_id: impl Into<String>,
+        task: impl Into<String>,
+        partition: i32,
+        config: StateConfig,
+        timestamp: RecordTimestamp,
+    ) -> Self {
+        Self { application_id: application_id.into(), task: task.into(), partition, config, timestamp }
+    }
+}
+
+/// A key-value store declaration (see the module docs). By default: in-memory, change-logged,
+/// staged (exactly-once), metered, no cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreBuilder {
+    name: String,
+    persistent: bool,
+    cache_max_bytes: Option<usize>,
+    logging: bool,
+    staged: bool,
+    metered: bool,
+}
+
+impl StoreBuilder {
+    /// A key-value store called `name`.
+    pub fn key_value(name: impl Into<String>) -> Self {
+        Self { name: name.into(), persistent: false, cache_max_bytes: None, logging: true, staged: true, metered: true }
+    }
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Keep the store in RocksDB under `<state.dir>/<application.id>/<task>/<name>`.
+    pub fn persistent(mut self) -> Self {
+        self.persistent = true;
+        self
+    }
+    /// Keep the store in memory (rebuilt from the changelog on every start).
+    pub fn in_memory(mut self) -> Self {
+        self.persistent = false;
+        self
+    }
+    /// Cache writes, up to `max_bytes` (`statestore.cache.max.bytes` share).
+    pub fn with_caching(mut self, max_bytes: usize) -> Self {
+        self.cache_max_bytes = Some(max_bytes);
+        self
+    }
+    /// No write cache.
+    pub fn without_caching(mut self) -> Self {
+        self.cache_max_bytes = None;
+        self
+    }
+    /// Log changes to `<application.id>-<name>-changelog` (on by default).
+    pub fn with_logging(mut self, enabled: bool) -> Self {
+        self.logging = enabled;
+        self
+    }
+    /// Stage writes until commit (exactly-once, the default), or write through at once
+    /// (at-least-once: no memory held between commits, but abort cannot undo).
+    pub fn staged(mut self, staged: bool) -> Self {
+        self.staged = staged;
+        self
+    }
+    /// Count operations and their latency (on by default).
+    pub fn with_metering(mut self, enabled: bool) -> Self {
+        self.metered = enabled;
+        self
+    }
+    /// Whether changes are logged.
+    pub fn logging_enabled(&self) -> bool {
+        self.logging
+    }
+    /// The changelog topic in `application_id`, if logging.
+    pub fn changelog_topic(&self, application_id: &str) -> Option<String> {
+        self.logging.then(|| changelog_topic(application_id, &self.name))
+    }
+
+    /// Open the bytes store and stack the declared layers over it.
+    pub fn build(&self, ctx: &StoreContext) -> StoreResult<Box<dyn KvLayer>> {
+        let bytes: Box<dyn BytesStore> = if self.persistent {
+            let dir = ctx.config.store_dir(&ctx.application_id, &ctx.task, &self.name);
+            Box::new(RocksDbStore::open_with(self.name.clone(), dir, &ctx.config.rocksdb)?)
+        } else {
+            Box::new(InMemoryStore::new(self.name.clone()))
+        };
+        let mut layer: Box<dyn KvLayer> =
+            if self.staged { Box::new(Staging::new(bytes)) } else { Box::new(Direct::new(bytes)) };
+        if self.logging {
+            let topic = changelog_topic(&ctx.application_id, &self.name);
+            layer = Box::new(ChangeLogging::new(layer, topic, ctx.partition));
+        }
+        if let Some(max_bytes) = self.cache_max_bytes {
+            layer = Box::new(Caching::new(layer, max_bytes));
+        }
+        if self.metered {
+            layer = Box::new(Metered::new(layer));
+        }
+        Ok(layer)
+    }
+
+    /// [`build`](Self::build), seen through `keys` and `values`.
+    pub fn build_typed<K: 'static, V: 'static>(
+        &self,
+        ctx: &StoreContext,
+        keys: impl Serde<K>,
+        values: impl Serde<V>,
+    ) -> StoreResult<TypedStore<K, V>> {
+        Ok(TypedStore::new(self.build(ctx)?, keys, values, ctx.timestamp.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use rill_core::streams::serde::{I64Serde, StringSerde};
+    use rill_core::streams::store::{KeyValueStore, StateStore};
+
+    use super::*;
+    use crate::suite::{self, RecordingSink};
+
+    fn ctx(dir: &std::path::Path) -> StoreContext {
+        let config = StateConfig { state_dir: dir.into(), ..StateConfig::default() };
+        StoreContext::new("app", "1_2", 2, config, RecordTimestamp::new(77))
+    }
+
+    #[test]
+    fn every_combination_passes_the_layer_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut n = 0;
+        for persistent in [false, true] {
+            for cache in [None, Some(0), Some(1 << 20)] {
+                for logging in [false, true] {
+                    for staged in [false, true] {
+                        let mut decl = StoreBuilder::key_value("s").with_logging(logging).staged(staged);
+                        decl = if persistent { decl.persistent() } else { decl.in_memory() };
+                        if let Some(max) = cache {
+                            decl = decl.with_caching(max);
+                        }
+                        suite::layer_suite(
+                            || {
+                                n += 1;
+                                let c = StoreContext { task: format!("t{n}"), ..ctx(dir.path()) };
+                                decl.build(&c).unwrap()
+                            },
+                            if staged {
+                                Some(true)
+                            } else if cache.is_none() {
+                                Some(false)
+                            } else {
+                                None
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn persistent_store_reopens_with_its_committed_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let decl = StoreBuilder::key_value("counts").persistent().with_caching(1 << 16);
+        assert_eq!(decl.changelog_topic("app").as_deref(), Some("app-counts-changelog"));
+        {
+            let mut s = decl.build_typed(&ctx(dir.path()), StringSerde, I64Serde).unwrap();
+            s.put(&"a".into(), &1).unwrap();
+            let mut sink = RecordingSink::default();
+            s.prepare_commit(&mut sink).unwrap();
+            assert_eq!(sink.sent[0].0, "app-counts-changelog");
+            assert_eq!((sink.sent[0].1, sink.sent[0].4), (2, 77));
+            s.commit(Some(1)).unwrap();
+            s.put(&"a".into(), &2).unwrap(); // never committed
+            assert!(s.metrics().unwrap().put.count == 2);
+        }
+        let s = decl.build_typed(&ctx(dir.path()), StringSerde, I64Serde).unwrap();
+        assert_eq!(StateStore::checkpoint(&s).unwrap(), Some(1));
+        assert_eq!(s.get(&"a".into()).unwrap(), Some(1));
+        assert!(dir.path().join("app/1_2/counts").is_dir());
+    }
+
+    #[test]
+    fn unlogged_unmetered_store_sends_nothing_and_has_no_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let decl = StoreBuilder::key_value("s").with_logging(false).with_metering(false);
+        assert_eq!(decl.changelog_topic("app"), None);
+        let mut s = decl.build(&ctx(dir.path())).unwrap();
+        s.put(Bytes::from_static(b"k"), Some(Bytes::from_static(b"v")), 0).unwrap();
+        let mut sink = RecordingSink::default();
+        s.send_changelog(&mut sink).unwrap();
+        assert!(sink.sent.is_empty());
+        assert!(s.metrics().is_none());
+    }
+}
