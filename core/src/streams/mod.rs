@@ -1,8 +1,16 @@
-//! The streams side of rill-core: serdes, the store traits the runtime talks to, and (as the
-//! streams issues land) the processor API and the runtime.
+//! The streams side of rill-core: serdes, records, the Processor API ([`processor`]), topologies
+//! and tasks, and the store traits the runtime talks to.
 //!
 //! Store implementations (RocksDB, in-memory) and their layers live in `rill-state`; the DSL in
 //! `rill-dsl`. Dependencies run `dsl -> state -> core`.
 
+pub mod error;
+pub(crate) mod node;
+pub mod processor;
+pub mod record;
 pub mod serde;
 pub mod store;
+pub mod task;
+pub mod topology;
+
+pub use node::{Partitioner, TopicChoice, TopicNamer};

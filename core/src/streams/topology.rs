@@ -1,0 +1,501 @@
+//! A topology: sources, processors, sinks and state stores, wired by name. It is a description;
+//! [`Topology::build_task`] instantiates one sub-topology for one partition as a [`Task`].
+//!
+//! Nodes are added parents first, as in Kafka Streams' `Topology`. Edges are typed: a
+//! processor's input types must be its parents' output types, checked as it is added.
+//!
+//! ```
+//! use rill_core::streams::processor::{Processor, ProcessorContext};
+//! use rill_core::streams::record::Record;
+//! use rill_core::streams::serde::StringSerde;
+//! use rill_core::streams::topology::Topology;
+//! use rill_core::streams::error::Result;
+//!
+//! struct Upper;
+//! impl Processor<String, String, String, String> for Upper {
+//!     fn process(&mut self, ctx: &mut ProcessorContext<'_, String, String>, r: Record<String, String>) -> Result<()> {
+//!         let v = r.value.to_uppercase();
+//!         ctx.forward(r.with_value(v))
+//!     }
+//! }
+//!
+//! let mut t = Topology::new();
+//! t.add_source("in", &["words"], StringSerde, StringSerde)?
+//!     .add_processor("upper", || Upper, &["in"])?
+//!     .add_sink("out", "loud-words", StringSerde, StringSerde, &["upper"])?;
+//! let text = t.describe().to_string();
+//! assert!(text.contains("Source: in (topics: [words])"));
+//! assert!(text.contains("--> upper"));
+//! # Ok::<(), rill_core::streams::error::StreamsError>(())
+//! ```
+
+use std::any::{Any, TypeId};
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::error::{Result, StreamsError};
+use super::node::{ErasedNode, ProcessorNode, RawNode, SinkNode, SourceNode, TopicChoice};
+use super::processor::{Child, Processor};
+use super::serde::Serde;
+use super::task::{RecordCollector, Task, TaskContext, TaskId, TaskStore};
+
+/// What a store factory is told when a task's store is made.
+#[derive(Debug, Clone)]
+pub struct StoreInit {
+    /// Application id.
+    pub application_id: String,
+    /// The task.
+    pub task_id: TaskId,
+    /// Store name.
+    pub name: String,
+    /// Its changelog topic, if it keeps one: `<application.id>-<store>-changelog`.
+    pub changelog_topic: Option<String>,
+}
+
+type StoreFactory = Arc<dyn Fn(&StoreInit) -> Result<Box<dyn Any>> + Send + Sync>;
+type AddStore = fn(&mut TaskContext, &str, Box<dyn Any>);
+
+fn add_store<K: 'static, V: 'static>(ctx: &mut TaskContext, name: &str, store: Box<dyn Any>) {
+    let store = *store.downcast::<Box<dyn TaskStore<K, V>>>().expect("a store factory makes the declared type");
+    ctx.add_store::<K, V>(name, store);
+}
+
+struct StoreDef {
+    name: String,
+    logged: bool,
+    factory: StoreFactory,
+    add: AddStore,
+    processors: Vec<String>,
+}
+
+type Edge = (TypeId, &'static str);
+
+fn edge<K: 'static, V: 'static>() -> Edge {
+    (TypeId::of::<(K, V)>(), std::any::type_name::<(K, V)>())
+}
+
+type BuildSource = Box<dyn Fn(&[(String, &dyn Any)]) -> Rc<RefCell<dyn RawNode>> + Send + Sync>;
+type BuildProcessor =
+    Box<dyn Fn(usize, &[(String, &dyn Any)]) -> (Box<dyn Any>, Rc<RefCell<dyn ErasedNode>>) + Send + Sync>;
+type BuildSink = Box<dyn Fn() -> Box<dyn Any> + Send + Sync>;
+
+enum Kind {
+    Source { topics: Vec<String>, build: BuildSource },
+    Processor { build: BuildProcessor },
+    Sink { topic: String, build: BuildSink },
+}
+
+struct NodeDef {
+    name: String,
+    kind: Kind,
+    parents: Vec<String>,
+    output: Option<Edge>,
+}
+
+/// A topology under construction, then a description to build tasks from.
+#[derive(Default)]
+pub struct Topology {
+    nodes: Vec<NodeDef>,
+    stores: Vec<StoreDef>,
+}
+
+impl std::fmt::Debug for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.describe())
+    }
+}
+
+/// Children handles as a node's builder receives them: (child name, `Child<K, V>` as `Any`).
+fn children_of<K: 'static, V: 'static>(node: &str, children: &[(String, &dyn Any)]) -> Vec<(String, Child<K, V>)> {
+    children
+        .iter()
+        .map(|(name, c)| {
+            let c = c
+                .downcast_ref::<Child<K, V>>()
+                .unwrap_or_else(|| panic!("{node} -> {name}: edge types were checked when the topology was built"));
+            (name.clone(), c.clone())
+        })
+        .collect()
+}
+
+impl Topology {
+    /// An empty topology.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn check_new(&self, name: &str) -> Result<()> {
+        if name.is_empty() {
+            return Err(StreamsError::Topology("a node needs a name".into()));
+        }
+        if self.nodes.iter().any(|n| n.name == name) {
+            return Err(StreamsError::Topology(format!("two nodes are named {name}; names must be unique")));
+        }
+        Ok(())
+    }
+
+    fn check_parents(&self, name: &str, parents: &[&str], input: Edge) -> Result<()> {
+        if parents.is_empty() {
+            return Err(StreamsError::Topology(format!("{name} needs at least one parent")));
+        }
+        for p in parents {
+            let parent = self.nodes.iter().find(|n| n.name == *p).ok_or_else(|| {
+                StreamsError::Topology(format!("{name}: parent {p} does not exist (add parents first)"))
+            })?;
+            match parent.output {
+                None => return Err(StreamsError::Topology(format!("{name}: {p} is a sink and cannot be a parent"))),
+                Some(out) if out.0 != input.0 => {
+                    return Err(StreamsError::Topology(format!(
+                        "{name} takes {} but its parent {p} gives {}",
+                        input.1, out.1
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// A source reading `topics`, deserializing with the given serdes.
+    pub fn add_source<K: Clone + 'static, V: Clone + 'static>(
+        &mut self,
+        name: &str,
+        topics: &[&str],
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> Result<&mut Self> {
+        self.check_new(name)?;
+        if topics.is_empty() {
+            return Err(StreamsError::Topology(format!("source {name} reads no topic")));
+        }
+        for t in topics {
+            if let Some(other) = self
+                .nodes
+                .iter()
+                .find(|n| matches!(&n.kind, Kind::Source { topics, .. } if topics.iter().any(|x| x == t)))
+            {
+                return Err(StreamsError::Topology(format!("topic {t} is read by both {} and {name}", other.name)));
+            }
+        }
+        let (ks, vs): (Arc<dyn Serde<K>>, Arc<dyn Serde<V>>) = (Arc::new(key_serde), Arc::new(value_serde));
+        let node = name.to_string();
+        let build: BuildSource = Box::new(move |children| {
+            Rc::new(RefCell::new(SourceNode {
+                name: node.clone(),
+                key_serde: ks.clone(),
+                value_serde: vs.clone(),
+                children: children_of::<K, V>(&node, children),
+            }))
+        });
+        self.nodes.push(NodeDef {
+            name: name.to_string(),
+            kind: Kind::Source { topics: topics.iter().map(|t| t.to_string()).collect(), build },
+            parents: Vec::new(),
+            output: Some(edge::<K, V>()),
+        });
+        Ok(self)
+    }
+
+    /// A processor made by `supplier` (once per task), after `parents`.
+    pub fn add_processor<KIn, VIn, KOut, VOut, P>(
+        &mut self,
+        name: &str,
+        supplier: impl Fn() -> P + Send + Sync + 'static,
+        parents: &[&str],
+    ) -> Result<&mut Self>
+    where
+        KIn: 'static,
+        VIn: 'static,
+        KOut: Clone + 'static,
+        VOut: Clone + 'static,
+        P: Processor<KIn, VIn, KOut, VOut>,
+    {
+        self.check_new(name)?;
+        self.check_parents(name, parents, edge::<KIn, VIn>())?;
+        let node = name.to_string();
+        let build: BuildProcessor = Box::new(move |index, children| {
+            let n = Rc::new(RefCell::new(ProcessorNode {
+                name: node.clone(),
+                index,
+                processor: supplier(),
+                children: children_of::<KOut, VOut>(&node, children),
+                _types: PhantomData::<fn(KIn, VIn)>,
+            }));
+            let as_child: Child<KIn, VIn> = n.clone();
+            let as_erased: Rc<RefCell<dyn ErasedNode>> = n;
+            (Box::new(as_child) as Box<dyn Any>, as_erased)
+        });
+        self.nodes.push(NodeDef {
+            name: name.to_string(),
+            kind: Kind::Processor { build },
+            parents: parents.iter().map(|p| p.to_string()).collect(),
+            output: Some(edge::<KOut, VOut>()),
+        });
+        Ok(self)
+    }
+
+    /// A sink writing to `topic`, after `parents`.
+    pub fn add_sink<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+        topic: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+        parents: &[&str],
+    ) -> Result<&mut Self> {
+        self.add_sink_with(name, TopicChoice::Fixed(topic.to_string()), key_serde, value_serde, None, parents)
+    }
+
+    /// A sink with a topic chosen per record and/or a custom partitioner.
+    pub fn add_sink_with<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+        topic: TopicChoice<K, V>,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+        partitioner: Option<super::node::Partitioner>,
+        parents: &[&str],
+    ) -> Result<&mut Self> {
+        self.check_new(name)?;
+        self.check_parents(name, parents, edge::<K, V>())?;
+        let shown = match &topic {
+            TopicChoice::Fixed(t) => t.clone(),
+            TopicChoice::PerRecord(_) => "<chosen per record>".to_string(),
+        };
+        let (ks, vs): (Arc<dyn Serde<K>>, Arc<dyn Serde<V>>) = (Arc::new(key_serde), Arc::new(value_serde));
+        let node = name.to_string();
+        let build: BuildSink = Box::new(move || {
+            let n: Child<K, V> = Rc::new(RefCell::new(SinkNode {
+                name: node.clone(),
+                topic: topic.clone(),
+                key_serde: ks.clone(),
+                value_serde: vs.clone(),
+                partitioner: partitioner.clone(),
+            }));
+            Box::new(n) as Box<dyn Any>
+        });
+        self.nodes.push(NodeDef {
+            name: name.to_string(),
+            kind: Kind::Sink { topic: shown, build },
+            parents: parents.iter().map(|p| p.to_string()).collect(),
+            output: None,
+        });
+        Ok(self)
+    }
+
+    /// A key-value store of `(K, V)` made per task by `factory`, reachable from `processors`.
+    /// `logged`: it keeps a changelog topic `<application.id>-<name>-changelog`.
+    pub fn add_state_store<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+        logged: bool,
+        factory: impl Fn(&StoreInit) -> Result<Box<dyn TaskStore<K, V>>> + Send + Sync + 'static,
+        processors: &[&str],
+    ) -> Result<&mut Self> {
+        if self.stores.iter().any(|s| s.name == name) {
+            return Err(StreamsError::Topology(format!("two stores are named {name}")));
+        }
+        for p in processors {
+            match self.nodes.iter().find(|n| n.name == *p) {
+                Some(NodeDef { kind: Kind::Processor { .. }, .. }) => {}
+                Some(_) => return Err(StreamsError::Topology(format!("store {name}: {p} is not a processor"))),
+                None => return Err(StreamsError::Topology(format!("store {name}: no processor named {p}"))),
+            }
+        }
+        let factory: StoreFactory = Arc::new(move |init| factory(init).map(|s| Box::new(s) as Box<dyn Any>));
+        self.stores.push(StoreDef {
+            name: name.to_string(),
+            logged,
+            factory,
+            add: add_store::<K, V>,
+            processors: processors.iter().map(|p| p.to_string()).collect(),
+        });
+        Ok(self)
+    }
+
+    /// Connect an existing store to more processors.
+    pub fn connect_store(&mut self, store: &str, processors: &[&str]) -> Result<&mut Self> {
+        let s = self
+            .stores
+            .iter_mut()
+            .find(|s| s.name == store)
+            .ok_or_else(|| StreamsError::Topology(format!("no store named {store}")))?;
+        s.processors.extend(processors.iter().map(|p| p.to_string()));
+        Ok(self)
+    }
+
+    /// Sub-topologies: groups of node indexes connected by parent edges (and shared stores),
+    /// numbered in the order of their first node.
+    pub fn subtopologies(&self) -> Vec<Vec<usize>> {
+        let n = self.nodes.len();
+        let mut root: Vec<usize> = (0..n).collect();
+        fn find(root: &mut [usize], i: usize) -> usize {
+            let mut i = i;
+            while root[i] != i {
+                root[i] = root[root[i]];
+                i = root[i];
+            }
+            i
+        }
+        let index: HashMap<&str, usize> = self.nodes.iter().enumerate().map(|(i, d)| (d.name.as_str(), i)).collect();
+        let union = |a: usize, b: usize, root: &mut Vec<usize>| {
+            let (ra, rb) = (find(root, a), find(root, b));
+            if ra != rb {
+                root[ra.max(rb)] = ra.min(rb);
+            }
+        };
+        for (i, d) in self.nodes.iter().enumerate() {
+            for p in &d.parents {
+                union(i, index[p.as_str()], &mut root);
+            }
+        }
+        for s in &self.stores {
+            for w in s.processors.windows(2) {
+                union(index[w[0].as_str()], index[w[1].as_str()], &mut root);
+            }
+        }
+        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+        for i in 0..n {
+            let r = find(&mut root, i);
+            match groups.iter_mut().find(|(g, _)| *g == r) {
+                Some((_, v)) => v.push(i),
+                None => groups.push((r, vec![i])),
+            }
+        }
+        groups.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// The topics sub-topology `id` reads.
+    pub fn source_topics(&self, id: u32) -> Vec<String> {
+        let subs = self.subtopologies();
+        let Some(nodes) = subs.get(id as usize) else { return Vec::new() };
+        nodes
+            .iter()
+            .filter_map(|&i| match &self.nodes[i].kind {
+                Kind::Source { topics, .. } => Some(topics.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// Names of the stores sub-topology `id` uses, with whether each keeps a changelog.
+    pub fn stores_of(&self, id: u32) -> Vec<(String, bool)> {
+        let subs = self.subtopologies();
+        let Some(nodes) = subs.get(id as usize) else { return Vec::new() };
+        let names: BTreeSet<&str> = nodes.iter().map(|&i| self.nodes[i].name.as_str()).collect();
+        self.stores
+            .iter()
+            .filter(|s| s.processors.iter().any(|p| names.contains(p.as_str())))
+            .map(|s| (s.name.clone(), s.logged))
+            .collect()
+    }
+
+    /// Instantiate sub-topology `task.subtopology` for `task.partition`: its nodes, its stores
+    /// (made by their factories) and the collector its sinks send to.
+    pub fn build_task(&self, application_id: &str, task: TaskId, collector: Box<dyn RecordCollector>) -> Result<Task> {
+        let subs = self.subtopologies();
+        let nodes = subs
+            .get(task.subtopology as usize)
+            .ok_or_else(|| StreamsError::Topology(format!("there is no sub-topology {}", task.subtopology)))?;
+        let mut ctx = TaskContext::new(task, Arc::from(application_id), collector);
+        for (name, logged) in self.stores_of(task.subtopology) {
+            let def = self.stores.iter().find(|s| s.name == name).expect("listed");
+            let init = StoreInit {
+                application_id: application_id.to_string(),
+                task_id: task,
+                name: name.clone(),
+                changelog_topic: logged.then(|| format!("{application_id}-{name}-changelog")),
+            };
+            let store = (def.factory)(&init)?;
+            (def.add)(&mut ctx, &name, store);
+        }
+        // Children before parents: nodes were added parents first, so build in reverse order.
+        let mut handles: HashMap<&str, Box<dyn Any>> = HashMap::new();
+        let mut sources: HashMap<String, Rc<RefCell<dyn RawNode>>> = HashMap::new();
+        let mut erased: Vec<Option<Rc<RefCell<dyn ErasedNode>>>> = vec![None; self.nodes.len()];
+        let mut members: Vec<usize> = nodes.clone();
+        members.sort_unstable();
+        for &i in members.iter().rev() {
+            let d = &self.nodes[i];
+            let kids: Vec<(String, &dyn Any)> = self
+                .nodes
+                .iter()
+                .filter(|c| c.parents.contains(&d.name))
+                .map(|c| (c.name.clone(), handles[c.name.as_str()].as_ref()))
+                .collect();
+            match &d.kind {
+                Kind::Source { topics, build } => {
+                    let s = build(&kids);
+                    for t in topics {
+                        sources.insert(t.clone(), s.clone());
+                    }
+                }
+                Kind::Processor { build } => {
+                    let (handle, node) = build(i, &kids);
+                    erased[i] = Some(node);
+                    handles.insert(&d.name, handle);
+                }
+                Kind::Sink { build, .. } => {
+                    handles.insert(&d.name, build());
+                }
+            }
+        }
+        Ok(Task::new(ctx, sources, erased))
+    }
+
+    /// The topology as Kafka Streams prints it.
+    pub fn describe(&self) -> TopologyDescription<'_> {
+        TopologyDescription { topology: self }
+    }
+}
+
+/// [`Topology::describe`]: sub-topologies with their sources, processors, sinks and stores.
+pub struct TopologyDescription<'a> {
+    topology: &'a Topology,
+}
+
+impl std::fmt::Display for TopologyDescription<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = self.topology;
+        writeln!(f, "Topologies:")?;
+        for (id, nodes) in t.subtopologies().iter().enumerate() {
+            writeln!(f, "   Sub-topology: {id}")?;
+            for &i in nodes {
+                let d = &t.nodes[i];
+                match &d.kind {
+                    Kind::Source { topics, .. } => {
+                        writeln!(f, "    Source: {} (topics: [{}])", d.name, topics.join(", "))?
+                    }
+                    Kind::Processor { .. } => {
+                        let stores: Vec<&str> = t
+                            .stores
+                            .iter()
+                            .filter(|s| s.processors.contains(&d.name))
+                            .map(|s| s.name.as_str())
+                            .collect();
+                        writeln!(f, "    Processor: {} (stores: [{}])", d.name, stores.join(", "))?
+                    }
+                    Kind::Sink { topic, .. } => writeln!(f, "    Sink: {} (topic: {topic})", d.name)?,
+                }
+                let children: Vec<&str> =
+                    t.nodes.iter().filter(|c| c.parents.contains(&d.name)).map(|c| c.name.as_str()).collect();
+                if !children.is_empty() {
+                    writeln!(f, "      --> {}", children.join(", "))?;
+                }
+                if !d.parents.is_empty() {
+                    writeln!(f, "      <-- {}", d.parents.join(", "))?;
+                }
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "topology_tests.rs"]
+mod tests;
