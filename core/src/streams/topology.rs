@@ -53,6 +53,32 @@ pub struct StoreInit {
     pub name: String,
     /// Its changelog topic, if it keeps one: `<application.id>-<store>-changelog`.
     pub changelog_topic: Option<String>,
+    /// `state.dir`: persistent stores go under `<state.dir>/<application.id>/<task>/<store>`.
+    pub state_dir: std::path::PathBuf,
+    /// `processing.guarantee` is exactly-once: stores stage writes until the transaction commits.
+    pub exactly_once: bool,
+}
+
+/// What the runtime tells [`Topology::build_task_with`] about where and how tasks run.
+#[derive(Debug, Clone)]
+pub struct TaskSettings {
+    /// `application.id`.
+    pub application_id: String,
+    /// `state.dir`.
+    pub state_dir: std::path::PathBuf,
+    /// Exactly-once processing.
+    pub exactly_once: bool,
+}
+
+impl TaskSettings {
+    /// Settings for `application_id` with the default state directory and at-least-once.
+    pub fn new(application_id: &str) -> Self {
+        Self {
+            application_id: application_id.to_string(),
+            state_dir: std::env::temp_dir().join("rill-streams"),
+            exactly_once: false,
+        }
+    }
 }
 
 type StoreFactory = Arc<dyn Fn(&StoreInit) -> Result<Box<dyn Any>> + Send + Sync>;
@@ -397,6 +423,17 @@ impl Topology {
     /// Instantiate sub-topology `task.subtopology` for `task.partition`: its nodes, its stores
     /// (made by their factories) and the collector its sinks send to.
     pub fn build_task(&self, application_id: &str, task: TaskId, collector: Box<dyn RecordCollector>) -> Result<Task> {
+        self.build_task_with(&TaskSettings::new(application_id), task, collector)
+    }
+
+    /// [`Topology::build_task`] with the runtime's settings for stores.
+    pub fn build_task_with(
+        &self,
+        settings: &TaskSettings,
+        task: TaskId,
+        collector: Box<dyn RecordCollector>,
+    ) -> Result<Task> {
+        let application_id = settings.application_id.as_str();
         let subs = self.subtopologies();
         let nodes = subs
             .get(task.subtopology as usize)
@@ -409,6 +446,8 @@ impl Topology {
                 task_id: task,
                 name: name.clone(),
                 changelog_topic: logged.then(|| format!("{application_id}-{name}-changelog")),
+                state_dir: settings.state_dir.clone(),
+                exactly_once: settings.exactly_once,
             };
             let store = (def.factory)(&init)?;
             (def.add)(&mut ctx, &name, store);
