@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
@@ -12,7 +13,7 @@ use rill_core::streams::store::BytesStore;
 use rill_state::{KvLayer, RocksDbStore, Staging};
 
 const CHILD_ENV: &str = "RILL_STATE_CRASH_CHILD";
-const KEYS: usize = 50;
+const KEYS: usize = 2000;
 const TEST_NAME: &str = "commits_are_atomic_and_durable_across_kill_9";
 
 fn key(i: usize) -> Bytes {
@@ -60,8 +61,8 @@ fn commits_are_atomic_and_durable_across_kill_9() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let mut last = 0;
-    for round in 0..5 {
-        let kill_after = rng.gen_range(1..300);
+    for round in 0..10 {
+        let kill_after = rng.gen_range(1..40);
         let mut proc = Command::new(std::env::current_exe().unwrap())
             .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, dir.path())
@@ -78,6 +79,9 @@ fn commits_are_atomic_and_durable_across_kill_9() {
                 reported = n.parse::<i64>().unwrap();
                 seen += 1;
                 if seen == kill_after {
+                    // The line arrives right after a commit; a random delay (fault injection, not
+                    // synchronisation) moves the kill to a random point of the next commits.
+                    std::thread::sleep(Duration::from_micros(rng.gen_range(0..20_000)));
                     proc.kill().unwrap();
                     break;
                 }
