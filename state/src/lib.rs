@@ -13,8 +13,9 @@
 //!           RocksDbStore | InMemoryStore
 //! ```
 //!
-//! [`StoreBuilder`] builds such a stack from a declaration; [`plan_restore`] says where
-//! restoration from the changelog starts given a store's checkpoint.
+//! [`StoreBuilder`] builds such a stack from a declaration. Where restoration from the changelog
+//! starts given a store's checkpoint is planned in core
+//! ([`rill_core::streams::store::restore`], so the runtime can use it).
 
 mod builder;
 mod caching;
@@ -24,7 +25,6 @@ mod logging;
 mod memory;
 mod merge;
 mod metered;
-mod restore;
 mod rocks;
 mod staging;
 #[cfg(test)]
@@ -38,7 +38,6 @@ pub use layer::{Direct, KvLayer};
 pub use logging::{changelog_topic, ChangeLogging};
 pub use memory::InMemoryStore;
 pub use metered::{Metered, OpStats, StoreMetrics};
-pub use restore::{plan_restore, ChangelogBounds, RestorePlan, RestoreProgress, WipeReason, PROGRESS_EVERY_RECORDS};
 pub use rocks::{
     RocksDbOptions, RocksDbStore, DEFAULT_BLOCK_CACHE_BYTES, DEFAULT_MAX_WRITE_BUFFERS, DEFAULT_WRITE_BUFFER_BYTES,
 };

@@ -102,6 +102,9 @@ where
     fn clear(&mut self) -> StoreResult<()> {
         self.inner.clear()
     }
+    fn is_empty(&self) -> StoreResult<bool> {
+        Ok(self.inner.range(None, None)?.next().transpose()?.is_none())
+    }
     fn flush(&mut self) -> StoreResult<()> {
         self.inner.flush()
     }
@@ -110,6 +113,7 @@ where
 #[cfg(test)]
 mod tests {
     use rill_core::streams::serde::{I64Serde, StringSerde};
+    use rill_core::streams::store::restore::{ChangelogBounds, RestorePlan, WipeReason};
     use rill_core::streams::store::StoreError;
 
     use super::*;
@@ -156,6 +160,26 @@ mod tests {
         assert_eq!(StateStore::checkpoint(&s).unwrap(), Some(4));
         assert_eq!(s.approximate_len(), 2);
         assert_eq!(StateStore::name(&s), "counts");
+    }
+
+    #[test]
+    fn restore_plan_follows_the_checkpoint_and_contents() {
+        let bounds = ChangelogBounds { start: 0, stable_end: 10, end: 10 };
+        let ts = RecordTimestamp::default();
+        let mut s = counts(&ts);
+        assert!(s.is_empty().unwrap());
+        assert_eq!(s.restore_plan(bounds).unwrap(), RestorePlan::Restore { from: 0, to: 10 });
+        s.restore(vec![(Bytes::from_static(b"k"), Some(Bytes::copy_from_slice(&7i64.to_be_bytes())))], 6).unwrap();
+        assert!(!s.is_empty().unwrap());
+        assert_eq!(s.restore_plan(bounds).unwrap(), RestorePlan::Restore { from: 6, to: 10 });
+        s.clear().unwrap();
+        assert_eq!(s.restore_plan(bounds).unwrap(), RestorePlan::Restore { from: 0, to: 10 });
+        // Entries without a checkpoint (at-least-once writes before any commit): position unknown.
+        s.put(&"k".into(), &1).unwrap();
+        s.prepare_commit(&mut RecordingSink::default()).unwrap();
+        s.commit(None).unwrap();
+        let plan = s.restore_plan(bounds).unwrap();
+        assert_eq!(plan, RestorePlan::WipeAndRestore { from: 0, to: 10, reason: WipeReason::NoCheckpoint });
     }
 
     #[test]

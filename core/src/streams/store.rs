@@ -17,6 +17,10 @@ use bytes::Bytes;
 
 use super::serde::SerdeError;
 
+pub mod restore;
+
+use restore::{plan_restore, ChangelogBounds, RestorePlan};
+
 /// Why a store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -157,6 +161,15 @@ pub trait StateStore: Send {
     fn restore(&mut self, batch: Vec<WriteOp>, next_offset: i64) -> StoreResult<()>;
     /// Drop every entry, staged write and the checkpoint (before restoring from the start).
     fn clear(&mut self) -> StoreResult<()>;
+    /// Whether the store holds no entries. By default `false`: a store that cannot tell counts
+    /// as holding data, so without a checkpoint it is wiped before restoring (harmless if empty).
+    fn is_empty(&self) -> StoreResult<bool> {
+        Ok(false)
+    }
+    /// What restoring this store from a changelog with `bounds` takes (see [`plan_restore`]).
+    fn restore_plan(&self, bounds: ChangelogBounds) -> StoreResult<RestorePlan> {
+        Ok(plan_restore(self.checkpoint()?, self.is_empty()?, bounds))
+    }
     /// Make committed state durable (an fsync; commits are crash-consistent without it).
     fn flush(&mut self) -> StoreResult<()>;
 }

@@ -2,9 +2,10 @@
 //! table of cases) and progress while it runs ([`RestoreProgress`]).
 //!
 //! Restored records are committed changelog data (read read_committed); the runtime applies
-//! them with [`rill_core::streams::store::StateStore::restore`], which writes them straight to
+//! them with [`StateStore::restore`](super::StateStore::restore), which writes them straight to
 //! the bytes store with the next offset as the checkpoint (bypassing caching and
 //! change-logging). A restart with a checkpoint therefore reads only the tail.
+//! [`StateStore::restore_plan`](super::StateStore::restore_plan) plans for a given store.
 
 use std::fmt;
 
