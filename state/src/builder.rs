@@ -19,6 +19,8 @@
 
 use rill_core::streams::serde::Serde;
 use rill_core::streams::store::{BytesStore, RecordTimestamp, StoreResult};
+use rill_core::streams::task::TaskId;
+use rill_core::streams::topology::StoreInit;
 
 use crate::caching::Caching;
 use crate::config::StateConfig;
@@ -56,6 +58,20 @@ impl StoreContext {
         timestamp: RecordTimestamp,
     ) -> Self {
         Self { application_id: application_id.into(), task: task.into(), partition, config, timestamp }
+    }
+}
+
+impl StoreContext {
+    /// The context the runtime describes in `init` (application, task, partition, `state.dir`,
+    /// record-timestamp cell); other settings (RocksDB options) from `config`.
+    pub fn for_task(init: &StoreInit, config: &StateConfig) -> Self {
+        Self {
+            application_id: init.application_id.clone(),
+            task: init.task_id.to_string(),
+            partition: init.task_id.partition,
+            config: StateConfig { state_dir: init.state_dir.clone(), ..config.clone() },
+            timestamp: init.timestamp.clone(),
+        }
     }
 }
 
@@ -148,6 +164,20 @@ impl StoreBuilder {
         Ok(layer)
     }
 
+    /// The typed store of the task `init` describes: staged under exactly-once, write-through
+    /// under at-least-once (`init.exactly_once`), in `init.state_dir`, stamping changes with
+    /// `init.timestamp`; RocksDB options from `config`.
+    pub fn build_for_task<K: 'static, V: 'static>(
+        &self,
+        init: &StoreInit,
+        config: &StateConfig,
+        keys: impl Serde<K>,
+        values: impl Serde<V>,
+    ) -> StoreResult<TypedStore<K, V>> {
+        let decl = self.clone().staged(init.exactly_once);
+        decl.build_typed(&StoreContext::for_task(init, config), keys, values)
+    }
+
     /// [`build`](Self::build), seen through `keys` and `values`.
     pub fn build_typed<K: 'static, V: 'static>(
         &self,
@@ -226,6 +256,33 @@ mod tests {
         assert_eq!(StateStore::checkpoint(&s).unwrap(), Some(1));
         assert_eq!(s.get(&"a".into()).unwrap(), Some(1));
         assert!(dir.path().join("app/1_2/counts").is_dir());
+    }
+
+    #[test]
+    fn a_task_store_follows_the_runtime_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let init = |exactly_once| StoreInit {
+            application_id: "wc".into(),
+            task_id: TaskId { subtopology: 1, partition: 4 },
+            name: "counts".into(),
+            changelog_topic: Some("wc-counts-changelog".into()),
+            state_dir: dir.path().into(),
+            exactly_once,
+            timestamp: RecordTimestamp::new(5),
+        };
+        let decl = StoreBuilder::key_value("counts").persistent();
+        for exactly_once in [true, false] {
+            let mut s =
+                decl.build_for_task(&init(exactly_once), &StateConfig::default(), StringSerde, I64Serde).unwrap();
+            s.put(&"k".into(), &1).unwrap();
+            let mut sink = RecordingSink::default();
+            s.send_changelog(&mut sink).unwrap();
+            assert_eq!((sink.sent[0].0.as_str(), sink.sent[0].1, sink.sent[0].4), ("wc-counts-changelog", 4, 5));
+            s.abort();
+            // Staged writes are dropped by an abort; at-least-once writes went straight in.
+            assert_eq!(s.get(&"k".into()).unwrap(), (!exactly_once).then_some(1));
+        }
+        assert!(dir.path().join("wc/1_4/counts").is_dir());
     }
 
     #[test]
