@@ -19,7 +19,6 @@
 
 use rill_core::streams::serde::Serde;
 use rill_core::streams::store::{BytesStore, RecordTimestamp, StoreResult};
-use rill_core::streams::task::TaskId;
 use rill_core::streams::topology::StoreInit;
 
 use crate::caching::Caching;
@@ -194,6 +193,7 @@ mod tests {
     use bytes::Bytes;
     use rill_core::streams::serde::{I64Serde, StringSerde};
     use rill_core::streams::store::{KeyValueStore, StateStore};
+    use rill_core::streams::task::TaskId;
 
     use super::*;
     use crate::suite::{self, RecordingSink};
