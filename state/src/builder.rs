@@ -237,6 +237,31 @@ mod tests {
     }
 
     #[test]
+    fn every_combination_matches_the_model_under_random_operations() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut n = 0;
+        for persistent in [false, true] {
+            for cache in [None, Some(0), Some(3 * (crate::ENTRY_OVERHEAD_BYTES + 8)), Some(1 << 20)] {
+                for logging in [false, true] {
+                    for staged in [false, true] {
+                        for seed in 0..3 {
+                            let mut decl = StoreBuilder::key_value("s").with_logging(logging).staged(staged);
+                            decl = if persistent { decl.persistent() } else { decl.in_memory() };
+                            if let Some(max) = cache {
+                                decl = decl.with_caching(max);
+                            }
+                            n += 1;
+                            let store = decl.build(&StoreContext { task: format!("m{n}"), ..ctx(dir.path()) }).unwrap();
+                            // Write-through cannot roll back, so aborts are exercised over staging only.
+                            suite::model_check(store, seed, 600, logging, staged);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn persistent_store_reopens_with_its_committed_state() {
         let dir = tempfile::tempdir().unwrap();
         let decl = StoreBuilder::key_value("counts").persistent().with_caching(1 << 16);

@@ -148,3 +148,97 @@ pub(crate) fn layer_suite<L: KvLayer>(mut open: impl FnMut() -> L, abort_rolls_b
     assert_eq!(s.checkpoint().unwrap(), None);
     assert!(all_layer(&s, None, None).is_empty());
 }
+
+/// Random operations against a model, for stacks over any engine: reads see committed state
+/// overlaid with the writes since the last commit; a commit makes them committed; an abort
+/// (when `abort_rolls_back`) drops them. With `logged`, the changes sent to the changelog during
+/// each committed transaction, replayed in order, rebuild exactly the committed state (changes
+/// sent during aborted ones are dropped, as read_committed would).
+pub(crate) fn model_check<L: KvLayer>(mut s: L, seed: u64, steps: usize, logged: bool, abort_rolls_back: bool) {
+    use rand::{Rng, SeedableRng};
+    use std::collections::BTreeMap;
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut committed: BTreeMap<Bytes, Bytes> = BTreeMap::new();
+    let mut pending: BTreeMap<Bytes, Option<Bytes>> = BTreeMap::new();
+    let mut changelog_state: BTreeMap<Bytes, Bytes> = BTreeMap::new();
+    let mut txn = RecordingSink::default();
+    let key = |rng: &mut rand::rngs::StdRng| -> Bytes {
+        let n: u8 = rng.gen_range(0..24);
+        if n < 16 {
+            Bytes::copy_from_slice(&[b'a' + n])
+        } else {
+            Bytes::copy_from_slice(&[b'a' + n - 16, b'x'])
+        }
+    };
+    let view = |committed: &BTreeMap<Bytes, Bytes>, pending: &BTreeMap<Bytes, Option<Bytes>>| {
+        let mut v = committed.clone();
+        for (k, p) in pending {
+            match p {
+                Some(val) => v.insert(k.clone(), val.clone()),
+                None => v.remove(k),
+            };
+        }
+        v
+    };
+    for step in 0..steps {
+        let ctx = format!("seed {seed} step {step}");
+        match rng.gen_range(0..100) {
+            0..=39 => {
+                let (k, v) = (key(&mut rng), Bytes::from(format!("v{step}")));
+                s.put(k.clone(), Some(v.clone()), step as i64).unwrap();
+                pending.insert(k, Some(v));
+            }
+            40..=54 => {
+                let k = key(&mut rng);
+                s.put(k.clone(), None, step as i64).unwrap();
+                pending.insert(k, None);
+            }
+            55..=69 => {
+                let k = key(&mut rng);
+                let want = view(&committed, &pending).get(&k).cloned();
+                assert_eq!(s.get(&k).unwrap(), want, "{ctx}: get {k:?}");
+            }
+            70..=84 => {
+                let (a, b) = (key(&mut rng), key(&mut rng));
+                let from = rng.gen_bool(0.8).then_some(a);
+                let to = rng.gen_bool(0.8).then_some(b);
+                let want: Vec<_> = view(&committed, &pending)
+                    .into_iter()
+                    .filter(|(k, _)| from.as_ref().is_none_or(|f| k >= f) && to.as_ref().is_none_or(|t| k < t))
+                    .collect();
+                let got: Vec<_> = s.range(from.as_deref(), to.as_deref()).unwrap().map(|r| r.unwrap()).collect();
+                assert_eq!(got, want, "{ctx}: range {from:?}..{to:?}");
+            }
+            85..=89 => {
+                s.send_changelog(&mut txn).unwrap();
+            }
+            90..=95 => {
+                s.flush_cache().unwrap();
+                s.send_changelog(&mut txn).unwrap();
+                s.commit(Some(step as i64)).unwrap();
+                committed = view(&committed, &pending);
+                pending.clear();
+                for (_, _, k, v, _) in txn.sent.drain(..) {
+                    match v {
+                        Some(v) => changelog_state.insert(k, v),
+                        None => changelog_state.remove(&k),
+                    };
+                }
+                if logged {
+                    assert_eq!(changelog_state, committed, "{ctx}: changelog replay after commit");
+                }
+                assert_eq!(s.checkpoint().unwrap(), Some(step as i64), "{ctx}");
+            }
+            _ if abort_rolls_back => {
+                s.abort();
+                pending.clear();
+                txn.sent.clear();
+            }
+            _ => {}
+        }
+    }
+    if !logged {
+        assert!(changelog_state.is_empty(), "seed {seed}: an unlogged store sent changes");
+    }
+}
