@@ -1,0 +1,403 @@
+//! [`StreamsBuilder`]: where a DSL program starts, and [`BuiltTopology`]: what it compiles to.
+//!
+//! Operators are recorded as they are called and replayed into a core [`Topology`] by
+//! [`StreamsBuilder::build`], which knows the `application.id` that internal topic names carry
+//! (`<application.id>-<name>-repartition`, `<application.id>-<store>-changelog`). Errors (a
+//! missing serde, a duplicate name) surface there, naming the operator.
+//!
+//! Operators without a name get Kafka Streams' generated ones (`KSTREAM-MAP-0000000003`): they
+//! shift when the topology changes, and with them the names of internal topics and stores. Name
+//! the operators whose topics and stores must survive edits ([`crate::KStream::named`],
+//! [`crate::Grouped::named`], [`crate::Materialized::as_`]).
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rill_core::streams::error::{Result, StreamsError};
+use rill_core::streams::processor::Processor;
+use rill_core::streams::store::RecordTimestamp;
+use rill_core::streams::task::TaskStore;
+use rill_core::streams::topology::{StoreInit, Topology};
+use rill_core::streams::{Partitioner, TopicChoice};
+use rill_state::{StateConfig, StoreBuilder, StoreContext};
+
+use crate::config::Materialized;
+use crate::serdes::{owned, ArcSerde};
+use crate::tap::Tapped;
+
+/// One recorded operator: adds its nodes and stores to the topology.
+pub(crate) type Op = Box<dyn FnOnce(&mut Topology, &BuildEnv) -> Result<()>>;
+
+/// What operators learn at build time.
+#[derive(Clone)]
+pub(crate) struct BuildEnv {
+    pub(crate) app: String,
+    pub(crate) driver: Arc<DriverHooks>,
+}
+
+/// Switched on by the test driver: every store in memory, and a handle on each kept for
+/// [`TopologyTestDriver::key_value_store`](crate::TopologyTestDriver::key_value_store).
+#[derive(Default)]
+pub(crate) struct DriverHooks {
+    pub(crate) active: AtomicBool,
+    /// `(store name, Arc<Mutex<TypedStore<K, V>>>)`.
+    pub(crate) taps: Mutex<Vec<(String, Box<dyn Any + Send>)>>,
+}
+
+/// A topic as the DSL refers to it before the application id is known.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum TopicRef {
+    /// A user topic.
+    User(String),
+    /// The repartition topic named `<application.id>-<name>-repartition`.
+    Repartition(String),
+}
+
+impl TopicRef {
+    pub(crate) fn resolve(&self, app: &str) -> String {
+        match self {
+            Self::User(t) => t.clone(),
+            Self::Repartition(n) => repartition_topic(app, n),
+        }
+    }
+}
+
+/// `<application_id>-<name>-repartition`.
+pub fn repartition_topic(application_id: &str, name: &str) -> String {
+    format!("{application_id}-{name}-repartition")
+}
+
+enum InternalSpec {
+    Repartition { name: String, partitions: Option<i32>, upstream: Vec<TopicRef> },
+    Changelog { store: String, upstream: Vec<TopicRef> },
+}
+
+/// What a [`StreamsBuilder`] and its streams and tables share while the program is written.
+#[derive(Default)]
+pub(crate) struct State {
+    ops: Vec<Op>,
+    next_index: usize,
+    error: Option<StreamsError>,
+    internal: Vec<InternalSpec>,
+    copartition: Vec<Vec<TopicRef>>,
+    built: bool,
+}
+
+pub(crate) type Shared = Rc<RefCell<State>>;
+
+impl State {
+    /// `given`, or `<prefix><index>` with the next index (Kafka Streams' `KSTREAM-MAP-0000000003`).
+    pub(crate) fn name(&mut self, given: Option<String>, prefix: &str) -> String {
+        given.unwrap_or_else(|| {
+            let n = format!("{prefix}{:010}", self.next_index);
+            self.next_index += 1;
+            n
+        })
+    }
+
+    /// Record an operator.
+    pub(crate) fn op(&mut self, op: impl FnOnce(&mut Topology, &BuildEnv) -> Result<()> + 'static) {
+        self.ops.push(Box::new(op));
+    }
+
+    /// Remember the first error; [`StreamsBuilder::build`] returns it.
+    pub(crate) fn fail(&mut self, e: StreamsError) {
+        if self.error.is_none() {
+            self.error = Some(e);
+        }
+    }
+
+    /// A processor `name` after `parents`.
+    pub(crate) fn processor<KI, VI, KO, VO, P>(
+        &mut self,
+        name: &str,
+        parents: Vec<String>,
+        supplier: impl Fn() -> P + Send + Sync + 'static,
+    ) where
+        KI: 'static,
+        VI: 'static,
+        KO: Clone + 'static,
+        VO: Clone + 'static,
+        P: Processor<KI, VI, KO, VO>,
+    {
+        let name = name.to_string();
+        self.op(move |t, _| {
+            let parents: Vec<&str> = parents.iter().map(String::as_str).collect();
+            t.add_processor(&name, supplier, &parents).map(|_| ())
+        });
+    }
+
+    /// A source `name` reading `topics`.
+    pub(crate) fn source<K: Clone + 'static, V: Clone + 'static>(
+        &mut self,
+        name: &str,
+        topics: Vec<TopicRef>,
+        keys: ArcSerde<K>,
+        values: ArcSerde<V>,
+    ) {
+        let name = name.to_string();
+        self.op(move |t, env| {
+            let topics: Vec<String> = topics.iter().map(|t| t.resolve(&env.app)).collect();
+            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+            t.add_source(&name, &topics, owned(&keys), owned(&values)).map(|_| ())
+        });
+    }
+
+    /// A sink `name` after `parent`, writing to `topic` (a [`TopicRef`] or a per-record choice).
+    pub(crate) fn sink<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+        parent: &str,
+        topic: SinkTopic<K, V>,
+        keys: ArcSerde<K>,
+        values: ArcSerde<V>,
+        partitioner: Option<Partitioner>,
+    ) {
+        let (name, parent) = (name.to_string(), parent.to_string());
+        self.op(move |t, env| {
+            let topic = match topic {
+                SinkTopic::Fixed(r) => TopicChoice::Fixed(r.resolve(&env.app)),
+                SinkTopic::Chosen(c) => c,
+            };
+            t.add_sink_with(&name, topic, owned(&keys), owned(&values), partitioner, &[&parent]).map(|_| ())
+        });
+    }
+
+    /// A repartition through `<application.id>-<topic_name>-repartition`: a sink after `parent`
+    /// and a source reading the topic back (`<topic_name>-repartition-sink` and `-source`, as
+    /// Kafka Streams names them). Returns the source's name.
+    pub(crate) fn repartition<K: Clone + 'static, V: Clone + 'static>(
+        &mut self,
+        parent: &str,
+        topic_name: &str,
+        keys: ArcSerde<K>,
+        values: ArcSerde<V>,
+        partitions: Option<i32>,
+        upstream: Vec<TopicRef>,
+    ) -> String {
+        let topic = TopicRef::Repartition(topic_name.to_string());
+        let sink = format!("{topic_name}-repartition-sink");
+        self.sink(&sink, parent, SinkTopic::Fixed(topic.clone()), keys.clone(), values.clone(), None);
+        let source = format!("{topic_name}-repartition-source");
+        self.source(&source, vec![topic], keys, values);
+        self.internal.push(InternalSpec::Repartition { name: topic_name.to_string(), partitions, upstream });
+        source
+    }
+
+    /// A key-value store declared by `mat` (named `name`), connected to `processors`; its
+    /// changelog has as many partitions as the `upstream` topics.
+    pub(crate) fn store<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+        mat: &Materialized<K, V>,
+        keys: ArcSerde<K>,
+        values: ArcSerde<V>,
+        processors: Vec<String>,
+        upstream: Vec<TopicRef>,
+    ) {
+        let mut decl = StoreBuilder::key_value(name).with_logging(mat.logging);
+        decl = if mat.persistent { decl.persistent() } else { decl.in_memory() };
+        if let Some(max) = mat.cache_max_bytes {
+            decl = decl.with_caching(max);
+        }
+        if mat.logging {
+            self.internal.push(InternalSpec::Changelog { store: name.to_string(), upstream });
+        }
+        let (name, logged) = (name.to_string(), mat.logging);
+        self.op(move |t, env| {
+            let driver = env.driver.clone();
+            let factory = move |init: &StoreInit| -> Result<Box<dyn TaskStore<K, V>>> {
+                let ctx = StoreContext::new(
+                    init.application_id.clone(),
+                    init.task_id.to_string(),
+                    init.task_id.partition,
+                    StateConfig::default(),
+                    RecordTimestamp::default(),
+                );
+                if driver.active.load(Ordering::Relaxed) {
+                    let store = decl.clone().in_memory().build_typed(&ctx, owned(&keys), owned(&values))?;
+                    let tapped = Tapped { name: decl.name().to_string(), inner: Arc::new(Mutex::new(store)) };
+                    let handle: Box<dyn Any + Send> = Box::new(tapped.inner.clone());
+                    driver.taps.lock().expect("no panics under this lock").push((tapped.name.clone(), handle));
+                    return Ok(Box::new(tapped));
+                }
+                Ok(Box::new(decl.build_typed(&ctx, owned(&keys), owned(&values))?))
+            };
+            let procs: Vec<&str> = processors.iter().map(String::as_str).collect();
+            t.add_state_store(&name, logged, factory, &procs).map(|_| ())
+        });
+    }
+
+    /// Connect store `store` to `processor` (added before this call), which reads `upstream`.
+    pub(crate) fn connect(&mut self, store: &str, processor: &str, upstream: &[TopicRef]) {
+        for spec in &mut self.internal {
+            if let InternalSpec::Changelog { store: s, upstream: u } = spec {
+                if s == store {
+                    u.extend(upstream.iter().cloned());
+                }
+            }
+        }
+        let (store, processor) = (store.to_string(), processor.to_string());
+        self.op(move |t, _| t.connect_store(&store, &[&processor]).map(|_| ()));
+    }
+
+    /// `topics` must have equal partition counts (joins and cogroup will declare these).
+    #[allow(dead_code)]
+    pub(crate) fn copartition(&mut self, topics: Vec<TopicRef>) {
+        self.copartition.push(topics);
+    }
+}
+
+/// Where a sink writes.
+pub(crate) enum SinkTopic<K, V> {
+    Fixed(TopicRef),
+    Chosen(TopicChoice<K, V>),
+}
+
+/// Writes a topology with the DSL: sources are made here ([`StreamsBuilder::stream`],
+/// [`StreamsBuilder::table`]), everything else on the streams and tables they return.
+///
+/// ```
+/// use rill_dsl::StreamsBuilder;
+///
+/// let builder = StreamsBuilder::new();
+/// builder.stream::<String, String>("in").filter(|_, v| !v.is_empty()).to("out");
+/// let built = builder.build("app")?;
+/// assert!(built.topology.describe().to_string().contains("KSTREAM-FILTER-0000000001"));
+/// # Ok::<(), rill_core::streams::error::StreamsError>(())
+/// ```
+#[derive(Default)]
+pub struct StreamsBuilder {
+    pub(crate) state: Shared,
+}
+
+/// How many partitions an internal topic gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Partitions {
+    /// Exactly this many.
+    Fixed(i32),
+    /// As many as the largest of these topics has (some may be internal topics themselves:
+    /// resolve those first).
+    MaxOf(Vec<String>),
+}
+
+/// What an internal topic is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InternalTopicKind {
+    /// Records re-keyed for a downstream sub-topology (`cleanup.policy=delete`).
+    Repartition,
+    /// A store's changelog (`cleanup.policy=compact`).
+    Changelog,
+}
+
+/// A topic the runtime must create before the application runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternalTopic {
+    /// Full name (`<application.id>-<name>-repartition` / `<application.id>-<store>-changelog`).
+    pub name: String,
+    /// Repartition or changelog.
+    pub kind: InternalTopicKind,
+    /// Partition count.
+    pub partitions: Partitions,
+    /// Topic configs to create it with (Kafka's names).
+    pub configs: Vec<(String, String)>,
+}
+
+/// A compiled DSL program: the processor topology, and what the runtime must set up for it.
+pub struct BuiltTopology {
+    /// `application.id` the names were made for.
+    pub application_id: String,
+    /// The processor topology.
+    pub topology: Topology,
+    /// Repartition and changelog topics, in the order they were declared.
+    pub internal_topics: Vec<InternalTopic>,
+    /// Sets of topics that must have equal partition counts (checked at start).
+    pub copartition_groups: Vec<BTreeSet<String>>,
+    pub(crate) driver: Arc<DriverHooks>,
+}
+
+impl std::fmt::Debug for BuiltTopology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuiltTopology")
+            .field("application_id", &self.application_id)
+            .field("internal_topics", &self.internal_topics)
+            .field("copartition_groups", &self.copartition_groups)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BuiltTopology {
+    /// The repartition topics (full names).
+    pub fn repartition_topics(&self) -> impl Iterator<Item = &str> {
+        self.internal_topics.iter().filter(|t| t.kind == InternalTopicKind::Repartition).map(|t| t.name.as_str())
+    }
+}
+
+impl StreamsBuilder {
+    /// An empty program.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Compile the program for `application_id`: replay the operators into a topology and list
+    /// the internal topics. Fails on the first operator that cannot be added, or if called twice.
+    pub fn build(&self, application_id: &str) -> Result<BuiltTopology> {
+        let mut s = self.state.borrow_mut();
+        if s.built {
+            return Err(StreamsError::Topology("StreamsBuilder::build was already called".into()));
+        }
+        s.built = true;
+        if let Some(e) = s.error.take() {
+            return Err(e);
+        }
+        let env = BuildEnv { app: application_id.to_string(), driver: Arc::default() };
+        let mut topology = Topology::new();
+        for op in std::mem::take(&mut s.ops) {
+            op(&mut topology, &env)?;
+        }
+        let app = application_id;
+        let resolve = |v: &[TopicRef]| -> Vec<String> {
+            let set: BTreeSet<String> = v.iter().map(|t| t.resolve(app)).collect();
+            set.into_iter().collect()
+        };
+        let internal_topics = s
+            .internal
+            .iter()
+            .map(|spec| match spec {
+                InternalSpec::Repartition { name, partitions, upstream } => InternalTopic {
+                    name: repartition_topic(app, name),
+                    kind: InternalTopicKind::Repartition,
+                    partitions: match partitions {
+                        Some(n) => Partitions::Fixed(*n),
+                        None => Partitions::MaxOf(resolve(upstream)),
+                    },
+                    configs: vec![
+                        ("cleanup.policy".into(), "delete".into()),
+                        ("message.timestamp.type".into(), "CreateTime".into()),
+                    ],
+                },
+                InternalSpec::Changelog { store, upstream } => InternalTopic {
+                    name: rill_state::changelog_topic(app, store),
+                    kind: InternalTopicKind::Changelog,
+                    partitions: Partitions::MaxOf(resolve(upstream)),
+                    configs: vec![
+                        ("cleanup.policy".into(), "compact".into()),
+                        ("message.timestamp.type".into(), "CreateTime".into()),
+                    ],
+                },
+            })
+            .collect();
+        let copartition_groups = s.copartition.iter().map(|g| resolve(g).into_iter().collect()).collect();
+        Ok(BuiltTopology {
+            application_id: application_id.to_string(),
+            topology,
+            internal_topics,
+            copartition_groups,
+            driver: env.driver,
+        })
+    }
+}
