@@ -1,0 +1,118 @@
+//! What `StreamsBuilder::build` makes: stable names for named operators, automatic
+//! repartitioning after key changes, and errors that name the operator.
+
+use rill_core::streams::serde::{I64Serde, StringSerde};
+use rill_dsl::{Grouped, Materialized, Produced, StreamsBuilder, TopologyTestDriver};
+
+fn internal(builder: &StreamsBuilder) -> Vec<String> {
+    builder.build("app").unwrap().internal_topics.into_iter().map(|t| t.name).collect()
+}
+
+#[test]
+fn named_operators_keep_their_topics_and_stores_when_the_topology_changes() {
+    let program = |extra_step: bool| {
+        let builder = StreamsBuilder::new();
+        let mut s = builder.stream::<String, String>("orders");
+        if extra_step {
+            s = s.filter(|_, v| !v.is_empty()).map_values(|v| v.trim().to_string());
+        }
+        s.group_by_with(|_, v| v.clone(), Grouped::named("by-item")).count_with(Materialized::as_("item-counts"));
+        internal(&builder)
+    };
+    let before = program(false);
+    assert_eq!(before, vec!["app-by-item-repartition", "app-item-counts-changelog"]);
+    assert_eq!(program(true), before);
+}
+
+#[test]
+fn grouping_by_key_after_a_key_change_repartitions() {
+    let builder = StreamsBuilder::new();
+    let rekeyed = builder.stream::<String, String>("events").map(|_, v| (v.clone(), v));
+    rekeyed.group_by_key().count_with(Materialized::as_("by-value"));
+    let builder2 = StreamsBuilder::new();
+    let kept = builder2.stream::<String, String>("events").map_values(|v| v.len() as i64).filter(|_, n| *n > 0);
+    kept.group_by_key().count_with(Materialized::as_("by-key"));
+    assert_eq!(internal(&builder), vec!["app-by-value-repartition", "app-by-value-changelog"]);
+    assert_eq!(internal(&builder2), vec!["app-by-key-changelog"]);
+
+    // Through the repartition topic, on the driver.
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("events")
+        .select_key(|_, v| v.clone())
+        .group_by_key()
+        .count()
+        .to_stream()
+        .to("counts");
+    let driver = TopologyTestDriver::new(builder.build("app").unwrap()).unwrap();
+    let input = driver.create_input_topic("events", StringSerde, StringSerde);
+    let out = driver.create_output_topic("counts", StringSerde, I64Serde);
+    input.pipe_all([("k1".to_string(), "x".to_string()), ("k2".to_string(), "x".to_string())]).unwrap();
+    assert_eq!(out.read_all(), vec![("x".to_string(), 1), ("x".to_string(), 2)]);
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Point(i64, i64);
+
+#[test]
+fn a_missing_serde_fails_the_build_naming_the_operator_and_type() {
+    let builder = StreamsBuilder::new();
+    builder.stream::<String, String>("in").map_values(|_| Point(1, 2)).to("out");
+    let e = builder.build("app").unwrap_err().to_string();
+    assert!(e.contains("KSTREAM-SINK-0000000002"), "{e}");
+    assert!(e.contains("no value serde for topology::Point"), "{e}");
+    assert!(e.contains("Produced::with"), "{e}");
+
+    let builder = StreamsBuilder::new();
+    builder.stream::<String, String>("in").group_by(|_, v| Point(v.len() as i64, 0)).count();
+    let e = builder.build("app").unwrap_err().to_string();
+    assert!(e.contains("no key serde for topology::Point"), "{e}");
+    assert!(e.contains("Grouped::with"), "{e}");
+
+    let builder = StreamsBuilder::new();
+    builder.stream::<String, String>("in").to("out");
+    builder.build("app").unwrap();
+    assert!(builder.build("app").unwrap_err().to_string().contains("already called"));
+}
+
+#[test]
+fn a_user_serde_carries_through_operators_that_keep_the_type() {
+    struct PointSerde;
+    impl rill_core::streams::serde::Serde<Point> for PointSerde {
+        fn serialize(&self, p: &Point) -> Result<bytes::Bytes, rill_core::streams::serde::SerdeError> {
+            Ok(bytes::Bytes::from(format!("{},{}", p.0, p.1)))
+        }
+        fn deserialize(&self, b: &[u8]) -> Result<Point, rill_core::streams::serde::SerdeError> {
+            let s = std::str::from_utf8(b).unwrap();
+            let (x, y) = s.split_once(',').unwrap();
+            Ok(Point(x.parse().unwrap(), y.parse().unwrap()))
+        }
+    }
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("in")
+        .map_values(|v| Point(v.len() as i64, 0))
+        .to_with("points", Produced::with(StringSerde, PointSerde));
+    builder
+        .stream_with(&["points"], rill_dsl::Consumed::with(StringSerde, PointSerde))
+        .filter(|_, p| p.0 > 1)
+        .to("long-points"); // the filter keeps the source's serdes
+    let driver = TopologyTestDriver::new(builder.build("app").unwrap()).unwrap();
+    driver.create_input_topic("in", StringSerde, StringSerde).pipe_input("k".into(), "abc".into()).unwrap();
+    let points = driver.create_output_topic("points", StringSerde, PointSerde);
+    assert_eq!(points.read_value(), Some(Point(3, 0)));
+    // Output topics are not fed back (only repartition topics are), as in Kafka's driver.
+    let long = driver.create_output_topic("long-points", StringSerde, PointSerde);
+    assert!(long.is_empty());
+    driver.create_input_topic("points", StringSerde, PointSerde).pipe_input("k".into(), Point(5, 5)).unwrap();
+    assert_eq!(long.read_value(), Some(Point(5, 5)));
+}
+
+#[test]
+fn piping_into_a_topic_nobody_reads_is_an_error() {
+    let builder = StreamsBuilder::new();
+    builder.stream::<String, String>("in").to("out");
+    let driver = TopologyTestDriver::new(builder.build("app").unwrap()).unwrap();
+    let e = driver.create_input_topic("typo", StringSerde, StringSerde).pipe_input("k".into(), "v".into());
+    assert!(e.unwrap_err().to_string().contains("typo is not an input topic"));
+}
