@@ -245,8 +245,7 @@ impl State {
         self.op(move |t, _| t.connect_store(&store, &[&processor]).map(|_| ()));
     }
 
-    /// `topics` must have equal partition counts (joins and cogroup will declare these).
-    #[allow(dead_code)]
+    /// `topics` must have equal partition counts (cogroup inputs; joins will too).
     pub(crate) fn copartition(&mut self, topics: Vec<TopicRef>) {
         self.copartition.push(topics);
     }

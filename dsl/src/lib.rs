@@ -47,7 +47,7 @@ mod test_driver;
 
 pub use builder::{repartition_topic, BuiltTopology, InternalTopic, InternalTopicKind, Partitions, StreamsBuilder};
 pub use config::{Consumed, Grouped, Materialized, Produced, Repartitioned};
-pub use grouped::{KGroupedStream, KGroupedTable};
+pub use grouped::{CogroupedKStream, KGroupedStream, KGroupedTable};
 pub use kstream::{Branches, KStream, SplitStream};
 pub use ktable::{Change, ChangeSerde, KTable};
 pub use test_driver::{TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};

@@ -116,3 +116,26 @@ fn piping_into_a_topic_nobody_reads_is_an_error() {
     let e = driver.create_input_topic("typo", StringSerde, StringSerde).pipe_input("k".into(), "v".into());
     assert!(e.unwrap_err().to_string().contains("typo is not an input topic"));
 }
+
+#[test]
+fn cogroup_inputs_are_one_copartition_group_after_repartitioning() {
+    let builder = StreamsBuilder::new();
+    let clicks = builder.stream::<String, String>("clicks").group_by_key();
+    let views = builder.stream::<String, String>("views").group_by(|_, page| page.clone());
+    clicks
+        .cogroup(|_, _, n: i64| n + 1)
+        .cogroup(&views, |_, _, n| n + 10)
+        .aggregate_with(|| 0, Materialized::as_("activity"))
+        .to_stream()
+        .to("activity-out");
+    let built = builder.build("app").unwrap();
+    let group: Vec<&str> = built.copartition_groups[0].iter().map(String::as_str).collect();
+    assert_eq!(group, vec!["app-activity-1-repartition", "clicks"]);
+    let driver = TopologyTestDriver::new(built).unwrap();
+    let clicks = driver.create_input_topic("clicks", StringSerde, StringSerde);
+    let views = driver.create_input_topic("views", StringSerde, StringSerde);
+    clicks.pipe_input("/home".into(), "c".into()).unwrap();
+    views.pipe_input("u1".into(), "/home".into()).unwrap();
+    let out = driver.create_output_topic("activity-out", StringSerde, I64Serde);
+    assert_eq!(out.read_all(), vec![("/home".to_string(), 1), ("/home".to_string(), 11)]);
+}

@@ -4,7 +4,7 @@
 //!
 //! A grouping after a key change goes through the repartition topic
 //! `<application.id>-<name>-repartition`, where `name` is the [`Grouped`](crate::Grouped) name,
-//! else the store's name. One aggregation per file: `count`, `reduce`, `aggregate`.
+//! else the store's name. One aggregation per file: `count`, `reduce`, `aggregate`, `cogroup`.
 
 use rill_core::streams::error::Result;
 
@@ -15,7 +15,10 @@ use crate::ktable::{Change, ChangeSerde, KTable};
 use crate::processors::upsert;
 use crate::serdes::{choose, require, ArcSerde, SerdeSlot};
 
+pub use cogroup::CogroupedKStream;
+
 mod aggregate;
+mod cogroup;
 mod count;
 mod reduce;
 
