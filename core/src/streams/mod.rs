@@ -8,6 +8,7 @@ pub mod error;
 pub(crate) mod node;
 pub mod processor;
 pub mod record;
+pub mod runtime;
 pub mod serde;
 pub mod store;
 pub mod task;

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use super::error::{Result, StreamsError};
 use super::node::{ErasedNode, RawNode};
 use super::record::{Headers, RecordMetadata};
-use super::store::{KeyValueStore, StateStore};
+use super::store::{KeyValueStore, RecordTimestamp, StateStore};
 
 /// A task's id: sub-topology and partition, printed `0_3` as Kafka Streams does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -111,6 +111,7 @@ pub struct TaskContext {
     schedules: Vec<Schedule>,
     next_punctuation: u64,
     skipped_nulls: u64,
+    record_ts: RecordTimestamp,
 }
 
 impl TaskContext {
@@ -126,6 +127,7 @@ impl TaskContext {
             schedules: Vec::new(),
             next_punctuation: 0,
             skipped_nulls: 0,
+            record_ts: RecordTimestamp::default(),
         }
     }
 
@@ -141,6 +143,11 @@ impl TaskContext {
 
     pub(crate) fn record_metadata(&self) -> Option<&RecordMetadata> {
         self.metadata.as_ref()
+    }
+
+    /// The cell holding the timestamp of the record being processed, shared with stores.
+    pub fn record_timestamp(&self) -> RecordTimestamp {
+        self.record_ts.clone()
     }
 
     /// The largest record timestamp processed (-1 before any).
@@ -309,6 +316,7 @@ impl Task {
             })?
             .clone();
         self.ctx.stream_time = self.ctx.stream_time.max(timestamp);
+        self.ctx.record_ts.set(timestamp);
         self.ctx.metadata = Some(RecordMetadata { topic: Arc::from(topic), partition, offset });
         let r = source.borrow_mut().process_raw(key, value, timestamp, headers, &mut self.ctx);
         self.ctx.metadata = None;
@@ -322,11 +330,13 @@ impl Task {
         self.init()?;
         self.ctx.wall_clock = self.ctx.wall_clock.max(now);
         let now = self.ctx.wall_clock;
+        self.ctx.record_ts.set(now);
         self.fire(PunctuationType::WallClockTime, now)
     }
 
     fn fire(&mut self, kind: PunctuationType, now: i64) -> Result<()> {
         for (node, id) in self.ctx.due(kind, now) {
+            self.ctx.record_ts.set(now);
             if let Some(n) = self.nodes.get(node).and_then(|n| n.clone()) {
                 n.borrow_mut().punctuate(id, now, &mut self.ctx)?;
             }

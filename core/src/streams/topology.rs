@@ -57,6 +57,8 @@ pub struct StoreInit {
     pub state_dir: std::path::PathBuf,
     /// `processing.guarantee` is exactly-once: stores stage writes until the transaction commits.
     pub exactly_once: bool,
+    /// The task's current-record timestamp cell (change-logging stores stamp records with it).
+    pub timestamp: super::store::RecordTimestamp,
 }
 
 /// What the runtime tells [`Topology::build_task_with`] about where and how tasks run.
@@ -111,7 +113,7 @@ type BuildSink = Box<dyn Fn() -> Box<dyn Any> + Send + Sync>;
 enum Kind {
     Source { topics: Vec<String>, build: BuildSource },
     Processor { build: BuildProcessor },
-    Sink { topic: String, build: BuildSink },
+    Sink { topic: String, fixed: bool, build: BuildSink },
 }
 
 struct NodeDef {
@@ -287,9 +289,9 @@ impl Topology {
     ) -> Result<&mut Self> {
         self.check_new(name)?;
         self.check_parents(name, parents, edge::<K, V>())?;
-        let shown = match &topic {
-            TopicChoice::Fixed(t) => t.clone(),
-            TopicChoice::PerRecord(_) => "<chosen per record>".to_string(),
+        let (shown, fixed) = match &topic {
+            TopicChoice::Fixed(t) => (t.clone(), true),
+            TopicChoice::PerRecord(_) => ("<chosen per record>".to_string(), false),
         };
         let (ks, vs): (Arc<dyn Serde<K>>, Arc<dyn Serde<V>>) = (Arc::new(key_serde), Arc::new(value_serde));
         let node = name.to_string();
@@ -305,7 +307,7 @@ impl Topology {
         });
         self.nodes.push(NodeDef {
             name: name.to_string(),
-            kind: Kind::Sink { topic: shown, build },
+            kind: Kind::Sink { topic: shown, fixed, build },
             parents: parents.iter().map(|p| p.to_string()).collect(),
             output: None,
         });
@@ -408,6 +410,19 @@ impl Topology {
             .collect()
     }
 
+    /// The fixed topics sub-topology `id` writes (sinks choosing a topic per record excluded).
+    pub fn sink_topics(&self, id: u32) -> Vec<String> {
+        let subs = self.subtopologies();
+        let Some(nodes) = subs.get(id as usize) else { return Vec::new() };
+        nodes
+            .iter()
+            .filter_map(|&i| match &self.nodes[i].kind {
+                Kind::Sink { topic, fixed: true, .. } => Some(topic.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Names of the stores sub-topology `id` uses, with whether each keeps a changelog.
     pub fn stores_of(&self, id: u32) -> Vec<(String, bool)> {
         let subs = self.subtopologies();
@@ -448,6 +463,7 @@ impl Topology {
                 changelog_topic: logged.then(|| format!("{application_id}-{name}-changelog")),
                 state_dir: settings.state_dir.clone(),
                 exactly_once: settings.exactly_once,
+                timestamp: ctx.record_timestamp(),
             };
             let store = (def.factory)(&init)?;
             (def.add)(&mut ctx, &name, store);

@@ -1,0 +1,172 @@
+//! Streams settings, by their Kafka Streams names.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// `processing.guarantee`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessingGuarantee {
+    /// `at_least_once`: offsets committed after outputs are flushed; a crash may repeat work.
+    AtLeastOnce,
+    /// `exactly_once_v2`: one transactional producer per stream thread; outputs, changelog
+    /// records and input offsets commit in one transaction.
+    ExactlyOnceV2,
+}
+
+/// `commit.interval.ms` under at-least-once (30 s, Kafka Streams' default).
+pub const DEFAULT_COMMIT_INTERVAL_ALOS: Duration = Duration::from_secs(30);
+/// `commit.interval.ms` under exactly-once (100 ms, Kafka Streams' default).
+pub const DEFAULT_COMMIT_INTERVAL_EOS: Duration = Duration::from_millis(100);
+/// `num.stream.threads`.
+pub const DEFAULT_NUM_STREAM_THREADS: usize = 1;
+
+/// Settings of one streams application instance.
+#[derive(Debug, Clone)]
+pub struct StreamsConfig {
+    /// `application.id`: the consumer group, and the prefix of internal topics (required).
+    pub application_id: String,
+    /// `bootstrap.servers` (required).
+    pub bootstrap_servers: String,
+    /// `num.stream.threads`.
+    pub num_stream_threads: usize,
+    /// `processing.guarantee`.
+    pub processing_guarantee: ProcessingGuarantee,
+    /// `commit.interval.ms`; `None`: the guarantee's default.
+    pub commit_interval: Option<Duration>,
+    /// `state.dir`.
+    pub state_dir: PathBuf,
+    /// `replication.factor` of internal topics (-1: the broker's default).
+    pub replication_factor: i16,
+    /// `poll.ms`: how long a stream thread's poll waits for records.
+    pub poll: Duration,
+    /// Consumer properties passed through (`consumer.` prefix stripped).
+    pub consumer: Vec<(String, String)>,
+    /// Producer properties passed through (`producer.` prefix stripped).
+    pub producer: Vec<(String, String)>,
+}
+
+impl StreamsConfig {
+    /// Settings for `application_id` against `bootstrap_servers`, defaults elsewhere.
+    pub fn new(application_id: impl Into<String>, bootstrap_servers: impl Into<String>) -> Self {
+        Self {
+            application_id: application_id.into(),
+            bootstrap_servers: bootstrap_servers.into(),
+            num_stream_threads: DEFAULT_NUM_STREAM_THREADS,
+            processing_guarantee: ProcessingGuarantee::AtLeastOnce,
+            commit_interval: None,
+            state_dir: std::env::temp_dir().join("rill-streams"),
+            replication_factor: -1,
+            poll: Duration::from_millis(100),
+            consumer: Vec::new(),
+            producer: Vec::new(),
+        }
+    }
+
+    /// Settings from Kafka Streams property names.
+    pub fn from_properties<I, K, V>(props: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut c = Self::new("", "");
+        for (k, v) in props {
+            c.set(k.as_ref(), v.as_ref())?;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Apply one property.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<()> {
+        let bad = |why: &str| Error::Config(format!("{name}={value}: {why}"));
+        let v = value.trim();
+        match name {
+            "application.id" => self.application_id = v.to_string(),
+            "bootstrap.servers" => self.bootstrap_servers = v.to_string(),
+            "num.stream.threads" => {
+                self.num_stream_threads = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| bad("a count >= 1"))?
+            }
+            "processing.guarantee" => {
+                self.processing_guarantee = match v {
+                    "at_least_once" => ProcessingGuarantee::AtLeastOnce,
+                    "exactly_once_v2" | "exactly_once" => ProcessingGuarantee::ExactlyOnceV2,
+                    _ => return Err(bad("at_least_once or exactly_once_v2")),
+                }
+            }
+            "commit.interval.ms" => {
+                self.commit_interval = Some(Duration::from_millis(v.parse().map_err(|_| bad("milliseconds"))?))
+            }
+            "state.dir" => self.state_dir = PathBuf::from(v),
+            "replication.factor" => self.replication_factor = v.parse().map_err(|_| bad("an integer"))?,
+            "poll.ms" => self.poll = Duration::from_millis(v.parse().map_err(|_| bad("milliseconds"))?),
+            other => {
+                if let Some(k) = other.strip_prefix("consumer.") {
+                    self.consumer.push((k.to_string(), v.to_string()));
+                } else if let Some(k) = other.strip_prefix("producer.") {
+                    self.producer.push((k.to_string(), v.to_string()));
+                } else {
+                    return Err(Error::Config(format!(
+                        "unknown streams property {other}; pass client settings as consumer.<name> or producer.<name>"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Check required settings.
+    pub fn validate(&self) -> Result<()> {
+        if self.application_id.is_empty() {
+            return Err(Error::Config("application.id is required".into()));
+        }
+        if !self.application_id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            return Err(Error::Config(format!(
+                "application.id={}: use letters, digits, '.', '_' and '-' only (it prefixes topic names)",
+                self.application_id
+            )));
+        }
+        if self.bootstrap_servers.is_empty() {
+            return Err(Error::Config("bootstrap.servers is required".into()));
+        }
+        Ok(())
+    }
+
+    /// The commit interval in force.
+    pub fn commit_interval(&self) -> Duration {
+        self.commit_interval.unwrap_or(match self.processing_guarantee {
+            ProcessingGuarantee::AtLeastOnce => DEFAULT_COMMIT_INTERVAL_ALOS,
+            ProcessingGuarantee::ExactlyOnceV2 => DEFAULT_COMMIT_INTERVAL_EOS,
+        })
+    }
+
+    /// Exactly-once?
+    pub fn exactly_once(&self) -> bool {
+        self.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_by_kafka_name() {
+        let c = StreamsConfig::from_properties([
+            ("application.id", "wordcount"),
+            ("bootstrap.servers", "127.0.0.1:9092"),
+            ("processing.guarantee", "exactly_once_v2"),
+            ("num.stream.threads", "2"),
+            ("consumer.max.poll.records", "100"),
+        ])
+        .unwrap();
+        assert_eq!(c.commit_interval(), DEFAULT_COMMIT_INTERVAL_EOS);
+        assert_eq!(c.num_stream_threads, 2);
+        assert_eq!(c.consumer, vec![("max.poll.records".to_string(), "100".to_string())]);
+        let e = StreamsConfig::from_properties([("application.id", "a b"), ("bootstrap.servers", "x")]).unwrap_err();
+        assert!(e.to_string().contains("letters, digits"), "{e}");
+        assert!(StreamsConfig::from_properties([("bogus", "1")]).unwrap_err().to_string().contains("unknown"));
+    }
+}

@@ -1,0 +1,154 @@
+//! Before threads start: which topics each sub-topology reads and writes, their partition
+//! counts, and the internal topics (repartition and changelog) created if missing.
+//!
+//! A sub-topology has as many tasks as the largest partition count of the topics it reads. A
+//! repartition topic (written by one sub-topology, read by another) gets the task count of the
+//! sub-topology writing it, as in Kafka Streams; a changelog gets its store's task count.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::client::{Admin, Client, NewTopic};
+use crate::error::{Error, Result};
+use crate::streams::topology::Topology;
+
+/// An internal topic the application needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternalTopic {
+    /// Name.
+    pub name: String,
+    /// Partitions.
+    pub partitions: i32,
+    /// Topic configs.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// What the runtime learned about a topology's topics.
+#[derive(Debug, Clone, Default)]
+pub struct TopicPlan {
+    /// Partition count of every topic read or written by name.
+    pub partitions: HashMap<String, i32>,
+    /// Tasks (partitions) per sub-topology.
+    pub tasks: Vec<i32>,
+    /// The sub-topology reading each source topic.
+    pub subtopology_of: HashMap<String, u32>,
+    /// Internal topics (created if missing).
+    pub internal: Vec<InternalTopic>,
+}
+
+/// Work out partition counts and internal topics, reading external topics' metadata.
+pub async fn plan(client: &Client, topology: &Topology, application_id: &str) -> Result<TopicPlan> {
+    let subs = topology.subtopologies().len() as u32;
+    let mut plan = TopicPlan { tasks: vec![0; subs as usize], ..Default::default() };
+    let mut written_by: HashMap<String, u32> = HashMap::new();
+    for s in 0..subs {
+        for t in topology.sink_topics(s) {
+            written_by.insert(t, s);
+        }
+        for t in topology.source_topics(s) {
+            plan.subtopology_of.insert(t, s);
+        }
+    }
+    let external: Vec<String> = plan.subtopology_of.keys().filter(|t| !written_by.contains_key(*t)).cloned().collect();
+    if !external.is_empty() {
+        let md = client.metadata(Some(&external), false).await?;
+        for t in &external {
+            let found = md.topics.iter().find(|m| &m.name == t && m.error_code == 0 && !m.partitions.is_empty());
+            let Some(m) = found else {
+                return Err(Error::Config(format!(
+                    "source topic {t} does not exist; create it before starting the application"
+                )));
+            };
+            plan.partitions.insert(t.clone(), m.partitions.len() as i32);
+        }
+    }
+    // Repartition topics take the task count of the sub-topology writing them; iterate until
+    // every sub-topology's count is known (chains of repartitions).
+    loop {
+        let mut progress = false;
+        for s in 0..subs {
+            let sources = topology.source_topics(s);
+            let known: Vec<i32> = sources.iter().filter_map(|t| plan.partitions.get(t).copied()).collect();
+            if plan.tasks[s as usize] == 0 && known.len() == sources.len() && !sources.is_empty() {
+                plan.tasks[s as usize] = known.into_iter().max().unwrap_or(1);
+                progress = true;
+            }
+            if plan.tasks[s as usize] > 0 {
+                for t in topology.sink_topics(s) {
+                    if plan.subtopology_of.contains_key(&t) && !plan.partitions.contains_key(&t) {
+                        plan.partitions.insert(t, plan.tasks[s as usize]);
+                        progress = true;
+                    }
+                }
+            }
+        }
+        if !progress {
+            break;
+        }
+    }
+    if let Some(s) = plan.tasks.iter().position(|n| *n == 0) {
+        return Err(Error::Config(format!("cannot work out the partition count of sub-topology {s} (a cycle?)")));
+    }
+    for (t, s) in &written_by {
+        if plan.subtopology_of.contains_key(t) {
+            plan.internal.push(InternalTopic {
+                name: t.clone(),
+                partitions: plan.tasks[*s as usize],
+                configs: BTreeMap::from([("cleanup.policy".to_string(), "delete".to_string())]),
+            });
+        }
+    }
+    for s in 0..subs {
+        for (store, logged) in topology.stores_of(s) {
+            if logged {
+                let name = format!("{application_id}-{store}-changelog");
+                plan.partitions.insert(name.clone(), plan.tasks[s as usize]);
+                plan.internal.push(InternalTopic {
+                    name,
+                    partitions: plan.tasks[s as usize],
+                    configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
+                });
+            }
+        }
+    }
+    plan.internal.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(plan)
+}
+
+/// Create the internal topics that do not exist; refuse ones that exist with another
+/// partition count.
+pub async fn create_internal(client: &Client, plan: &TopicPlan, replication_factor: i16) -> Result<()> {
+    if plan.internal.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = plan.internal.iter().map(|t| t.name.clone()).collect();
+    let md = client.metadata(Some(&names), false).await?;
+    let mut missing = Vec::new();
+    for t in &plan.internal {
+        match md.topics.iter().find(|m| m.name == t.name && m.error_code == 0 && !m.partitions.is_empty()) {
+            Some(m) if m.partitions.len() as i32 != t.partitions => {
+                return Err(Error::Config(format!(
+                    "internal topic {} has {} partitions but the topology needs {}; delete it (or reset the application) and start again",
+                    t.name,
+                    m.partitions.len(),
+                    t.partitions
+                )))
+            }
+            Some(_) => {}
+            None => missing.push(NewTopic {
+                name: t.name.clone(),
+                partitions: t.partitions,
+                replication_factor,
+                configs: t.configs.clone(),
+            }),
+        }
+    }
+    if !missing.is_empty() {
+        match Admin::new(client).create_topics(&missing, false).await {
+            Ok(()) => {}
+            // Another instance created them first.
+            Err(e) if e.code() == Some(36) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,391 @@
+//! A stream thread: a dedicated OS thread that owns its consumer (a member of the application's
+//! group), its producer (transactional under exactly-once) and its tasks with their stores. No
+//! locks on the per-record path; the thread runs a single-threaded tokio runtime for its I/O.
+//!
+//! Loop: poll; apply rebalance events; process each record in its task, sending what sinks and
+//! change-logging stores queued; run wall-clock punctuations; commit every `commit.interval.ms`.
+//!
+//! Commit, exactly-once: stores flush their changes to the changelog, the input offsets go into
+//! the transaction with the consumer's group metadata, the transaction commits, then each store
+//! applies its staged writes with its changelog offset. At-least-once: the same without a
+//! transaction, the offsets committed after the producer flushed.
+//!
+//! On a rebalance the open transaction (if any) is aborted, stores drop their staged writes, and
+//! every partition still owned is rewound to its last committed offset: the work since the last
+//! commit is redone (exactly-once: its effects were never visible; at-least-once: a repeat).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::client::{Client, ClientConfig};
+use crate::consumer::{Consumer, ConsumerConfig, RebalanceListener};
+use crate::producer::{DeliveryFuture, Producer, ProducerConfig};
+use crate::records::ProducerRecord;
+use crate::streams::error::{Result, StreamsError};
+use crate::streams::task::{Task, TaskId};
+use crate::streams::topology::{TaskSettings, Topology};
+
+use super::collector::Outbox;
+use super::config::StreamsConfig;
+use super::internal::TopicPlan;
+use super::restore::restore_task;
+
+type TopicPartition = (String, i32);
+
+/// Rebalance events recorded by the consumer's listener, applied by the thread after `poll`.
+#[derive(Default, Clone)]
+struct Events(Arc<Mutex<Vec<Event>>>);
+
+enum Event {
+    Assigned(Vec<TopicPartition>),
+    Revoked(Vec<TopicPartition>),
+}
+
+impl RebalanceListener for Events {
+    fn on_partitions_assigned(&mut self, partitions: &[TopicPartition]) {
+        self.0.lock().expect("events lock").push(Event::Assigned(partitions.to_vec()));
+    }
+    fn on_partitions_revoked(&mut self, partitions: &[TopicPartition]) {
+        self.0.lock().expect("events lock").push(Event::Revoked(partitions.to_vec()));
+    }
+}
+
+/// What a stream thread needs from its application.
+pub(crate) struct ThreadContext {
+    pub(crate) config: Arc<StreamsConfig>,
+    pub(crate) topology: Arc<Topology>,
+    pub(crate) plan: Arc<TopicPlan>,
+    pub(crate) index: usize,
+    pub(crate) process_id: String,
+    pub(crate) shutdown: Arc<AtomicBool>,
+}
+
+struct Owned {
+    task: Task,
+    /// Next offset to commit per input partition.
+    positions: BTreeMap<TopicPartition, i64>,
+}
+
+struct Thread {
+    cx: ThreadContext,
+    consumer: Consumer,
+    producer: Producer,
+    client: Client,
+    outbox: Outbox,
+    events: Events,
+    tasks: BTreeMap<TaskId, Owned>,
+    in_txn: bool,
+    dirty: bool,
+    /// Sends of changelog records since the last commit: (topic, partition) -> deliveries.
+    changelog: HashMap<TopicPartition, Vec<DeliveryFuture>>,
+    outputs: Vec<DeliveryFuture>,
+    last_commit: Instant,
+}
+
+/// Run a stream thread until shutdown; returns the error that stopped it, if any.
+pub(crate) fn spawn(cx: ThreadContext) -> std::io::Result<std::thread::JoinHandle<Result<()>>> {
+    let name = format!("{}-StreamThread-{}", cx.config.application_id, cx.index + 1);
+    std::thread::Builder::new().name(name.clone()).spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StreamsError::Topology(format!("{name}: cannot start its runtime: {e}")))?;
+        let r = rt.block_on(async {
+            let mut t = Thread::new(cx).await?;
+            let r = t.run().await;
+            t.close(r.is_ok()).await;
+            r
+        });
+        if let Err(e) = &r {
+            tracing::error!(thread = %name, error = %e, "stream thread stopped");
+        }
+        r
+    })
+}
+
+impl Thread {
+    async fn new(cx: ThreadContext) -> Result<Self> {
+        let c = &cx.config;
+        let thread = format!("{}-StreamThread-{}", c.application_id, cx.index + 1);
+        let mut cprops: Vec<(String, String)> = vec![
+            ("bootstrap.servers".into(), c.bootstrap_servers.clone()),
+            ("group.id".into(), c.application_id.clone()),
+            ("client.id".into(), format!("{thread}-consumer")),
+            ("enable.auto.commit".into(), "false".into()),
+            ("auto.offset.reset".into(), "earliest".into()),
+            ("isolation.level".into(), "read_committed".into()),
+            // Range gives partition p of every topic a sub-topology reads to one member.
+            ("partition.assignment.strategy".into(), "range".into()),
+        ];
+        cprops.extend(c.consumer.iter().cloned());
+        let mut consumer = Consumer::new(ConsumerConfig::from_properties(cprops)?).await?;
+        let events = Events::default();
+        consumer.set_rebalance_listener(events.clone());
+        let mut topics: Vec<String> = cx.plan.subtopology_of.keys().cloned().collect();
+        topics.sort();
+        consumer.subscribe(topics)?;
+        let mut pprops: Vec<(String, String)> = vec![
+            ("bootstrap.servers".into(), c.bootstrap_servers.clone()),
+            ("client.id".into(), format!("{thread}-producer")),
+            ("acks".into(), "all".into()),
+            ("linger.ms".into(), "5".into()),
+        ];
+        if c.exactly_once() {
+            pprops
+                .push(("transactional.id".into(), format!("{}-{}-{}", c.application_id, cx.process_id, cx.index + 1)));
+        }
+        pprops.extend(c.producer.iter().cloned());
+        let producer = Producer::new(ProducerConfig::from_properties(pprops)?).await?;
+        if c.exactly_once() {
+            producer.init_transactions().await?;
+        }
+        let client = Client::connect(ClientConfig::new(c.bootstrap_servers.clone())).await?;
+        let outbox = Outbox::new(cx.plan.partitions.clone());
+        Ok(Self {
+            cx,
+            consumer,
+            producer,
+            client,
+            outbox,
+            events,
+            tasks: BTreeMap::new(),
+            in_txn: false,
+            dirty: false,
+            changelog: HashMap::new(),
+            outputs: Vec::new(),
+            last_commit: Instant::now(),
+        })
+    }
+
+    async fn run(&mut self) -> Result<()> {
+        let interval = self.cx.config.commit_interval();
+        while !self.cx.shutdown.load(Ordering::Acquire) {
+            let records = self.consumer.poll(self.cx.config.poll).await?;
+            let events: Vec<Event> = std::mem::take(&mut *self.events.0.lock().expect("events lock"));
+            if !events.is_empty() {
+                self.rebalance(events).await?;
+                // What this poll returned predates the rewind: it is fetched again.
+                continue;
+            }
+            for r in records {
+                let Some(&sub) = self.cx.plan.subtopology_of.get(r.topic.as_ref()) else { continue };
+                let id = TaskId { subtopology: sub, partition: r.partition };
+                let Some(owned) = self.tasks.get_mut(&id) else { continue };
+                if self.cx.config.exactly_once() && !self.in_txn {
+                    self.producer.begin_transaction()?;
+                    self.in_txn = true;
+                }
+                let rec = r.record;
+                owned.task.process(
+                    &r.topic,
+                    r.partition,
+                    rec.offset,
+                    rec.key.as_deref(),
+                    rec.value.as_deref(),
+                    rec.timestamp,
+                    rec.headers,
+                )?;
+                owned.positions.insert((r.topic.to_string(), r.partition), rec.offset + 1);
+                self.dirty = true;
+                self.send_queued().await?;
+            }
+            let now = wall_clock_ms();
+            for owned in self.tasks.values_mut() {
+                if self.cx.config.exactly_once() && !self.in_txn {
+                    // A punctuation may write: it needs a transaction too.
+                    self.producer.begin_transaction()?;
+                    self.in_txn = true;
+                }
+                owned.task.advance_wall_clock(now)?;
+            }
+            self.send_queued().await?;
+            if self.dirty && self.last_commit.elapsed() >= interval {
+                self.commit().await?;
+            }
+        }
+        if self.dirty {
+            self.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Send what sinks and stores queued.
+    async fn send_queued(&mut self) -> Result<()> {
+        for owned in self.tasks.values_mut() {
+            for store in owned.task.context().state_stores() {
+                store.send_changelog(&mut self.outbox)?;
+            }
+        }
+        for o in self.outbox.take() {
+            let rec = ProducerRecord { key: o.key, value: o.value, headers: o.headers, timestamp: Some(o.timestamp) };
+            let f = self.producer.send(&o.topic, o.partition, rec).await?;
+            match (o.changelog, o.partition) {
+                (true, Some(p)) => self.changelog.entry((o.topic, p)).or_default().push(f),
+                _ => self.outputs.push(f),
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<()> {
+        for owned in self.tasks.values_mut() {
+            for store in owned.task.context().state_stores() {
+                store.prepare_commit(&mut self.outbox)?;
+            }
+        }
+        self.send_queued().await?;
+        let offsets: BTreeMap<TopicPartition, i64> =
+            self.tasks.values().flat_map(|o| o.positions.iter().map(|(tp, off)| (tp.clone(), *off))).collect();
+        if self.cx.config.exactly_once() {
+            if self.in_txn {
+                let group = self.consumer.group_metadata()?;
+                self.producer.send_offsets_to_transaction(&offsets, &group).await?;
+                self.producer.commit_transaction().await?;
+                self.in_txn = false;
+            }
+        } else {
+            self.producer.flush().await;
+        }
+        for f in self.outputs.drain(..) {
+            f.await?;
+        }
+        // Each changelog partition's offset after this commit's records: the stores' checkpoints.
+        let mut ends: HashMap<TopicPartition, i64> = HashMap::new();
+        for (tp, futures) in self.changelog.drain() {
+            let mut last = -1;
+            for f in futures {
+                last = last.max(f.await?.offset);
+            }
+            ends.insert(tp, last + 1);
+        }
+        if !self.cx.config.exactly_once() && !offsets.is_empty() {
+            self.consumer.commit_offsets(&offsets).await?;
+        }
+        let app = &self.cx.config.application_id;
+        for (id, owned) in self.tasks.iter_mut() {
+            for store in owned.task.context().state_stores() {
+                let tp = (format!("{app}-{}-changelog", store.name()), id.partition);
+                store.commit(ends.get(&tp).copied())?;
+            }
+        }
+        self.dirty = false;
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
+    /// Abort what is uncommitted, apply the assignment change, rewind what is still owned.
+    async fn rebalance(&mut self, events: Vec<Event>) -> Result<()> {
+        if self.in_txn {
+            self.outbox.clear();
+            self.producer.abort_transaction().await?;
+            self.in_txn = false;
+        }
+        self.changelog.clear();
+        self.outputs.clear();
+        for owned in self.tasks.values_mut() {
+            for store in owned.task.context().state_stores() {
+                store.abort();
+            }
+        }
+        self.dirty = false;
+        for e in events {
+            match e {
+                Event::Revoked(parts) => {
+                    let gone: Vec<TaskId> = self
+                        .tasks
+                        .keys()
+                        .copied()
+                        .filter(|id| {
+                            parts.iter().any(|(t, p)| {
+                                *p == id.partition && self.cx.plan.subtopology_of.get(t) == Some(&id.subtopology)
+                            })
+                        })
+                        .collect();
+                    for id in gone {
+                        if let Some(mut owned) = self.tasks.remove(&id) {
+                            owned.task.close();
+                            tracing::info!(task = %id, "task closed (revoked)");
+                        }
+                    }
+                }
+                Event::Assigned(parts) => {
+                    for (t, p) in parts {
+                        let Some(&sub) = self.cx.plan.subtopology_of.get(&t) else { continue };
+                        let id = TaskId { subtopology: sub, partition: p };
+                        if !self.tasks.contains_key(&id) {
+                            self.open_task(id).await?;
+                        }
+                    }
+                }
+            }
+        }
+        // Rewind every owned partition to its committed offset (or the start).
+        let owned: Vec<TopicPartition> = self.consumer.assignment();
+        let committed = self.consumer.committed(&owned).await?;
+        let mut from_start = Vec::new();
+        for tp in &owned {
+            match committed.get(tp).copied().flatten() {
+                Some(o) => self.consumer.seek(tp, o)?,
+                None => from_start.push(tp.clone()),
+            }
+        }
+        if !from_start.is_empty() {
+            self.consumer.seek_to(&from_start, true).await?;
+        }
+        for owned in self.tasks.values_mut() {
+            owned.positions.clear();
+        }
+        Ok(())
+    }
+
+    async fn open_task(&mut self, id: TaskId) -> Result<()> {
+        let settings = TaskSettings {
+            application_id: self.cx.config.application_id.clone(),
+            state_dir: self.cx.config.state_dir.clone(),
+            exactly_once: self.cx.config.exactly_once(),
+        };
+        // A task moving between threads of one process: the old owner may still hold its
+        // stores' files for a moment.
+        let mut attempt = 0;
+        let mut task = loop {
+            match self.cx.topology.build_task_with(&settings, id, Box::new(self.outbox.clone())) {
+                Ok(t) => break t,
+                Err(e) if attempt < 50 => {
+                    attempt += 1;
+                    tracing::debug!(task = %id, error = %e, "task not ready; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        restore_task(&self.client, &mut task, &self.cx.config.application_id, &self.cx.plan.partitions).await?;
+        task.init()?;
+        tracing::info!(task = %id, "task running");
+        self.tasks.insert(id, Owned { task, positions: BTreeMap::new() });
+        Ok(())
+    }
+
+    async fn close(mut self, clean: bool) {
+        if !clean && self.in_txn {
+            let _ = self.producer.abort_transaction().await;
+        }
+        for (id, mut owned) in std::mem::take(&mut self.tasks) {
+            for store in owned.task.context().state_stores() {
+                if let Err(e) = store.flush() {
+                    tracing::warn!(task = %id, store = store.name(), error = %e, "cannot flush store at close");
+                }
+            }
+            owned.task.close();
+        }
+        self.producer.close().await;
+        if let Err(e) = self.consumer.close().await {
+            tracing::debug!(error = %e, "consumer close");
+        }
+    }
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
