@@ -1,0 +1,145 @@
+//! The streams runtime end to end on an embedded broker: word count (a flat-map, a repartition
+//! topic, a count in a change-logged store) under exactly_once_v2 and at_least_once. The
+//! output, read read_committed, counts every word exactly as a model does; after the
+//! application closes and starts again on the same state directory, counting goes on from the
+//! restored store.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rill_broker::Broker;
+use rill_core::client::{Admin, Client, ClientConfig, NewTopic};
+use rill_core::consumer::{Consumer, ConsumerConfig};
+use rill_core::producer::{Producer, ProducerConfig};
+use rill_core::records::ProducerRecord;
+use rill_core::streams::runtime::{KafkaStreams, StreamsConfig};
+use rill_core::streams::serde::{I64Serde, Serde};
+use rill_dsl::StreamsBuilder;
+
+fn split(line: String) -> Vec<String> {
+    line.split_whitespace().map(str::to_string).collect()
+}
+
+fn app(bootstrap: &str, state: &std::path::Path, guarantee: &str) -> KafkaStreams {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<(), String>("lines")
+        .flat_map_values(split)
+        .group_by(|_, w| w.clone())
+        .count()
+        .to_stream()
+        .to("counts");
+    let built = builder.build("wc").unwrap();
+    let config = StreamsConfig::from_properties([
+        ("application.id", "wc"),
+        ("bootstrap.servers", bootstrap),
+        ("processing.guarantee", guarantee),
+        ("commit.interval.ms", "100"),
+        ("state.dir", state.to_str().unwrap()),
+    ])
+    .unwrap();
+    KafkaStreams::new(built.topology, config)
+}
+
+async fn produce(bootstrap: &str, lines: &[String]) {
+    let p = Producer::new(ProducerConfig::new(bootstrap)).await.unwrap();
+    let mut sent = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let rec =
+            ProducerRecord { key: None, value: Some(Bytes::from(l.clone())), headers: Vec::new(), timestamp: None };
+        sent.push(p.send("lines", Some(i as i32 % 2), rec).await.unwrap());
+    }
+    for d in sent {
+        d.await.unwrap();
+    }
+    p.close().await;
+}
+
+/// Read `counts` from the start until every word's last count is the model's; returns each
+/// word's counts in order.
+async fn read_counts(bootstrap: &str, model: &BTreeMap<String, i64>) -> BTreeMap<String, Vec<i64>> {
+    let mut c = Consumer::new(
+        ConsumerConfig::from_properties([
+            ("bootstrap.servers", bootstrap),
+            ("group.id", "reader"),
+            ("isolation.level", "read_committed"),
+            ("auto.offset.reset", "earliest"),
+        ])
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let parts: Vec<(String, i32)> = (0..2).map(|p| ("counts".to_string(), p)).collect();
+    c.assign(parts).unwrap();
+    let mut seen: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for r in c.poll(Duration::from_millis(100)).await.unwrap() {
+            let word = String::from_utf8(r.key.clone().unwrap().to_vec()).unwrap();
+            let n = I64Serde.deserialize(r.value.as_ref().unwrap()).unwrap();
+            seen.entry(word).or_default().push(n);
+        }
+        let last: BTreeMap<String, i64> = seen.iter().map(|(w, v)| (w.clone(), *v.last().unwrap())).collect();
+        if &last == model {
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "counts after 60 s: {last:?}\nexpected {model:?}");
+    }
+}
+
+fn lines(from: usize, n: usize) -> Vec<String> {
+    (from..from + n).map(|i| format!("w{} w{} common", i % 7, i % 3)).collect()
+}
+
+fn model(lines: &[String]) -> BTreeMap<String, i64> {
+    let mut m = BTreeMap::new();
+    for l in lines {
+        for w in l.split_whitespace() {
+            *m.entry(w.to_string()).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+async fn run(guarantee: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::embedded(dir.path().join("broker")).await.unwrap();
+    let bootstrap = broker.bootstrap();
+    let client = Client::connect(ClientConfig::new(&bootstrap)).await.unwrap();
+    let topic = NewTopic { name: "lines".into(), partitions: 2, replication_factor: 1, configs: Default::default() };
+    Admin::new(&client).create_topics(&[topic], false).await.unwrap();
+
+    let first = lines(0, 60);
+    produce(&bootstrap, &first).await;
+    let mut a = app(&bootstrap, &dir.path().join("state"), guarantee);
+    a.start().await.unwrap();
+    let seen = read_counts(&bootstrap, &model(&first)).await;
+    a.close(Duration::from_secs(30)).await.unwrap();
+    if guarantee == "exactly_once_v2" {
+        for (w, counts) in &seen {
+            let want: Vec<i64> = (1..=counts.len() as i64).collect();
+            assert_eq!(counts, &want, "{w}: each count once, in order");
+        }
+    }
+
+    // Start again on the same state: counting goes on from the restored store.
+    let second = lines(60, 40);
+    produce(&bootstrap, &second).await;
+    let mut b = app(&bootstrap, &dir.path().join("state"), guarantee);
+    b.start().await.unwrap();
+    let all: Vec<String> = first.iter().chain(&second).cloned().collect();
+    read_counts(&bootstrap, &model(&all)).await;
+    b.close(Duration::from_secs(30)).await.unwrap();
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn word_count_exactly_once_and_after_a_restart() {
+    run("exactly_once_v2").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn word_count_at_least_once_and_after_a_restart() {
+    run("at_least_once").await;
+}
