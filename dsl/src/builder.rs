@@ -19,11 +19,10 @@ use std::sync::{Arc, Mutex};
 
 use rill_core::streams::error::{Result, StreamsError};
 use rill_core::streams::processor::Processor;
-use rill_core::streams::store::RecordTimestamp;
 use rill_core::streams::task::TaskStore;
 use rill_core::streams::topology::{StoreInit, Topology};
 use rill_core::streams::{Partitioner, TopicChoice};
-use rill_state::{StateConfig, StoreBuilder, StoreContext};
+use rill_state::{StateConfig, StoreBuilder};
 
 use crate::config::Materialized;
 use crate::serdes::{owned, ArcSerde};
@@ -39,10 +38,12 @@ pub(crate) struct BuildEnv {
     pub(crate) driver: Arc<DriverHooks>,
 }
 
-/// Switched on by the test driver: every store in memory, and a handle on each kept for
-/// [`TopologyTestDriver::key_value_store`](crate::TopologyTestDriver::key_value_store).
+/// Settings the store factories read when tasks are built: the runtime's [`StateConfig`]
+/// (RocksDB options), and the test driver's switch: every store in memory, with a handle on
+/// each kept for [`TopologyTestDriver::key_value_store`](crate::TopologyTestDriver::key_value_store).
 #[derive(Default)]
 pub(crate) struct DriverHooks {
+    pub(crate) config: Mutex<StateConfig>,
     pub(crate) active: AtomicBool,
     /// `(store name, Arc<Mutex<TypedStore<K, V>>>)`.
     pub(crate) taps: Mutex<Vec<(String, Box<dyn Any + Send>)>>,
@@ -211,21 +212,15 @@ impl State {
         self.op(move |t, env| {
             let driver = env.driver.clone();
             let factory = move |init: &StoreInit| -> Result<Box<dyn TaskStore<K, V>>> {
-                let ctx = StoreContext::new(
-                    init.application_id.clone(),
-                    init.task_id.to_string(),
-                    init.task_id.partition,
-                    StateConfig::default(),
-                    RecordTimestamp::default(),
-                );
+                let config = driver.config.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 if driver.active.load(Ordering::Relaxed) {
-                    let store = decl.clone().in_memory().build_typed(&ctx, owned(&keys), owned(&values))?;
+                    let store = decl.clone().in_memory().build_for_task(init, &config, owned(&keys), owned(&values))?;
                     let tapped = Tapped { name: decl.name().to_string(), inner: Arc::new(Mutex::new(store)) };
                     let handle: Box<dyn Any + Send> = Box::new(tapped.inner.clone());
-                    driver.taps.lock().expect("no panics under this lock").push((tapped.name.clone(), handle));
+                    driver.taps.lock().unwrap_or_else(|p| p.into_inner()).push((tapped.name.clone(), handle));
                     return Ok(Box::new(tapped));
                 }
-                Ok(Box::new(decl.build_typed(&ctx, owned(&keys), owned(&values))?))
+                Ok(Box::new(decl.build_for_task(init, &config, owned(&keys), owned(&values))?))
             };
             let procs: Vec<&str> = processors.iter().map(String::as_str).collect();
             t.add_state_store(&name, logged, factory, &procs).map(|_| ())
@@ -330,6 +325,12 @@ impl std::fmt::Debug for BuiltTopology {
 }
 
 impl BuiltTopology {
+    /// RocksDB options and other state settings for the stores of tasks built from now on
+    /// (`state.dir` comes from the runtime's `TaskSettings` through each `StoreInit`).
+    pub fn set_state_config(&self, config: StateConfig) {
+        *self.driver.config.lock().unwrap_or_else(|p| p.into_inner()) = config;
+    }
+
     /// The repartition topics (full names).
     pub fn repartition_topics(&self) -> impl Iterator<Item = &str> {
         self.internal_topics.iter().filter(|t| t.kind == InternalTopicKind::Repartition).map(|t| t.name.as_str())

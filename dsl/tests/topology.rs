@@ -139,3 +139,46 @@ fn cogroup_inputs_are_one_copartition_group_after_repartitioning() {
     let out = driver.create_output_topic("activity-out", StringSerde, I64Serde);
     assert_eq!(out.read_all(), vec![("/home".to_string(), 1), ("/home".to_string(), 11)]);
 }
+
+/// A collector for tasks run outside the driver; these tests only look at stores.
+struct Discard;
+
+impl rill_core::streams::task::RecordCollector for Discard {
+    fn send(
+        &mut self,
+        _: &str,
+        _: &str,
+        _: Option<i32>,
+        _: Option<bytes::Bytes>,
+        _: Option<bytes::Bytes>,
+        _: i64,
+        _: rill_core::streams::record::Headers,
+    ) -> rill_core::streams::error::Result<()> {
+        Ok(())
+    }
+    fn partition_count(&mut self, _: &str) -> rill_core::streams::error::Result<i32> {
+        Ok(1)
+    }
+}
+
+#[test]
+fn outside_the_driver_stores_follow_materialized_under_the_runtime_state_dir() {
+    use rill_core::streams::task::TaskId;
+    use rill_core::streams::topology::TaskSettings;
+
+    let builder = StreamsBuilder::new();
+    let s = builder.stream::<String, String>("in");
+    s.group_by_key().count_with(Materialized::as_("on-disk"));
+    s.group_by_key().count_with(Materialized::as_("in-mem").in_memory());
+    let built = builder.build("app").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = TaskSettings::new("app");
+    settings.state_dir = dir.path().into();
+    settings.exactly_once = true;
+    let mut task =
+        built.topology.build_task_with(&settings, TaskId { subtopology: 0, partition: 3 }, Box::new(Discard)).unwrap();
+    task.process("in", 3, 0, Some(b"k"), Some(b"v"), 5, Vec::new()).unwrap();
+    assert!(dir.path().join("app/0_3/on-disk").is_dir());
+    assert!(!dir.path().join("app/0_3/in-mem").exists());
+    assert_eq!(task.context().state_stores().count(), 2);
+}

@@ -52,14 +52,16 @@ fn counts_come_out_as_kafka_streams_emits_them() {
 fn the_store_holds_the_latest_counts_and_its_changelog_gets_every_commit() {
     let driver = TopologyTestDriver::new(word_count(true)).unwrap();
     let lines = driver.create_input_topic("text-lines", UnitSerde, StringSerde);
-    lines.pipe_input((), "a b a".to_string()).unwrap();
-    lines.pipe_input((), "B".to_string()).unwrap();
+    lines.pipe_input_at((), "a b a".to_string(), 100).unwrap();
+    lines.pipe_input_at((), "B".to_string(), 200).unwrap();
     let store = driver.key_value_store::<String, i64>("counts").unwrap();
     assert_eq!(store, vec![("a".to_string(), 2), ("b".to_string(), 2)]);
     // Without a cache every write is a changelog record; the driver commits after each input.
     let changelog = driver.create_output_topic("wordcount-counts-changelog", StringSerde, I64Serde);
     let kv = |k: &str, n| (k.to_string(), n);
-    assert_eq!(changelog.read_all(), vec![kv("a", 1), kv("b", 1), kv("a", 2), kv("b", 2)]);
+    let records: Vec<_> = changelog.read_records().into_iter().map(|r| ((r.key, r.value), r.timestamp)).collect();
+    // Stamped with the timestamp of the record that caused them.
+    assert_eq!(records, vec![(kv("a", 1), 100), (kv("b", 1), 100), (kv("a", 2), 100), (kv("b", 2), 200)]);
     assert!(driver.key_value_store::<String, String>("counts").unwrap_err().to_string().contains("does not hold"));
     assert!(driver.key_value_store::<String, i64>("nope").is_err());
 }
