@@ -38,6 +38,7 @@ pub use config::{
 };
 pub use internal::{InternalTopic, TopicPlan};
 pub use restore::RestoreStats;
+pub use thread::Restoration;
 
 use crate::client::{Client, ClientConfig};
 use crate::streams::error::{Result, StreamsError};
@@ -69,6 +70,7 @@ pub struct KafkaStreams {
     state: Arc<Mutex<StreamsState>>,
     listener: Option<Arc<Listener>>,
     plan: Option<Arc<TopicPlan>>,
+    restorations: Arc<Mutex<Vec<Restoration>>>,
 }
 
 impl std::fmt::Debug for KafkaStreams {
@@ -88,6 +90,7 @@ impl KafkaStreams {
             state: Arc::new(Mutex::new(StreamsState::Created)),
             listener: None,
             plan: None,
+            restorations: Arc::default(),
         }
     }
 
@@ -120,6 +123,12 @@ impl KafkaStreams {
         self.plan.as_deref()
     }
 
+    /// Every store restoration so far: which task, which store, how many changelog records
+    /// were replayed from which offset.
+    pub fn restorations(&self) -> Vec<Restoration> {
+        self.restorations.lock().expect("restorations lock").clone()
+    }
+
     /// Create missing internal topics and start the stream threads.
     pub async fn start(&mut self) -> Result<()> {
         if *self.state.lock().expect("state lock") != StreamsState::Created {
@@ -140,6 +149,7 @@ impl KafkaStreams {
                 index,
                 process_id: process_id.clone(),
                 shutdown: self.shutdown.clone(),
+                restorations: self.restorations.clone(),
             };
             let handle = thread::spawn(cx)
                 .map_err(|e| StreamsError::Topology(format!("cannot start stream thread {index}: {e}")))?;

@@ -30,7 +30,20 @@ use crate::streams::topology::{TaskSettings, Topology};
 use super::collector::Outbox;
 use super::config::StreamsConfig;
 use super::internal::TopicPlan;
-use super::restore::restore_task;
+use super::restore::{restore_task, RestoreStats};
+
+/// One store restored when a task was opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restoration {
+    /// The task.
+    pub task: TaskId,
+    /// The store.
+    pub store: String,
+    /// What was replayed.
+    pub stats: RestoreStats,
+    /// The stream thread (0-based) that opened the task.
+    pub thread: usize,
+}
 
 type TopicPartition = (String, i32);
 
@@ -60,6 +73,7 @@ pub(crate) struct ThreadContext {
     pub(crate) index: usize,
     pub(crate) process_id: String,
     pub(crate) shutdown: Arc<AtomicBool>,
+    pub(crate) restorations: Arc<Mutex<Vec<Restoration>>>,
 }
 
 struct Owned {
@@ -360,7 +374,11 @@ impl Thread {
                 Err(e) => return Err(e),
             }
         };
-        restore_task(&self.client, &mut task, &self.cx.config.application_id, &self.cx.plan.partitions).await?;
+        let stats =
+            restore_task(&self.client, &mut task, &self.cx.config.application_id, &self.cx.plan.partitions).await?;
+        self.cx.restorations.lock().expect("restorations lock").extend(
+            stats.into_iter().map(|(store, stats)| Restoration { task: id, store, stats, thread: self.cx.index }),
+        );
         task.init()?;
         tracing::info!(task = %id, "task running");
         self.tasks.insert(id, Owned { task, positions: BTreeMap::new() });
