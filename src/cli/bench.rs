@@ -1,4 +1,4 @@
-//! `rill bench produce|consume|txn`: whole-system throughput beside same-run baselines.
+//! `rill bench produce|consume|txn|streams`: whole-system throughput beside same-run baselines.
 //!
 //! Each run first measures two ceilings on this machine, now: the loopback TCP copy rate (one
 //! socket, 1 MiB writes) and the sequential file write rate (page cache, 1 MiB writes), then the
@@ -30,8 +30,11 @@ pub struct BenchArgs {
     /// Value size of each record in bytes.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     record_size: u32,
-    /// Partitions of the benchmark topic.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    /// Partitions of the benchmark topic (default 1; streams: 4, for every input and output topic).
+    #[arg(long = "partitions", value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    partitions_given: Option<i32>,
+    /// `--partitions` or the workload's default.
+    #[arg(skip)]
     partitions: i32,
     /// Total bytes of record values to move.
     #[arg(long, default_value = "512MiB", value_parser = parse_size)]
@@ -56,6 +59,12 @@ pub struct BenchArgs {
     /// the Rill consumer (decoding every record).
     #[arg(long, value_enum, default_value_t = ProduceClient::Raw)]
     client: ProduceClient,
+    /// Input records per workload (streams).
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+    /// Distinct keys of the input records (streams).
+    #[arg(long, default_value_t = 100_000)]
+    keys: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -74,6 +83,9 @@ enum What {
     Consume,
     /// Transactional produce (a commit every `--commit-ms`) beside idempotent produce.
     Txn,
+    /// Streams applications (stateless map/filter, a RocksDB count; at-least-once and
+    /// exactly-once) beside a hand-written consume-transform-produce loop.
+    Streams,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -90,7 +102,11 @@ fn parse_size(s: &str) -> Result<u64, String> {
     num.trim().parse::<u64>().map(|n| n * mult).map_err(|_| format!("'{s}' is not a size like 512MiB"))
 }
 
-pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(mut a: BenchArgs) -> anyhow::Result<()> {
+    a.partitions = a.partitions_given.unwrap_or(if matches!(a.what, What::Streams) { 4 } else { 1 });
+    if let What::Streams = a.what {
+        return run_streams(a).await;
+    }
     let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
     let loopback = loopback_rate(a.bytes.min(1 << 30)).await?;
     let disk = write_rate(tmp.path(), a.bytes.min(1 << 30))?;
@@ -158,7 +174,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             produce(&client, &topic, &a, &batch, total_batches).await?;
             ("consume (rill consumer)", consume_records(&bootstrap, &topic, a.partitions, records).await?)
         }
-        What::Txn => unreachable!("handled above"),
+        What::Txn | What::Streams => unreachable!("handled above"),
         What::Consume => {
             produce(&client, &topic, &a, &batch, total_batches).await?;
             (
@@ -180,6 +196,34 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         value_bytes / secs / loopback
     );
     Admin::new(&client).delete_topics(&[topic]).await?;
+    if let Some(b) = embedded {
+        b.shutdown().await?;
+    }
+    Ok(())
+}
+
+/// `rill bench streams` on an embedded broker (no initial rebalance delay) or `--bootstrap`.
+async fn run_streams(a: BenchArgs) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let embedded = match &a.bootstrap {
+        Some(_) => None,
+        None => {
+            let mut config = rill_broker::BrokerConfig::new(tmp.path().join("broker"));
+            config.listen = "127.0.0.1:0".parse().expect("a valid address");
+            config.group.initial_rebalance_delay_ms = 0;
+            Some(Broker::start(config).await?)
+        }
+    };
+    let bootstrap = a.bootstrap.clone().unwrap_or_else(|| embedded.as_ref().expect("embedded").bootstrap());
+    super::bench_streams::run(super::bench_streams::StreamsBenchArgs {
+        bootstrap,
+        records: a.records,
+        keys: a.keys,
+        record_size: a.record_size as usize,
+        partitions: a.partitions,
+        commit_ms: a.commit_ms,
+    })
+    .await?;
     if let Some(b) = embedded {
         b.shutdown().await?;
     }

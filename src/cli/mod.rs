@@ -1,6 +1,8 @@
 //! Command-line parsing and dispatch.
 
 mod bench;
+mod bench_streams;
+mod bench_streams_io;
 mod bench_txn;
 mod broker;
 mod consume;

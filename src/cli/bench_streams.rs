@@ -1,0 +1,290 @@
+//! `rill bench streams`: streams applications beside a hand-written consume-transform-produce
+//! loop, on the same broker in the same run.
+//!
+//! Workloads, each with a fresh input topic, output topic and application.id:
+//! - the hand-written loop: Rill consumer and producer, the map and filter in plain code;
+//! - stateless: the DSL's `map_values` + `filter` -> `to`, under at_least_once and exactly_once_v2;
+//! - count: `group_by_key().count()` into a RocksDB store (change-logged, no cache: one output per
+//!   input), under at_least_once and exactly_once_v2.
+//!
+//! A run pre-produces its input (100 B values by default, keys spread over `--keys`), starts the
+//! application and times from the moment its group is assigned until a read_committed reader has
+//! read every expected output record. Then the application, now caught up, gets records at a
+//! steady rate for a second and the reader measures end-to-end latency: the time a record is
+//! read from the output minus the timestamp its input record got when it was produced.
+//! Workloads run in order and then in reverse order (A-B-B-A), each time with half the records,
+//! so that drift during the run (logs growing, page-cache writeback, neighbours) weighs on all.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use rill_core::client::{Admin, Client, ClientConfig, NewTopic};
+use rill_core::streams::runtime::{KafkaStreams, StreamsConfig};
+use rill_dsl::{Materialized, StreamsBuilder};
+
+use super::bench_streams_io::{self as io, HandLoop, Reader};
+
+/// Records/s of the latency phase.
+const LATENCY_RATE: u64 = 10_000;
+/// Records of the latency phase (one second's worth).
+const LATENCY_RECORDS: u64 = LATENCY_RATE;
+/// A run that takes longer than this fails.
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Settings of `rill bench streams`.
+pub struct StreamsBenchArgs {
+    /// Broker address.
+    pub bootstrap: String,
+    /// Input records per workload (over both halves).
+    pub records: u64,
+    /// Distinct keys.
+    pub keys: u64,
+    /// Value size in bytes (at least 8).
+    pub record_size: usize,
+    /// Partitions of every input and output topic.
+    pub partitions: i32,
+    /// `commit.interval.ms` under exactly-once.
+    pub commit_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Workload {
+    HandWritten,
+    Stateless { eos: bool },
+    Count { eos: bool },
+}
+
+impl Workload {
+    const ALL: [Workload; 5] = [
+        Workload::HandWritten,
+        Workload::Stateless { eos: false },
+        Workload::Stateless { eos: true },
+        Workload::Count { eos: false },
+        Workload::Count { eos: true },
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Workload::HandWritten => "hand-written loop (consume, map, filter, produce)",
+            Workload::Stateless { eos: false } => "stateless map+filter, at_least_once",
+            Workload::Stateless { eos: true } => "stateless map+filter, exactly_once_v2",
+            Workload::Count { eos: false } => "count (RocksDB), at_least_once",
+            Workload::Count { eos: true } => "count (RocksDB), exactly_once_v2",
+        }
+    }
+
+    fn short(self) -> &'static str {
+        match self {
+            Workload::HandWritten => "loop",
+            Workload::Stateless { eos: false } => "map-alos",
+            Workload::Stateless { eos: true } => "map-eos",
+            Workload::Count { eos: false } => "count-alos",
+            Workload::Count { eos: true } => "count-eos",
+        }
+    }
+
+    /// Output records for input sequence numbers `from..to`.
+    fn outputs(self, from: u64, to: u64) -> u64 {
+        match self {
+            Workload::Count { .. } => to - from,
+            _ => io::kept(from, to),
+        }
+    }
+}
+
+/// What the runs of one workload add up to.
+#[derive(Default)]
+struct Totals {
+    records: u64,
+    busy: Duration,
+    startup: Duration,
+    runs: u32,
+    latencies: Vec<i64>,
+}
+
+/// Run every workload and print records/s, ratios and latencies.
+pub async fn run(a: StreamsBenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.record_size >= 8, "--record-size must be at least 8 for streams (a sequence number)");
+    anyhow::ensure!(a.keys >= 1 && a.records >= 2, "--keys must be at least 1 and --records at least 2");
+    println!(
+        "streams: {} records of {} B per workload, {} keys, {} partition(s); map+filter keeps 9 in 10; \
+         latency at {} records/s",
+        a.records, a.record_size, a.keys, a.partitions, LATENCY_RATE
+    );
+    let client = Client::connect(ClientConfig::new(&a.bootstrap)).await?;
+    let state = tempfile::tempdir().context("cannot create a temporary state directory")?;
+    let mut totals: BTreeMap<usize, Totals> = BTreeMap::new();
+    // A-B-B-A: every workload once in order, then once in reverse, half the records each time.
+    let order: Vec<usize> = (0..Workload::ALL.len()).chain((0..Workload::ALL.len()).rev()).collect();
+    let half = a.records / 2;
+    for (pass, &w) in order.iter().enumerate() {
+        let workload = Workload::ALL[w];
+        let r = run_one(&a, &client, state.path(), workload, pass, half)
+            .await
+            .with_context(|| format!("workload {}", workload.label()))?;
+        let t = totals.entry(w).or_default();
+        t.records += half;
+        t.busy += r.busy;
+        t.startup += r.startup;
+        t.runs += 1;
+        t.latencies.extend(r.latencies);
+    }
+    let rate = |w: Workload| {
+        let i = Workload::ALL.iter().position(|x| *x == w).expect("a workload");
+        let t = &totals[&i];
+        t.records as f64 / t.busy.as_secs_f64()
+    };
+    let rates: Vec<f64> = Workload::ALL.iter().map(|w| rate(*w)).collect();
+    let (baseline, count_alos) = (rates[0], rates[3]);
+    for (i, w) in Workload::ALL.iter().enumerate() {
+        let t = totals.get_mut(&i).expect("every workload ran");
+        let r = rates[i];
+        let ratio = match w {
+            Workload::HandWritten => String::new(),
+            Workload::Stateless { .. } => format!(", {:.2}x the loop (target >= 0.7x)", r / baseline),
+            Workload::Count { eos: false } => String::new(),
+            Workload::Count { eos: true } => {
+                format!(", {:.2}x at_least_once (target >= 0.85x)", r / count_alos)
+            }
+        };
+        t.latencies.sort_unstable();
+        println!(
+            "{}: {:.0} records/s{ratio}; startup {:.0} ms; latency p50 {} ms, p99 {} ms, max {} ms",
+            w.label(),
+            r,
+            t.startup.as_secs_f64() * 1e3 / t.runs as f64,
+            percentile(&t.latencies, 0.50),
+            percentile(&t.latencies, 0.99),
+            t.latencies.last().copied().unwrap_or(0),
+        );
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[i64], q: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// One run of one workload.
+struct RunResult {
+    /// From the group's assignment to the last expected output read.
+    busy: Duration,
+    /// From starting the application to the group's assignment.
+    startup: Duration,
+    /// Latencies of the steady-rate phase, ms.
+    latencies: Vec<i64>,
+}
+
+enum App {
+    Streams(KafkaStreams),
+    Loop(HandLoop),
+}
+
+async fn run_one(
+    a: &StreamsBenchArgs,
+    client: &Client,
+    state: &std::path::Path,
+    workload: Workload,
+    pass: usize,
+    records: u64,
+) -> anyhow::Result<RunResult> {
+    let app_id = format!("rill-bench-streams-{}-{}-{pass}", std::process::id(), workload.short());
+    let (input, output) = (format!("{app_id}-in"), format!("{app_id}-out"));
+    let topics = [&input, &output].map(|t| NewTopic {
+        name: t.clone(),
+        partitions: a.partitions,
+        replication_factor: -1,
+        configs: Default::default(),
+    });
+    Admin::new(client).create_topics(&topics, false).await?;
+    io::produce_input(&a.bootstrap, &input, 0, records, a.keys, a.record_size).await?;
+
+    let count_keys = matches!(workload, Workload::Count { .. }).then_some(a.keys);
+    let mut reader = Reader::new(&a.bootstrap, &output, a.partitions, count_keys).await?;
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let started = Instant::now();
+    let app = start(a, workload, &app_id, &input, &output, state).await?;
+    let assigned = io::wait_assigned(client, &app_id, deadline).await?;
+    let last = reader.read_until(workload.outputs(0, records), deadline, None).await?;
+
+    // Latency: the application is caught up; records come at a steady rate.
+    let feeder = {
+        let (bootstrap, input, size, keys) = (a.bootstrap.clone(), input.clone(), a.record_size, a.keys);
+        tokio::spawn(async move {
+            io::produce_paced(&bootstrap, &input, records, LATENCY_RECORDS, LATENCY_RATE, keys, size).await
+        })
+    };
+    let mut latencies = Vec::with_capacity(LATENCY_RECORDS as usize);
+    let target = workload.outputs(0, records + LATENCY_RECORDS);
+    let read = reader.read_until(target, deadline, Some(&mut latencies)).await;
+    feeder.await??;
+    read?;
+
+    match app {
+        App::Streams(s) => s.close(Duration::from_secs(60)).await?,
+        App::Loop(l) => l.stop().await?,
+    }
+    if let Some(sum) = reader.counted() {
+        anyhow::ensure!(
+            sum == (records + LATENCY_RECORDS) as i64,
+            "the last counts per key add up to {sum}, expected {}",
+            records + LATENCY_RECORDS
+        );
+    }
+    anyhow::ensure!(reader.seen() == target, "read {} output records, expected {target}", reader.seen());
+    reader.close().await?;
+    let ours: Vec<String> =
+        Admin::new(client).list_topics().await?.into_iter().filter(|t| t.starts_with(&app_id)).collect();
+    Admin::new(client).delete_topics(&ours).await?;
+    Ok(RunResult { busy: last.duration_since(assigned), startup: assigned.duration_since(started), latencies })
+}
+
+async fn start(
+    a: &StreamsBenchArgs,
+    workload: Workload,
+    app_id: &str,
+    input: &str,
+    output: &str,
+    state: &std::path::Path,
+) -> anyhow::Result<App> {
+    let eos = match workload {
+        Workload::HandWritten => {
+            let l = HandLoop::spawn(
+                a.bootstrap.clone(),
+                app_id.to_string(),
+                input.to_string(),
+                output.to_string(),
+                rill_core::streams::runtime::DEFAULT_COMMIT_INTERVAL_ALOS,
+            )?;
+            return Ok(App::Loop(l));
+        }
+        Workload::Stateless { eos } | Workload::Count { eos } => eos,
+    };
+    let builder = StreamsBuilder::new();
+    let source = builder.stream::<String, Bytes>(input);
+    if let Workload::Count { .. } = workload {
+        source.group_by_key().count_with(Materialized::as_("counts").persistent()).to_stream().to(output);
+    } else {
+        source.map_values(|v: Bytes| io::transform(&v)).filter(|_, v| io::keep(v)).to(output);
+    }
+    let built = builder.build(app_id)?;
+    let state_dir = state.join(app_id);
+    let commit_ms = a.commit_ms.to_string();
+    let mut props = vec![
+        ("application.id", app_id),
+        ("bootstrap.servers", a.bootstrap.as_str()),
+        ("processing.guarantee", if eos { "exactly_once_v2" } else { "at_least_once" }),
+        ("state.dir", state_dir.to_str().context("a UTF-8 state directory")?),
+    ];
+    if eos {
+        props.push(("commit.interval.ms", &commit_ms));
+    }
+    let mut app = KafkaStreams::new(built.topology, StreamsConfig::from_properties(props)?);
+    app.start().await?;
+    Ok(App::Streams(app))
+}
