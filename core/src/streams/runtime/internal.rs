@@ -114,6 +114,23 @@ pub async fn plan(client: &Client, topology: &Topology, application_id: &str) ->
     Ok(plan)
 }
 
+/// Check that every group of topics that must be co-partitioned (joins, cogroup) has one
+/// partition count.
+pub fn check_copartitioned(plan: &TopicPlan, groups: &[std::collections::BTreeSet<String>]) -> Result<()> {
+    for g in groups {
+        let counts: Vec<(String, i32)> =
+            g.iter().filter_map(|t| plan.partitions.get(t).map(|n| (t.clone(), *n))).collect();
+        if counts.windows(2).any(|w| w[0].1 != w[1].1) {
+            let listed: Vec<String> = counts.iter().map(|(t, n)| format!("{t} ({n})")).collect();
+            return Err(Error::Config(format!(
+                "topics that must be co-partitioned have different partition counts: {}; give them the same number of partitions",
+                listed.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Create the internal topics that do not exist; refuse ones that exist with another
 /// partition count.
 pub async fn create_internal(client: &Client, plan: &TopicPlan, replication_factor: i16) -> Result<()> {
@@ -151,4 +168,22 @@ pub async fn create_internal(client: &Client, plan: &TopicPlan, replication_fact
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn co_partitioned_topics_must_agree_and_the_error_names_them() {
+        let plan = TopicPlan {
+            partitions: HashMap::from([("orders".into(), 4), ("customers".into(), 8), ("refunds".into(), 4)]),
+            ..Default::default()
+        };
+        let ok = std::collections::BTreeSet::from(["orders".to_string(), "refunds".to_string()]);
+        check_copartitioned(&plan, &[ok]).unwrap();
+        let bad = std::collections::BTreeSet::from(["orders".to_string(), "customers".to_string()]);
+        let e = check_copartitioned(&plan, &[bad]).unwrap_err().to_string();
+        assert!(e.contains("customers (8), orders (4)"), "{e}");
+    }
 }

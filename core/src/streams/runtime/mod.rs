@@ -71,6 +71,7 @@ pub struct KafkaStreams {
     listener: Option<Arc<Listener>>,
     plan: Option<Arc<TopicPlan>>,
     restorations: Arc<Mutex<Vec<Restoration>>>,
+    copartition_groups: Vec<std::collections::BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for KafkaStreams {
@@ -91,7 +92,15 @@ impl KafkaStreams {
             listener: None,
             plan: None,
             restorations: Arc::default(),
+            copartition_groups: Vec::new(),
         }
+    }
+
+    /// Groups of topics that must have equal partition counts (the DSL's
+    /// `BuiltTopology::copartition_groups`: joins, cogroup); checked at start.
+    pub fn with_copartition_groups(mut self, groups: Vec<std::collections::BTreeSet<String>>) -> Self {
+        self.copartition_groups = groups;
+        self
     }
 
     /// Called with (new, old) on every state change.
@@ -137,6 +146,7 @@ impl KafkaStreams {
         self.config.validate()?;
         let client = Client::connect(ClientConfig::new(self.config.bootstrap_servers.clone())).await?;
         let plan = internal::plan(&client, &self.topology, &self.config.application_id).await?;
+        internal::check_copartitioned(&plan, &self.copartition_groups)?;
         internal::create_internal(&client, &plan, self.config.replication_factor).await?;
         let plan = Arc::new(plan);
         self.plan = Some(plan.clone());
