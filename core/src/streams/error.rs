@@ -12,6 +12,15 @@ pub enum StreamsError {
     /// A key or value could not be (de)serialized.
     #[error(transparent)]
     Serde(#[from] SerdeError),
+    /// An input record could not be deserialized at its source (the
+    /// `deserialization.exception.handler` decides what happens).
+    #[error("source {source_node}: {cause}")]
+    Deserialization {
+        /// The source node.
+        source_node: String,
+        /// Why.
+        cause: SerdeError,
+    },
     /// A state store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

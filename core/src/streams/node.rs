@@ -96,12 +96,13 @@ impl<K: Clone + 'static, V: Clone + 'static> RawNode for SourceNode<K, V> {
         headers: Headers,
         task: &mut TaskContext,
     ) -> Result<()> {
+        let de = |cause| StreamsError::Deserialization { source_node: self.name.clone(), cause };
         let k = match key {
-            Some(b) => Some(self.key_serde.deserialize(b)?),
+            Some(b) => Some(self.key_serde.deserialize(b).map_err(de)?),
             None => self.key_serde.deserialize_null(),
         };
         let v = match value {
-            Some(b) => Some(self.value_serde.deserialize(b)?),
+            Some(b) => Some(self.value_serde.deserialize(b).map_err(de)?),
             None => self.value_serde.deserialize_null(),
         };
         let (Some(key), Some(value)) = (k, v) else {

@@ -15,6 +15,29 @@ pub enum ProcessingGuarantee {
     ExactlyOnceV2,
 }
 
+/// What a handler does with a record that failed (`*.exception.handler`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Log it and stop the stream thread (the default, as Kafka Streams' `LogAndFail`).
+    LogAndFail,
+    /// Log it, skip the record (to the dead-letter topic if one is set) and go on.
+    LogAndContinue,
+}
+
+impl OnError {
+    fn parse(v: &str) -> Option<Self> {
+        match v {
+            "log_and_fail" | "LogAndFailExceptionHandler" | "LogAndFailProcessingExceptionHandler" => {
+                Some(Self::LogAndFail)
+            }
+            "log_and_continue" | "LogAndContinueExceptionHandler" | "LogAndContinueProcessingExceptionHandler" => {
+                Some(Self::LogAndContinue)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// `commit.interval.ms` under at-least-once (30 s, Kafka Streams' default).
 pub const DEFAULT_COMMIT_INTERVAL_ALOS: Duration = Duration::from_secs(30);
 /// `commit.interval.ms` under exactly-once (100 ms, Kafka Streams' default).
@@ -41,6 +64,13 @@ pub struct StreamsConfig {
     pub replication_factor: i16,
     /// `poll.ms`: how long a stream thread's poll waits for records.
     pub poll: Duration,
+    /// `deserialization.exception.handler`.
+    pub on_deserialization_error: OnError,
+    /// `processing.exception.handler`.
+    pub on_processing_error: OnError,
+    /// `errors.dead.letter.queue.topic.name`: records skipped by a handler go here, with the
+    /// reason in `__streams.errors.*` headers (KIP-1034).
+    pub dead_letter_topic: Option<String>,
     /// Consumer properties passed through (`consumer.` prefix stripped).
     pub consumer: Vec<(String, String)>,
     /// Producer properties passed through (`producer.` prefix stripped).
@@ -59,6 +89,9 @@ impl StreamsConfig {
             state_dir: std::env::temp_dir().join("rill-streams"),
             replication_factor: -1,
             poll: Duration::from_millis(100),
+            on_deserialization_error: OnError::LogAndFail,
+            on_processing_error: OnError::LogAndFail,
+            dead_letter_topic: None,
             consumer: Vec::new(),
             producer: Vec::new(),
         }
@@ -102,6 +135,14 @@ impl StreamsConfig {
             "state.dir" => self.state_dir = PathBuf::from(v),
             "replication.factor" => self.replication_factor = v.parse().map_err(|_| bad("an integer"))?,
             "poll.ms" => self.poll = Duration::from_millis(v.parse().map_err(|_| bad("milliseconds"))?),
+            "deserialization.exception.handler" => {
+                self.on_deserialization_error =
+                    OnError::parse(v).ok_or_else(|| bad("log_and_fail or log_and_continue"))?
+            }
+            "processing.exception.handler" => {
+                self.on_processing_error = OnError::parse(v).ok_or_else(|| bad("log_and_fail or log_and_continue"))?
+            }
+            "errors.dead.letter.queue.topic.name" => self.dead_letter_topic = (!v.is_empty()).then(|| v.to_string()),
             other => {
                 if let Some(k) = other.strip_prefix("consumer.") {
                     self.consumer.push((k.to_string(), v.to_string()));

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use config::{
-    ProcessingGuarantee, StreamsConfig, DEFAULT_COMMIT_INTERVAL_ALOS, DEFAULT_COMMIT_INTERVAL_EOS,
+    OnError, ProcessingGuarantee, StreamsConfig, DEFAULT_COMMIT_INTERVAL_ALOS, DEFAULT_COMMIT_INTERVAL_EOS,
     DEFAULT_NUM_STREAM_THREADS,
 };
 pub use internal::{InternalTopic, TopicPlan};

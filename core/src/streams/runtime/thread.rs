@@ -28,7 +28,7 @@ use crate::streams::task::{Task, TaskId};
 use crate::streams::topology::{TaskSettings, Topology};
 
 use super::collector::Outbox;
-use super::config::StreamsConfig;
+use super::config::{OnError, StreamsConfig};
 use super::internal::TopicPlan;
 use super::restore::{restore_task, RestoreStats};
 
@@ -192,17 +192,20 @@ impl Thread {
                     self.in_txn = true;
                 }
                 let rec = r.record;
-                owned.task.process(
+                let result = owned.task.process(
                     &r.topic,
                     r.partition,
                     rec.offset,
                     rec.key.as_deref(),
                     rec.value.as_deref(),
                     rec.timestamp,
-                    rec.headers,
-                )?;
+                    rec.headers.clone(),
+                );
                 owned.positions.insert((r.topic.to_string(), r.partition), rec.offset + 1);
                 self.dirty = true;
+                if let Err(e) = result {
+                    self.handle_error(e, &r.topic, r.partition, &rec)?;
+                }
                 self.send_queued().await?;
             }
             let now = wall_clock_ms();
@@ -221,6 +224,51 @@ impl Thread {
         }
         if self.dirty {
             self.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// A record failed in its task: fail the thread, or (as the handler for its kind says) log
+    /// it, queue it for the dead-letter topic and go on.
+    fn handle_error(
+        &mut self,
+        e: StreamsError,
+        topic: &str,
+        partition: i32,
+        rec: &crate::records::ConsumerRecord,
+    ) -> Result<()> {
+        let c = &self.cx.config;
+        let (policy, kind) = match &e {
+            StreamsError::Deserialization { .. } => (c.on_deserialization_error, "deserialization"),
+            StreamsError::Processing { .. } | StreamsError::Store(_) | StreamsError::Serde(_) => {
+                (c.on_processing_error, "processing")
+            }
+            _ => return Err(e),
+        };
+        if policy == OnError::LogAndFail {
+            tracing::error!(topic, partition, offset = rec.offset, error = %e, "{kind} error; stopping (set {kind}.exception.handler=log_and_continue to skip such records)");
+            return Err(e);
+        }
+        tracing::warn!(topic, partition, offset = rec.offset, error = %e, "{kind} error; record skipped");
+        if let Some(dlq) = &c.dead_letter_topic {
+            let mut headers = rec.headers.clone();
+            let h = |k: &str, v: String| (format!("__streams.errors.{k}"), Some(bytes::Bytes::from(v)));
+            headers.push(h("exception", kind.to_string()));
+            headers.push(h("message", e.to_string()));
+            headers.push(h("topic", topic.to_string()));
+            headers.push(h("partition", partition.to_string()));
+            headers.push(h("offset", rec.offset.to_string()));
+            let mut out = self.outbox.clone();
+            crate::streams::task::RecordCollector::send(
+                &mut out,
+                "dead-letter-queue",
+                dlq,
+                None,
+                rec.key.clone(),
+                rec.value.clone(),
+                rec.timestamp,
+                headers,
+            )?;
         }
         Ok(())
     }
