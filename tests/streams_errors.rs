@@ -13,7 +13,7 @@ use rill_core::records::ProducerRecord;
 use rill_core::streams::error::{Result, StreamsError};
 use rill_core::streams::processor::{Processor, ProcessorContext};
 use rill_core::streams::record::Record;
-use rill_core::streams::runtime::{KafkaStreams, StreamsConfig, StreamsState};
+use rill_core::streams::runtime::{KafkaStreams, StreamsConfig, StreamsState, ThreadFailure};
 use rill_core::streams::serde::{I64Serde, Serde, StringSerde};
 use rill_core::streams::topology::Topology;
 
@@ -157,5 +157,23 @@ async fn log_and_continue_skips_bad_records_into_the_dead_letter_topic() {
     assert!(header(&dead[1], "__streams.errors.message").contains("negative value -5"));
     assert_eq!(a.state(), StreamsState::Running);
     a.close(Duration::from_secs(10)).await.unwrap();
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_thread_can_be_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, bootstrap) = setup(dir.path()).await;
+    let mut a = app(&bootstrap, &dir.path().join("state"), &[]);
+    a.set_uncaught_exception_handler(ThreadFailure::ReplaceThread);
+    a.start().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // The bad record fails every thread that reaches it; each is replaced and the instance stays up.
+    while a.replaced_threads() < 2 {
+        assert!(Instant::now() < deadline, "no thread was replaced");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(a.state(), StreamsState::Running);
+    let _ = a.close(Duration::from_secs(10)).await;
     broker.shutdown().await.unwrap();
 }

@@ -115,10 +115,17 @@ async fn a_task_moving_to_another_instance_resumes_from_its_restored_store() {
     // A second instance joins: the group splits the tasks, and what moves is restored there.
     let mut second = app(&bootstrap, &dir.path().join("state-b"));
     second.start().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let moved = loop {
+        let moved: Vec<_> = second.restorations().into_iter().filter(|r| r.store == "views").collect();
+        if !moved.is_empty() {
+            break moved;
+        }
+        assert!(Instant::now() < deadline, "no counting task moved to the second instance");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     produce(&bootstrap, 200, 200, &mut model).await;
     check_output(&bootstrap, &model).await;
-    let moved: Vec<_> = second.restorations().into_iter().filter(|r| r.store == "views").collect();
-    assert!(!moved.is_empty(), "no counting task moved to the second instance");
     assert!(
         moved.iter().any(|r| r.stats.records > 0 && r.stats.from == 0),
         "moved stores restore from the start: {moved:?}"

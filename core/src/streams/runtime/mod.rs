@@ -61,12 +61,28 @@ pub enum StreamsState {
 
 type Listener = Box<dyn Fn(StreamsState, StreamsState) + Send + Sync>;
 
+/// What happens when a stream thread fails (Kafka Streams' `StreamThreadExceptionResponse`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadFailure {
+    /// Stop every thread of this instance; it ends in [`StreamsState::Error`] (the default).
+    ShutdownClient,
+    /// Start a new thread in the failed one's place; its tasks move through a rebalance and
+    /// resume from the last commit.
+    ReplaceThread,
+}
+
+type Handles = Arc<Mutex<Vec<Option<std::thread::JoinHandle<Result<()>>>>>>;
+
 /// A running (or runnable) streams application instance.
 pub struct KafkaStreams {
     topology: Arc<Topology>,
     config: Arc<StreamsConfig>,
     shutdown: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<Result<()>>>,
+    threads: Handles,
+    on_failure: ThreadFailure,
+    replaced: Arc<std::sync::atomic::AtomicU64>,
+    first_error: Arc<Mutex<Option<StreamsError>>>,
+    supervisor: Option<tokio::task::JoinHandle<()>>,
     state: Arc<Mutex<StreamsState>>,
     listener: Option<Arc<Listener>>,
     plan: Option<Arc<TopicPlan>>,
@@ -87,7 +103,11 @@ impl KafkaStreams {
             topology: Arc::new(topology),
             config: Arc::new(config),
             shutdown: Arc::new(AtomicBool::new(false)),
-            threads: Vec::new(),
+            threads: Arc::default(),
+            on_failure: ThreadFailure::ShutdownClient,
+            replaced: Arc::default(),
+            first_error: Arc::default(),
+            supervisor: None,
             state: Arc::new(Mutex::new(StreamsState::Created)),
             listener: None,
             plan: None,
@@ -103,6 +123,16 @@ impl KafkaStreams {
         self
     }
 
+    /// What to do when a stream thread fails (before [`KafkaStreams::start`]).
+    pub fn set_uncaught_exception_handler(&mut self, on_failure: ThreadFailure) {
+        self.on_failure = on_failure;
+    }
+
+    /// How many failed stream threads were replaced.
+    pub fn replaced_threads(&self) -> u64 {
+        self.replaced.load(Ordering::Acquire)
+    }
+
     /// Called with (new, old) on every state change.
     pub fn set_state_listener(&mut self, f: impl Fn(StreamsState, StreamsState) + Send + Sync + 'static) {
         self.listener = Some(Arc::new(Box::new(f)));
@@ -111,7 +141,7 @@ impl KafkaStreams {
     /// The current state.
     pub fn state(&self) -> StreamsState {
         let s = *self.state.lock().expect("state lock");
-        if s == StreamsState::Running && self.threads.iter().any(|t| t.is_finished()) {
+        if s == StreamsState::Running && self.first_error.lock().expect("error lock").is_some() {
             return StreamsState::Error;
         }
         s
@@ -151,20 +181,79 @@ impl KafkaStreams {
         let plan = Arc::new(plan);
         self.plan = Some(plan.clone());
         let process_id = uuid_like();
-        for index in 0..self.config.num_stream_threads {
-            let cx = thread::ThreadContext {
-                config: self.config.clone(),
-                topology: self.topology.clone(),
-                plan: plan.clone(),
-                index,
-                process_id: process_id.clone(),
-                shutdown: self.shutdown.clone(),
-                restorations: self.restorations.clone(),
-            };
-            let handle = thread::spawn(cx)
-                .map_err(|e| StreamsError::Topology(format!("cannot start stream thread {index}: {e}")))?;
-            self.threads.push(handle);
+        let spawn_thread = {
+            let (config, topology, shutdown, restorations) =
+                (self.config.clone(), self.topology.clone(), self.shutdown.clone(), self.restorations.clone());
+            move |index: usize| {
+                let cx = thread::ThreadContext {
+                    config: config.clone(),
+                    topology: topology.clone(),
+                    plan: plan.clone(),
+                    index,
+                    process_id: process_id.clone(),
+                    shutdown: shutdown.clone(),
+                    restorations: restorations.clone(),
+                };
+                thread::spawn(cx)
+                    .map_err(|e| StreamsError::Topology(format!("cannot start stream thread {index}: {e}")))
+            }
+        };
+        {
+            let mut threads = self.threads.lock().expect("threads lock");
+            for index in 0..self.config.num_stream_threads {
+                threads.push(Some(spawn_thread(index)?));
+            }
         }
+        // The supervisor applies the uncaught-error policy to threads that stop on their own.
+        let (threads, shutdown, on_failure, replaced, first_error) = (
+            self.threads.clone(),
+            self.shutdown.clone(),
+            self.on_failure,
+            self.replaced.clone(),
+            self.first_error.clone(),
+        );
+        self.supervisor = Some(tokio::spawn(async move {
+            while !shutdown.load(Ordering::Acquire) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let mut failed = Vec::new();
+                {
+                    let mut t = threads.lock().expect("threads lock");
+                    for (i, slot) in t.iter_mut().enumerate() {
+                        if slot.as_ref().is_some_and(|h| h.is_finished()) && !shutdown.load(Ordering::Acquire) {
+                            let h = slot.take().expect("checked");
+                            let e = match h.join() {
+                                Ok(Ok(())) => StreamsError::Topology(format!("stream thread {i} stopped")),
+                                Ok(Err(e)) => e,
+                                Err(_) => StreamsError::Topology(format!("stream thread {i} panicked")),
+                            };
+                            failed.push((i, e));
+                        }
+                    }
+                }
+                for (i, e) in failed {
+                    match on_failure {
+                        ThreadFailure::ReplaceThread => {
+                            tracing::warn!(thread = i, error = %e, "stream thread failed; replacing it");
+                            match spawn_thread(i) {
+                                Ok(h) => {
+                                    threads.lock().expect("threads lock")[i] = Some(h);
+                                    replaced.fetch_add(1, Ordering::AcqRel);
+                                }
+                                Err(e2) => {
+                                    first_error.lock().expect("error lock").get_or_insert(e2);
+                                    shutdown.store(true, Ordering::Release);
+                                }
+                            }
+                        }
+                        ThreadFailure::ShutdownClient => {
+                            tracing::error!(thread = i, error = %e, "stream thread failed; shutting this instance down");
+                            first_error.lock().expect("error lock").get_or_insert(e);
+                            shutdown.store(true, Ordering::Release);
+                        }
+                    }
+                }
+            }
+        }));
         self.set_state(StreamsState::Running);
         Ok(())
     }
@@ -174,9 +263,13 @@ impl KafkaStreams {
     pub async fn close(mut self, timeout: Duration) -> Result<()> {
         self.set_state(StreamsState::PendingShutdown);
         self.shutdown.store(true, Ordering::Release);
+        if let Some(s) = self.supervisor.take() {
+            let _ = s.await;
+        }
         let deadline = Instant::now() + timeout;
-        let mut first_error = None;
-        for h in std::mem::take(&mut self.threads) {
+        let mut first_error = self.first_error.lock().expect("error lock").take();
+        let handles: Vec<_> = self.threads.lock().expect("threads lock").iter_mut().filter_map(Option::take).collect();
+        for h in handles {
             while !h.is_finished() && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
