@@ -1,6 +1,6 @@
 //! Restoration: a task that moves to another instance resumes from a store rebuilt from its
 //! changelog, and an instance restarted on its state directory restores only what its
-//! checkpoints do not cover (after a clean close: nothing).
+//! checkpoints do not cover (after a clean close: nothing). Interactive queries read the stores.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -156,6 +156,13 @@ async fn a_restart_on_its_state_restores_nothing_it_has() {
         assert_eq!(x.stats.records, 0, "the checkpoint covers the whole changelog: {x:?}");
         assert!(x.stats.from > 0, "restoration started at the checkpoint: {x:?}");
     }
+    // Interactive queries read the local stores.
+    let page = "/page/3".to_string();
+    assert_eq!(b.get::<String, i64>("views", page.clone()).await.unwrap(), Some(model[&page]));
+    assert_eq!(b.get::<String, i64>("views", "/nowhere".to_string()).await.unwrap(), None);
+    let all: BTreeMap<String, i64> = b.all::<String, i64>("views").await.unwrap().into_iter().collect();
+    assert_eq!(all, model);
+    assert!(b.get::<String, String>("views", page).await.is_err(), "a store asked for with the wrong types");
     b.close(Duration::from_secs(20)).await.unwrap();
     broker.shutdown().await.unwrap();
 }

@@ -169,6 +169,16 @@ impl TaskContext {
         });
     }
 
+    /// The store named `name` typed as `(K, V)`: `None` if the task has no such store, an error
+    /// if it holds other types (interactive queries, the test driver).
+    pub fn key_value_store<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+    ) -> Option<Result<&mut dyn KeyValueStore<K, V>, String>> {
+        let id = self.store_id(name)?;
+        Some(self.store::<K, V>(id))
+    }
+
     pub(crate) fn store_id(&self, name: &str) -> Option<StoreId> {
         self.stores.iter().position(|s| s.name == name).map(StoreId)
     }

@@ -83,6 +83,8 @@ pub struct KafkaStreams {
     replaced: Arc<std::sync::atomic::AtomicU64>,
     first_error: Arc<Mutex<Option<StreamsError>>>,
     supervisor: Option<tokio::task::JoinHandle<()>>,
+    /// Each stream thread's inbox of interactive queries (replaced with the thread).
+    queries: Arc<Mutex<Vec<std::sync::mpsc::Sender<thread::Query>>>>,
     state: Arc<Mutex<StreamsState>>,
     listener: Option<Arc<Listener>>,
     plan: Option<Arc<TopicPlan>>,
@@ -108,6 +110,7 @@ impl KafkaStreams {
             replaced: Arc::default(),
             first_error: Arc::default(),
             supervisor: None,
+            queries: Arc::default(),
             state: Arc::new(Mutex::new(StreamsState::Created)),
             listener: None,
             plan: None,
@@ -168,6 +171,81 @@ impl KafkaStreams {
         self.restorations.lock().expect("restorations lock").clone()
     }
 
+    /// Interactive query: the value of `key` in the local store `store` (whichever local task
+    /// holds it; under exactly-once this includes writes not committed yet). `None` if no local
+    /// task has it: the key may live on another instance.
+    pub async fn get<K, V>(&self, store: &str, key: K) -> Result<Option<V>>
+    where
+        K: Send + Sync + 'static,
+        V: Send + 'static,
+    {
+        let key = Arc::new(key);
+        let answers = self
+            .ask(store, move |name, tasks| {
+                for t in tasks {
+                    if let Some(s) = t.context().key_value_store::<K, V>(name) {
+                        match s.map_err(StreamsError::Topology)?.get(&key)? {
+                            Some(v) => return Ok(vec![v]),
+                            None => continue,
+                        }
+                    }
+                }
+                Ok(Vec::new())
+            })
+            .await?;
+        Ok(answers.into_iter().next())
+    }
+
+    /// Interactive query: every entry of the local store `store` across this instance's tasks,
+    /// by key bytes within each task.
+    pub async fn all<K, V>(&self, store: &str) -> Result<Vec<(K, V)>>
+    where
+        K: Send + 'static,
+        V: Send + 'static,
+    {
+        self.ask(store, |name, tasks| {
+            let mut out = Vec::new();
+            for t in tasks {
+                if let Some(s) = t.context().key_value_store::<K, V>(name) {
+                    out.extend(s.map_err(StreamsError::Topology)?.all()?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Run `f` on every stream thread over its tasks and gather the answers.
+    async fn ask<T: Send + 'static>(
+        &self,
+        store: &str,
+        f: impl Fn(&str, &mut dyn Iterator<Item = &mut crate::streams::task::Task>) -> Result<Vec<T>>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Result<Vec<T>> {
+        let f = Arc::new(f);
+        let mut replies = Vec::new();
+        for inbox in self.queries.lock().expect("queries lock").iter() {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let (f, name) = (f.clone(), store.to_string());
+            let q: thread::Query = Box::new(move |tasks| {
+                let _ = tx.send(f(&name, tasks));
+            });
+            if inbox.send(q).is_ok() {
+                replies.push(rx);
+            }
+        }
+        let mut out = Vec::new();
+        for r in replies {
+            // A thread that stopped meanwhile answers nothing.
+            if let Ok(answer) = r.await {
+                out.extend(answer?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Create missing internal topics and start the stream threads.
     pub async fn start(&mut self) -> Result<()> {
         if *self.state.lock().expect("state lock") != StreamsState::Created {
@@ -184,7 +262,16 @@ impl KafkaStreams {
         let spawn_thread = {
             let (config, topology, shutdown, restorations) =
                 (self.config.clone(), self.topology.clone(), self.shutdown.clone(), self.restorations.clone());
+            let inboxes = self.queries.clone();
             move |index: usize| {
+                let (tx, queries) = std::sync::mpsc::channel();
+                {
+                    let mut q = inboxes.lock().expect("queries lock");
+                    if q.len() <= index {
+                        q.resize_with(index + 1, || std::sync::mpsc::channel().0);
+                    }
+                    q[index] = tx;
+                }
                 let cx = thread::ThreadContext {
                     config: config.clone(),
                     topology: topology.clone(),
@@ -193,6 +280,7 @@ impl KafkaStreams {
                     process_id: process_id.clone(),
                     shutdown: shutdown.clone(),
                     restorations: restorations.clone(),
+                    queries,
                 };
                 thread::spawn(cx)
                     .map_err(|e| StreamsError::Topology(format!("cannot start stream thread {index}: {e}")))

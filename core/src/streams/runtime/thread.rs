@@ -65,6 +65,9 @@ impl RebalanceListener for Events {
     }
 }
 
+/// An interactive query: runs on the stream thread, between polls, over its tasks.
+pub(crate) type Query = Box<dyn FnOnce(&mut dyn Iterator<Item = &mut Task>) + Send>;
+
 /// What a stream thread needs from its application.
 pub(crate) struct ThreadContext {
     pub(crate) config: Arc<StreamsConfig>,
@@ -74,6 +77,7 @@ pub(crate) struct ThreadContext {
     pub(crate) process_id: String,
     pub(crate) shutdown: Arc<AtomicBool>,
     pub(crate) restorations: Arc<Mutex<Vec<Restoration>>>,
+    pub(crate) queries: std::sync::mpsc::Receiver<Query>,
 }
 
 struct Owned {
@@ -177,6 +181,9 @@ impl Thread {
         let interval = self.cx.config.commit_interval();
         while !self.cx.shutdown.load(Ordering::Acquire) {
             let records = self.consumer.poll(self.cx.config.poll).await?;
+            while let Ok(q) = self.cx.queries.try_recv() {
+                q(&mut self.tasks.values_mut().map(|o| &mut o.task));
+            }
             let events: Vec<Event> = std::mem::take(&mut *self.events.0.lock().expect("events lock"));
             if !events.is_empty() {
                 self.rebalance(events).await?;
