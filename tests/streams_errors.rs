@@ -155,7 +155,7 @@ async fn log_and_continue_skips_bad_records_into_the_dead_letter_topic() {
     assert_eq!(dead[1].key.as_deref(), Some(&b"negative"[..]));
     assert_eq!(header(&dead[1], "__streams.errors.exception"), "processing");
     assert!(header(&dead[1], "__streams.errors.message").contains("negative value -5"));
-    assert_eq!(a.state(), StreamsState::Running);
+    assert!(matches!(a.state(), StreamsState::Running | StreamsState::Rebalancing), "{:?}", a.state());
     a.close(Duration::from_secs(10)).await.unwrap();
     broker.shutdown().await.unwrap();
 }
@@ -173,7 +173,7 @@ async fn a_failed_thread_can_be_replaced() {
         assert!(Instant::now() < deadline, "no thread was replaced");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(a.state(), StreamsState::Running);
+    assert!(matches!(a.state(), StreamsState::Running | StreamsState::Rebalancing), "{:?}", a.state());
     let _ = a.close(Duration::from_secs(10)).await;
     broker.shutdown().await.unwrap();
 }

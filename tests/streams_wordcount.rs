@@ -113,9 +113,17 @@ async fn run(guarantee: &str) {
     let first = lines(0, 60);
     produce(&bootstrap, &first).await;
     let mut a = app(&bootstrap, &dir.path().join("state"), guarantee);
+    let states = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = states.clone();
+    a.set_state_listener(move |new, old| s.lock().unwrap().push((old, new)));
     a.start().await.unwrap();
     let seen = read_counts(&bootstrap, &model(&first)).await;
     a.close(Duration::from_secs(30)).await.unwrap();
+    let states = states.lock().unwrap().clone();
+    use rill_core::streams::runtime::StreamsState::*;
+    assert_eq!(states.first(), Some(&(Created, Rebalancing)), "{states:?}");
+    assert!(states.contains(&(Rebalancing, Running)), "{states:?}");
+    assert_eq!(&states[states.len() - 2..], &[(Running, PendingShutdown), (PendingShutdown, NotRunning)], "{states:?}");
     if guarantee == "exactly_once_v2" {
         for (w, counts) in &seen {
             let want: Vec<i64> = (1..=counts.len() as i64).collect();

@@ -49,6 +49,8 @@ use crate::streams::topology::Topology;
 pub enum StreamsState {
     /// Built, not started.
     Created,
+    /// A stream thread is joining the group, moving tasks or restoring stores.
+    Rebalancing,
     /// Threads are running.
     Running,
     /// `close` was called; threads are finishing.
@@ -83,6 +85,8 @@ pub struct KafkaStreams {
     replaced: Arc<std::sync::atomic::AtomicU64>,
     first_error: Arc<Mutex<Option<StreamsError>>>,
     supervisor: Option<tokio::task::JoinHandle<()>>,
+    /// Stream threads between a rebalance and having their tasks running.
+    rebalancing: Arc<std::sync::atomic::AtomicUsize>,
     /// Each stream thread's inbox of interactive queries (replaced with the thread).
     queries: Arc<Mutex<Vec<std::sync::mpsc::Sender<thread::Query>>>>,
     state: Arc<Mutex<StreamsState>>,
@@ -111,6 +115,7 @@ impl KafkaStreams {
             first_error: Arc::default(),
             supervisor: None,
             queries: Arc::default(),
+            rebalancing: Arc::default(),
             state: Arc::new(Mutex::new(StreamsState::Created)),
             listener: None,
             plan: None,
@@ -144,19 +149,16 @@ impl KafkaStreams {
     /// The current state.
     pub fn state(&self) -> StreamsState {
         let s = *self.state.lock().expect("state lock");
-        if s == StreamsState::Running && self.first_error.lock().expect("error lock").is_some() {
+        if matches!(s, StreamsState::Running | StreamsState::Rebalancing)
+            && self.first_error.lock().expect("error lock").is_some()
+        {
             return StreamsState::Error;
         }
         s
     }
 
     fn set_state(&self, new: StreamsState) {
-        let old = std::mem::replace(&mut *self.state.lock().expect("state lock"), new);
-        if old != new {
-            if let Some(l) = &self.listener {
-                l(new, old);
-            }
-        }
+        set_state(&self.state, &self.listener, new);
     }
 
     /// The topics the topology reads and writes with their partition counts, and the internal
@@ -263,6 +265,7 @@ impl KafkaStreams {
             let (config, topology, shutdown, restorations) =
                 (self.config.clone(), self.topology.clone(), self.shutdown.clone(), self.restorations.clone());
             let inboxes = self.queries.clone();
+            let rebalancing = self.rebalancing.clone();
             move |index: usize| {
                 let (tx, queries) = std::sync::mpsc::channel();
                 {
@@ -281,6 +284,7 @@ impl KafkaStreams {
                     shutdown: shutdown.clone(),
                     restorations: restorations.clone(),
                     queries,
+                    rebalancing: rebalancing.clone(),
                 };
                 thread::spawn(cx)
                     .map_err(|e| StreamsError::Topology(format!("cannot start stream thread {index}: {e}")))
@@ -300,9 +304,22 @@ impl KafkaStreams {
             self.replaced.clone(),
             self.first_error.clone(),
         );
+        let (state, listener, rebalancing) = (self.state.clone(), self.listener.clone(), self.rebalancing.clone());
+        self.set_state(StreamsState::Rebalancing);
         self.supervisor = Some(tokio::spawn(async move {
             while !shutdown.load(Ordering::Acquire) {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let now = *state.lock().expect("state lock");
+                if matches!(now, StreamsState::Running | StreamsState::Rebalancing) {
+                    let next = if first_error.lock().expect("error lock").is_some() {
+                        StreamsState::Error
+                    } else if rebalancing.load(Ordering::Acquire) > 0 {
+                        StreamsState::Rebalancing
+                    } else {
+                        StreamsState::Running
+                    };
+                    set_state(&state, &listener, next);
+                }
                 let mut failed = Vec::new();
                 {
                     let mut t = threads.lock().expect("threads lock");
@@ -342,7 +359,6 @@ impl KafkaStreams {
                 }
             }
         }));
-        self.set_state(StreamsState::Running);
         Ok(())
     }
 
@@ -386,6 +402,15 @@ impl KafkaStreams {
                 self.set_state(StreamsState::Error);
                 Err(e)
             }
+        }
+    }
+}
+
+fn set_state(state: &Mutex<StreamsState>, listener: &Option<Arc<Listener>>, new: StreamsState) {
+    let old = std::mem::replace(&mut *state.lock().expect("state lock"), new);
+    if old != new {
+        if let Some(l) = listener {
+            l(new, old);
         }
     }
 }

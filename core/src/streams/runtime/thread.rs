@@ -78,6 +78,8 @@ pub(crate) struct ThreadContext {
     pub(crate) shutdown: Arc<AtomicBool>,
     pub(crate) restorations: Arc<Mutex<Vec<Restoration>>>,
     pub(crate) queries: std::sync::mpsc::Receiver<Query>,
+    /// Threads between a rebalance and running tasks (the instance's `Rebalancing` state).
+    pub(crate) rebalancing: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 struct Owned {
@@ -178,6 +180,8 @@ impl Thread {
     }
 
     async fn run(&mut self) -> Result<()> {
+        // Until the first assignment is applied, this thread is rebalancing.
+        let mut joining = Some(Rebalancing::new(&self.cx.rebalancing));
         let interval = self.cx.config.commit_interval();
         while !self.cx.shutdown.load(Ordering::Acquire) {
             let records = self.consumer.poll(self.cx.config.poll).await?;
@@ -186,7 +190,9 @@ impl Thread {
             }
             let events: Vec<Event> = std::mem::take(&mut *self.events.0.lock().expect("events lock"));
             if !events.is_empty() {
+                let _busy = Rebalancing::new(&self.cx.rebalancing);
                 self.rebalance(events).await?;
+                drop(joining.take());
                 // What this poll returned predates the rewind: it is fetched again.
                 continue;
             }
@@ -456,6 +462,22 @@ impl Thread {
         if let Err(e) = self.consumer.close().await {
             tracing::debug!(error = %e, "consumer close");
         }
+    }
+}
+
+/// Counts a thread as rebalancing while it lives.
+struct Rebalancing(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Rebalancing {
+    fn new(n: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        n.fetch_add(1, Ordering::AcqRel);
+        Self(n.clone())
+    }
+}
+
+impl Drop for Rebalancing {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
