@@ -37,9 +37,11 @@ impl Outbox {
         Self { queue: Rc::default(), partitions: Rc::new(RefCell::new(partitions)) }
     }
 
-    /// Everything queued, oldest first.
-    pub(crate) fn take(&self) -> Vec<Outgoing> {
-        std::mem::take(&mut *self.queue.borrow_mut())
+    /// Swap the queue with `spare` (empty, its capacity kept): `spare` then holds everything
+    /// queued, oldest first, and no allocation happens per record.
+    pub(crate) fn swap_into(&self, spare: &mut Vec<Outgoing>) {
+        debug_assert!(spare.is_empty());
+        std::mem::swap(&mut *self.queue.borrow_mut(), spare);
     }
 
     /// Forget what was queued (the transaction is being aborted).

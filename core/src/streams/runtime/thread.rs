@@ -102,6 +102,8 @@ struct Thread {
     changelog: HashMap<TopicPartition, Vec<DeliveryFuture>>,
     outputs: Vec<DeliveryFuture>,
     last_commit: Instant,
+    /// The outbox's second buffer (swapped in and out, so sends allocate nothing per record).
+    spare: Vec<super::collector::Outgoing>,
 }
 
 /// Run a stream thread until shutdown; returns the error that stopped it, if any.
@@ -176,6 +178,7 @@ impl Thread {
             changelog: HashMap::new(),
             outputs: Vec::new(),
             last_commit: Instant::now(),
+            spare: Vec::new(),
         })
     }
 
@@ -214,12 +217,23 @@ impl Thread {
                     rec.timestamp,
                     rec.headers.clone(),
                 );
-                owned.positions.insert((r.topic.to_string(), r.partition), rec.offset + 1);
+                // No allocation per record: the position's entry exists after a partition's first record.
+                match owned.positions.iter_mut().find(|((t, p), _)| t.as_str() == r.topic.as_ref() && *p == r.partition)
+                {
+                    Some((_, next)) => *next = rec.offset + 1,
+                    None => {
+                        owned.positions.insert((r.topic.to_string(), r.partition), rec.offset + 1);
+                    }
+                }
+                // This task's stores hand over their changes; sinks already queued their records.
+                for store in owned.task.context().state_stores() {
+                    store.send_changelog(&mut self.outbox)?;
+                }
                 self.dirty = true;
                 if let Err(e) = result {
                     self.handle_error(e, &r.topic, r.partition, &rec)?;
                 }
-                self.send_queued().await?;
+                self.send_outbox().await?;
             }
             let now = wall_clock_ms();
             for owned in self.tasks.values_mut() {
@@ -286,14 +300,21 @@ impl Thread {
         Ok(())
     }
 
-    /// Send what sinks and stores queued.
+    /// Send what sinks and every task's stores queued.
     async fn send_queued(&mut self) -> Result<()> {
         for owned in self.tasks.values_mut() {
             for store in owned.task.context().state_stores() {
                 store.send_changelog(&mut self.outbox)?;
             }
         }
-        for o in self.outbox.take() {
+        self.send_outbox().await
+    }
+
+    /// Send what is in the outbox.
+    async fn send_outbox(&mut self) -> Result<()> {
+        let mut batch = std::mem::take(&mut self.spare);
+        self.outbox.swap_into(&mut batch);
+        for o in batch.drain(..) {
             let rec = ProducerRecord { key: o.key, value: o.value, headers: o.headers, timestamp: Some(o.timestamp) };
             let f = self.producer.send(&o.topic, o.partition, rec).await?;
             match (o.changelog, o.partition) {
@@ -301,6 +322,7 @@ impl Thread {
                 _ => self.outputs.push(f),
             }
         }
+        self.spare = batch;
         Ok(())
     }
 
