@@ -2,8 +2,9 @@
 //! task processes (synchronously), and the thread sends them with its producer right after.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -15,7 +16,7 @@ use crate::streams::task::RecordCollector;
 /// A record waiting to be sent.
 #[derive(Debug)]
 pub(crate) struct Outgoing {
-    pub(crate) topic: String,
+    pub(crate) topic: Arc<str>,
     pub(crate) partition: Option<i32>,
     pub(crate) key: Option<Bytes>,
     pub(crate) value: Option<Bytes>,
@@ -30,11 +31,22 @@ pub(crate) struct Outgoing {
 pub(crate) struct Outbox {
     queue: Rc<RefCell<Vec<Outgoing>>>,
     partitions: Rc<RefCell<HashMap<String, i32>>>,
+    /// Topic names handed out once and shared (no allocation per record).
+    names: Rc<RefCell<HashSet<Arc<str>>>>,
 }
 
 impl Outbox {
     pub(crate) fn new(partitions: HashMap<String, i32>) -> Self {
-        Self { queue: Rc::default(), partitions: Rc::new(RefCell::new(partitions)) }
+        Self { queue: Rc::default(), partitions: Rc::new(RefCell::new(partitions)), names: Rc::default() }
+    }
+
+    fn name(&self, topic: &str) -> Arc<str> {
+        if let Some(n) = self.names.borrow().get(topic) {
+            return n.clone();
+        }
+        let n: Arc<str> = Arc::from(topic);
+        self.names.borrow_mut().insert(n.clone());
+        n
     }
 
     /// Swap the queue with `spare` (empty, its capacity kept): `spare` then holds everything
@@ -62,7 +74,7 @@ impl RecordCollector for Outbox {
         headers: Headers,
     ) -> Result<()> {
         self.queue.borrow_mut().push(Outgoing {
-            topic: topic.to_string(),
+            topic: self.name(topic),
             partition,
             key,
             value,
@@ -91,7 +103,7 @@ impl ChangelogSink for Outbox {
         timestamp: i64,
     ) -> StoreResult<()> {
         self.queue.borrow_mut().push(Outgoing {
-            topic: topic.to_string(),
+            topic: self.name(topic),
             partition: Some(partition),
             key: Some(key.clone()),
             value: value.cloned(),

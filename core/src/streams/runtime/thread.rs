@@ -99,7 +99,7 @@ struct Thread {
     in_txn: bool,
     dirty: bool,
     /// Sends of changelog records since the last commit: (topic, partition) -> deliveries.
-    changelog: HashMap<TopicPartition, Vec<DeliveryFuture>>,
+    changelog: HashMap<(Arc<str>, i32), Vec<DeliveryFuture>>,
     outputs: Vec<DeliveryFuture>,
     last_commit: Instant,
     /// The outbox's second buffer (swapped in and out, so sends allocate nothing per record).
@@ -349,7 +349,7 @@ impl Thread {
             f.await?;
         }
         // Each changelog partition's offset after this commit's records: the stores' checkpoints.
-        let mut ends: HashMap<TopicPartition, i64> = HashMap::new();
+        let mut ends: HashMap<(Arc<str>, i32), i64> = HashMap::new();
         for (tp, futures) in self.changelog.drain() {
             let mut last = -1;
             for f in futures {
@@ -363,7 +363,7 @@ impl Thread {
         let app = &self.cx.config.application_id;
         for (id, owned) in self.tasks.iter_mut() {
             for store in owned.task.context().state_stores() {
-                let tp = (format!("{app}-{}-changelog", store.name()), id.partition);
+                let tp: (Arc<str>, i32) = (Arc::from(format!("{app}-{}-changelog", store.name())), id.partition);
                 store.commit(ends.get(&tp).copied())?;
             }
         }
