@@ -59,9 +59,12 @@ pub struct BenchArgs {
     /// the Rill consumer (decoding every record).
     #[arg(long, value_enum, default_value_t = ProduceClient::Raw)]
     client: ProduceClient,
-    /// Input records per workload (streams).
-    #[arg(long, default_value_t = 1_000_000)]
+    /// Input records per workload (streams: the loop and the stateless ones).
+    #[arg(long, default_value_t = 4_000_000)]
     records: u64,
+    /// Input records per count workload (streams).
+    #[arg(long, default_value_t = 1_000_000)]
+    count_records: u64,
     /// Distinct keys of the input records (streams).
     #[arg(long, default_value_t = 100_000)]
     keys: u64,
@@ -218,6 +221,7 @@ async fn run_streams(a: BenchArgs) -> anyhow::Result<()> {
     super::bench_streams::run(super::bench_streams::StreamsBenchArgs {
         bootstrap,
         records: a.records,
+        count_records: a.count_records,
         keys: a.keys,
         record_size: a.record_size as usize,
         partitions: a.partitions,

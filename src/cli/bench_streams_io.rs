@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use rill_core::client::{Admin, Client};
+use rill_core::client::{Client, IsolationLevel, LATEST};
 use rill_core::consumer::{Consumer, ConsumerConfig};
 use rill_core::producer::{Producer, ProducerConfig};
 use rill_core::records::ProducerRecord;
@@ -129,6 +129,36 @@ pub async fn produce_paced(
     Ok(())
 }
 
+/// Watch the end of `topic` as a read_committed consumer sees it (the sum over partitions of
+/// the last stable offset, polled every 5 ms) until it reaches each of `marks`; returns, per
+/// mark, when it was first seen at or past it and the sum then. Under exactly-once the sum also
+/// counts the transaction markers (one per partition per commit), a few in a hundred thousand.
+pub async fn watch_end<const N: usize>(
+    client: &Client,
+    topic: &str,
+    partitions: i32,
+    marks: [u64; N],
+    deadline: Instant,
+) -> anyhow::Result<[(Instant, u64); N]> {
+    let mut seen: [Option<(Instant, u64)>; N] = [None; N];
+    while seen.iter().any(Option::is_none) {
+        anyhow::ensure!(Instant::now() < deadline, "the output of {topic} did not reach {marks:?} in time");
+        // One partition after the other: each answer takes a fraction of a millisecond.
+        let mut sum = 0;
+        for p in 0..partitions {
+            sum += client.list_offset_isolated(topic, p, LATEST, IsolationLevel::ReadCommitted).await?.max(0) as u64;
+        }
+        let now = Instant::now();
+        for (mark, at) in marks.iter().zip(seen.iter_mut()) {
+            if at.is_none() && sum >= *mark {
+                *at = Some((now, sum));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(seen.map(|s| s.expect("every mark seen")))
+}
+
 /// Reads a workload's output topic (read_committed, from the start, no group) and counts it.
 pub struct Reader {
     consumer: Consumer,
@@ -154,15 +184,14 @@ impl Reader {
         Ok(Self { consumer, seen: 0, counts: keys.map(|k| vec![0; k as usize]) })
     }
 
-    /// Read until `target` records have been read in all; returns when the last one arrived.
-    /// With `latencies`, each record's age when read (now minus its timestamp, ms) is pushed.
+    /// Read until `target` records have been read in all. With `latencies`, each record's age
+    /// when read (now minus its timestamp, ms) is pushed.
     pub async fn read_until(
         &mut self,
         target: u64,
         deadline: Instant,
         mut latencies: Option<&mut Vec<i64>>,
-    ) -> anyhow::Result<Instant> {
-        let mut last = Instant::now();
+    ) -> anyhow::Result<()> {
         while self.seen < target {
             anyhow::ensure!(
                 Instant::now() < deadline,
@@ -170,10 +199,6 @@ impl Reader {
                 self.seen
             );
             let records = self.consumer.poll(Duration::from_millis(100)).await?;
-            if records.is_empty() {
-                continue;
-            }
-            last = Instant::now();
             let now_ms = wall_clock_ms();
             for r in &records {
                 if let Some(l) = latencies.as_deref_mut() {
@@ -193,7 +218,7 @@ impl Reader {
             }
             self.seen += records.len() as u64;
         }
-        Ok(last)
+        Ok(())
     }
 
     /// Records read so far.
@@ -215,32 +240,6 @@ impl Reader {
 /// Milliseconds since the epoch, as record timestamps count.
 pub fn wall_clock_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
-/// Wait until consumer group `group` is Stable with partitions assigned; returns that moment
-/// (processing can start). Polls every 2 ms; errors are retried until `deadline`, then returned.
-pub async fn wait_assigned(client: &Client, group: &str, deadline: Instant) -> anyhow::Result<Instant> {
-    let ids = [group.to_string()];
-    loop {
-        let last_error = match Admin::new(client).describe_groups(&ids).await {
-            Ok(groups) => {
-                let ready =
-                    groups.iter().any(|g| g.state == "Stable" && g.members.iter().any(|m| !m.assignment.is_empty()));
-                if ready {
-                    return Ok(Instant::now());
-                }
-                None
-            }
-            Err(e) => Some(e),
-        };
-        if Instant::now() >= deadline {
-            return match last_error {
-                Some(e) => Err(e).context(format!("waiting for group {group} to be assigned")),
-                None => Err(anyhow::anyhow!("group {group} had no assignment before the deadline")),
-            };
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
 }
 
 /// The hand-written consume-transform-produce loop, running on its own thread.
