@@ -266,6 +266,7 @@ impl KafkaStreams {
                 (self.config.clone(), self.topology.clone(), self.shutdown.clone(), self.restorations.clone());
             let inboxes = self.queries.clone();
             let rebalancing = self.rebalancing.clone();
+            let io = tokio::runtime::Handle::current();
             move |index: usize| {
                 let (tx, queries) = std::sync::mpsc::channel();
                 {
@@ -285,6 +286,7 @@ impl KafkaStreams {
                     restorations: restorations.clone(),
                     queries,
                     rebalancing: rebalancing.clone(),
+                    io: io.clone(),
                 };
                 thread::spawn(cx)
                     .map_err(|e| StreamsError::Topology(format!("cannot start stream thread {index}: {e}")))

@@ -80,6 +80,10 @@ pub(crate) struct ThreadContext {
     pub(crate) queries: std::sync::mpsc::Receiver<Query>,
     /// Threads between a rebalance and running tasks (the instance's `Rebalancing` state).
     pub(crate) rebalancing: Arc<std::sync::atomic::AtomicUsize>,
+    /// The application's runtime: the clients' background tasks (the producer's sender, the
+    /// consumer's fetcher and group coordinator, connections) run there, so records go out and
+    /// come in while the stream thread processes.
+    pub(crate) io: tokio::runtime::Handle,
 }
 
 struct Owned {
@@ -129,6 +133,9 @@ pub(crate) fn spawn(cx: ThreadContext) -> std::io::Result<std::thread::JoinHandl
 
 impl Thread {
     async fn new(cx: ThreadContext) -> Result<Self> {
+        // Clients made here spawn their background tasks on the application's runtime.
+        let io = cx.io.clone();
+        let _io = io.enter();
         let c = &cx.config;
         let thread = format!("{}-StreamThread-{}", c.application_id, cx.index + 1);
         let mut cprops: Vec<(String, String)> = vec![
