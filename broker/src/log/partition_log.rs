@@ -751,6 +751,31 @@ impl Log {
         Ok(ReadResult { slice, high_watermark: end, last_stable_offset: lso, log_start_offset: start })
     }
 
+    /// Call `f` with every batch from the log start to the current end, in order, with `from`:
+    /// the offset reading was at (records below it in the batch were already passed). For
+    /// coordinators replaying their internal topics. Errors (the log's or `f`'s) as text.
+    pub fn scan(&self, mut f: impl FnMut(&batch::BatchHeader, &[u8], i64) -> Result<(), String>) -> Result<(), String> {
+        let mut offset = self.log_start_offset();
+        let end = self.log_end_offset();
+        while offset < end {
+            let Some(slice) = self.read(offset, 1 << 20).map_err(|e| e.to_string())?.slice else { break };
+            let data = slice.read_bytes().map_err(|e| e.to_string())?;
+            let mut next = offset;
+            for item in batch::batches(&data) {
+                let (at, h) = item.map_err(|e| e.to_string())?;
+                next = next.max(h.next_offset());
+                if h.next_offset() > offset {
+                    f(&h, &data[at..at + h.size], offset)?;
+                }
+            }
+            if next <= offset {
+                break;
+            }
+            offset = next;
+        }
+        Ok(())
+    }
+
     /// The first offset whose timestamp is `>= ts` (ListOffsets by time); `None` if no record is.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<i64>, LogError> {
         let g = self.lock();

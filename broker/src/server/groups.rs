@@ -13,10 +13,10 @@
 //! is answered with its error and needs no rebuild. The transaction coordinator reports the end
 //! of each transaction with [`GroupHandle::complete_txn`] once its marker is written.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use indexmap::IndexMap;
 use kafka_protocol::records::{
     Compression, Record as KafkaRecord, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
@@ -282,21 +282,7 @@ pub(crate) fn txn_offsets_batch(write: &TxnWrite, now: i64) -> Result<BytesMut, 
 
 /// Create `__consumer_offsets` if it does not exist yet.
 async fn ensure_offsets_topic(state: &Arc<BrokerState>, partitions: i32) -> Result<(), TopicError> {
-    if state.topics.get(OFFSETS_TOPIC).is_some() {
-        return Ok(());
-    }
-    let st = state.clone();
-    super::handlers::blocking(move || {
-        let configs = BTreeMap::from([
-            ("cleanup.policy".to_string(), "compact".to_string()),
-            ("segment.bytes".to_string(), OFFSETS_TOPIC_SEGMENT_BYTES.to_string()),
-        ]);
-        match st.topics.create(OFFSETS_TOPIC, partitions, 1, configs) {
-            Ok(_) | Err(TopicError::AlreadyExists(_)) => Ok(()),
-            Err(e) => Err(e),
-        }
-    })
-    .await
+    super::ensure_internal_topic(state, OFFSETS_TOPIC, partitions, OFFSETS_TOPIC_SEGMENT_BYTES).await
 }
 
 /// A coordinator rebuilt from every entry in `__consumer_offsets`, one partition at a time.
@@ -323,27 +309,11 @@ async fn load(state: &Arc<BrokerState>, config: &GroupConfig) -> Result<GroupCoo
 /// base offset and, in transactional batches, the producer id) and transaction markers.
 fn read_entries(log: &Log) -> Result<Vec<LogEntry>, String> {
     let mut out = Vec::new();
-    let mut offset = log.log_start_offset();
-    let end = log.log_end_offset();
-    while offset < end {
-        let read = log.read(offset, 1 << 20).map_err(|e| e.to_string())?;
-        let Some(slice) = read.slice else { break };
-        let data: Bytes = slice.read_bytes().map_err(|e| e.to_string())?;
-        let mut next = offset;
-        for item in crate::log::batch::batches(&data) {
-            let (at, h) = item.map_err(|e| e.to_string())?;
-            next = next.max(h.next_offset());
-            if h.next_offset() <= offset {
-                continue; // before the read position (the read starts at a batch boundary)
-            }
-            let set = validate::decode_batch(&data[at..at + h.size])?;
-            entries_of(&h, set.records.into_iter().filter(|r| r.offset >= offset), &mut out);
-        }
-        if next <= offset {
-            break;
-        }
-        offset = next;
-    }
+    log.scan(|h, batch, from| {
+        let set = validate::decode_batch(batch)?;
+        entries_of(h, set.records.into_iter().filter(|r| r.offset >= from), &mut out);
+        Ok(())
+    })?;
     Ok(out)
 }
 

@@ -304,3 +304,28 @@ async fn maintenance(state: Arc<BrokerState>) {
         }
     }
 }
+
+/// Create the compacted internal topic `name` (`__consumer_offsets`, `__transaction_state`) on
+/// first use, as Kafka does; another creator winning the race is fine.
+pub(crate) async fn ensure_internal_topic(
+    state: &Arc<BrokerState>,
+    name: &'static str,
+    partitions: i32,
+    segment_bytes: &'static str,
+) -> Result<(), TopicError> {
+    if state.topics.get(name).is_some() {
+        return Ok(());
+    }
+    let st = state.clone();
+    handlers::blocking(move || {
+        let configs = std::collections::BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("segment.bytes".to_string(), segment_bytes.to_string()),
+        ]);
+        match st.topics.create(name, partitions, 1, configs) {
+            Ok(_) | Err(TopicError::AlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    })
+    .await
+}

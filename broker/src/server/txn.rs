@@ -18,10 +18,9 @@
 //! it reads the last stored state of each transactional id, which the driver publishes after
 //! every append.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
-use bytes::Bytes;
 use kafka_protocol::records::Compression;
 use rill_core::records::{encode_batch, ProducerRecord};
 use tokio::sync::{mpsc, oneshot};
@@ -289,20 +288,12 @@ impl Driver {
 
     /// Create `__transaction_state` if it does not exist yet.
     async fn ensure_state_topic(&self) -> Result<(), TopicError> {
-        if self.state.topics.get(TRANSACTION_STATE_TOPIC).is_some() {
-            return Ok(());
-        }
-        let (st, partitions) = (self.state.clone(), self.partitions);
-        super::handlers::blocking(move || {
-            let configs = BTreeMap::from([
-                ("cleanup.policy".to_string(), "compact".to_string()),
-                ("segment.bytes".to_string(), TRANSACTION_STATE_SEGMENT_BYTES.to_string()),
-            ]);
-            match st.topics.create(TRANSACTION_STATE_TOPIC, partitions, 1, configs) {
-                Ok(_) | Err(TopicError::AlreadyExists(_)) => Ok(()),
-                Err(e) => Err(e),
-            }
-        })
+        super::ensure_internal_topic(
+            &self.state,
+            TRANSACTION_STATE_TOPIC,
+            self.partitions,
+            TRANSACTION_STATE_SEGMENT_BYTES,
+        )
         .await
     }
 
@@ -334,31 +325,18 @@ impl Driver {
             let Some(topic) = st.topics.get(TRANSACTION_STATE_TOPIC) else { return Ok(Vec::new()) };
             let mut out = Vec::new();
             for log in &topic.partitions {
-                let mut offset = log.log_start_offset();
-                let end = log.log_end_offset();
-                while offset < end {
-                    let read = log.read(offset, 1 << 20).map_err(|e| e.to_string())?;
-                    let Some(slice) = read.slice else { break };
-                    let data: Bytes = slice.read_bytes().map_err(|e| e.to_string())?;
-                    let mut next = offset;
-                    for item in crate::log::batch::batches(&data) {
-                        let (at, h) = item.map_err(|e| e.to_string())?;
-                        next = next.max(h.next_offset());
-                        let set = validate::decode_batch(&data[at..at + h.size])?;
-                        for r in set.records.into_iter().filter(|r| !r.control && r.offset >= offset) {
-                            let Some(key) = r.key else { continue };
-                            match TxnRecord::decode(&key, r.value.as_deref()) {
-                                Ok(rec) => out.push(rec),
-                                Err(e) => tracing::warn!(offset = r.offset, error = %e,
-                                    "skipping an unreadable record in {TRANSACTION_STATE_TOPIC}"),
-                            }
+                log.scan(|_, batch, from| {
+                    let set = validate::decode_batch(batch)?;
+                    for r in set.records.into_iter().filter(|r| !r.control && r.offset >= from) {
+                        let Some(key) = r.key else { continue };
+                        match TxnRecord::decode(&key, r.value.as_deref()) {
+                            Ok(rec) => out.push(rec),
+                            Err(e) => tracing::warn!(offset = r.offset, error = %e,
+                                "skipping an unreadable record in {TRANSACTION_STATE_TOPIC}"),
                         }
                     }
-                    if next <= offset {
-                        break;
-                    }
-                    offset = next;
-                }
+                    Ok(())
+                })?;
             }
             Ok(out)
         })
