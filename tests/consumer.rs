@@ -3,32 +3,24 @@
 //! latest and none; two consumers in one group split six partitions and consume every record
 //! exactly once, and when one closes the other takes over from the committed offsets.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rill_broker::{Broker, BrokerConfig};
-use rill_core::client::{Admin, Client, ClientConfig, NewTopic};
+use rill_broker::Broker;
+use rill_core::client::{Admin, Client, ClientConfig};
 use rill_core::consumer::{Consumer, ConsumerConfig, PolledRecord};
 use rill_core::producer::{Producer, ProducerConfig};
 use rill_core::records::ProducerRecord;
 
 async fn broker(dir: &std::path::Path) -> Broker {
-    let mut config = BrokerConfig::new(dir);
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.group.initial_rebalance_delay_ms = 0;
-    Broker::start(config).await.unwrap()
+    common::embedded_broker(dir).await
 }
 
 async fn create(broker: &Broker, name: &str, partitions: i32) {
-    let client = Client::connect(ClientConfig::new(broker.bootstrap())).await.unwrap();
-    Admin::new(&client)
-        .create_topics(
-            &[NewTopic { name: name.into(), partitions, replication_factor: 1, configs: BTreeMap::new() }],
-            false,
-        )
-        .await
-        .unwrap();
+    common::create_topics(&broker.bootstrap(), &[(name, partitions)]).await
 }
 
 /// Produce `n` records `v{i}` to `partition` (or keyed `k{i}` spread by the partitioner).

@@ -5,33 +5,25 @@
 //! `send_offsets_to_transaction`, where an aborted round commits neither its output nor its
 //! offsets; and calls in the wrong state.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rill_broker::{Broker, BrokerConfig};
-use rill_core::client::{Admin, Client, ClientConfig, NewTopic, LATEST};
+use rill_broker::Broker;
+use rill_core::client::{Client, ClientConfig, LATEST};
 use rill_core::consumer::{Consumer, ConsumerConfig, PolledRecord};
 use rill_core::producer::{Producer, ProducerConfig};
 use rill_core::records::ProducerRecord;
 use rill_core::Error;
 
 async fn broker(dir: &std::path::Path) -> Broker {
-    let mut config = BrokerConfig::new(dir);
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.group.initial_rebalance_delay_ms = 0;
-    Broker::start(config).await.unwrap()
+    common::embedded_broker(dir).await
 }
 
 async fn create(broker: &Broker, name: &str, partitions: i32) {
-    let client = Client::connect(ClientConfig::new(broker.bootstrap())).await.unwrap();
-    Admin::new(&client)
-        .create_topics(
-            &[NewTopic { name: name.into(), partitions, replication_factor: 1, configs: BTreeMap::new() }],
-            false,
-        )
-        .await
-        .unwrap();
+    common::create_topics(&broker.bootstrap(), &[(name, partitions)]).await
 }
 
 async fn producer(broker: &Broker, props: &[(&str, &str)]) -> Producer {

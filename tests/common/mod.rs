@@ -143,3 +143,28 @@ pub fn fails(args: &[&str]) -> String {
     assert!(out.stdout.is_empty(), "rill {args:?} printed {:?}", String::from_utf8_lossy(&out.stdout));
     lines[0].to_string()
 }
+
+/// A broker in this process on a free loopback port, in `dir`, without the group's initial
+/// rebalance delay (tests that read its metrics or need no process of their own).
+pub async fn embedded_broker(dir: &Path) -> rill_broker::Broker {
+    let mut config = rill_broker::BrokerConfig::new(dir);
+    config.listen = "127.0.0.1:0".parse().expect("an address");
+    config.group.initial_rebalance_delay_ms = 0;
+    rill_broker::Broker::start(config).await.expect("start an embedded broker")
+}
+
+/// Create `topics` as (name, partitions) with one replica and default configs.
+pub async fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) {
+    use rill_core::client::{Admin, Client, ClientConfig, NewTopic};
+    let client = Client::connect(ClientConfig::new(bootstrap)).await.expect("connect");
+    let topics: Vec<NewTopic> = topics
+        .iter()
+        .map(|(name, partitions)| NewTopic {
+            name: name.to_string(),
+            partitions: *partitions,
+            replication_factor: 1,
+            configs: Default::default(),
+        })
+        .collect();
+    Admin::new(&client).create_topics(&topics, false).await.expect("create topics");
+}
