@@ -22,7 +22,7 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rill_broker::Broker;
-use rill_core::client::{Admin, Client, ClientConfig, NewTopic};
+use rill_core::client::{Client, ClientConfig};
 use rill_core::consumer::{Consumer, ConsumerConfig};
 use rill_core::producer::{Producer, ProducerConfig};
 use rill_core::records::ProducerRecord;
@@ -180,21 +180,7 @@ async fn run(seed: u64, guarantee: &str) {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::embedded(dir.path().join("broker")).await.unwrap();
     let bootstrap = broker.bootstrap();
-    let client = Client::connect(ClientConfig::new(&bootstrap)).await.unwrap();
-    let t = NewTopic {
-        name: "items-in".into(),
-        partitions: PARTITIONS,
-        replication_factor: 1,
-        configs: Default::default(),
-    };
-    Admin::new(&client).create_topics(&[t], false).await.unwrap();
-    let out = NewTopic {
-        name: "counts-out".into(),
-        partitions: PARTITIONS,
-        replication_factor: 1,
-        configs: Default::default(),
-    };
-    Admin::new(&client).create_topics(&[out], false).await.unwrap();
+    common::create_topics(&bootstrap, &[("items-in", PARTITIONS), ("counts-out", PARTITIONS)]).await;
 
     let mut instances: Vec<Instance> =
         (0..2).map(|i| Instance::start(&bootstrap, dir.path().join(format!("state-{i}")), guarantee)).collect();

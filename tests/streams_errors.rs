@@ -2,11 +2,12 @@
 //! processed stops the application (Kafka Streams' log-and-fail); with log_and_continue it is
 //! skipped, and with a dead-letter topic it lands there with the reason in its headers.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rill_broker::Broker;
-use rill_core::client::{Admin, Client, ClientConfig, NewTopic};
 use rill_core::consumer::{Consumer, ConsumerConfig, PolledRecord};
 use rill_core::producer::{Producer, ProducerConfig};
 use rill_core::records::ProducerRecord;
@@ -44,14 +45,7 @@ fn topology() -> Topology {
 async fn setup(dir: &std::path::Path) -> (Broker, String) {
     let broker = Broker::embedded(dir.join("broker")).await.unwrap();
     let bootstrap = broker.bootstrap();
-    let client = Client::connect(ClientConfig::new(&bootstrap)).await.unwrap();
-    let topics = ["numbers", "doubled", "dead-letters"].map(|t| NewTopic {
-        name: t.into(),
-        partitions: 1,
-        replication_factor: 1,
-        configs: Default::default(),
-    });
-    Admin::new(&client).create_topics(&topics, false).await.unwrap();
+    common::create_topics(&bootstrap, &[("numbers", 1), ("doubled", 1), ("dead-letters", 1)]).await;
     // Good values, a value of 3 bytes (not an i64) and a negative one.
     let p = Producer::new(ProducerConfig::new(&bootstrap)).await.unwrap();
     let values: Vec<(&str, Bytes)> = vec![

@@ -2,12 +2,13 @@
 //! changelog, and an instance restarted on its state directory restores only what its
 //! checkpoints do not cover (after a clean close: nothing). Interactive queries read the stores.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rill_broker::Broker;
-use rill_core::client::{Admin, Client, ClientConfig, NewTopic};
 use rill_core::consumer::{Consumer, ConsumerConfig};
 use rill_core::producer::{Producer, ProducerConfig};
 use rill_core::records::ProducerRecord;
@@ -91,14 +92,7 @@ async fn check_output(bootstrap: &str, model: &BTreeMap<String, i64>) {
 async fn setup(dir: &std::path::Path) -> (Broker, String) {
     let broker = Broker::embedded(dir.join("broker")).await.unwrap();
     let bootstrap = broker.bootstrap();
-    let client = Client::connect(ClientConfig::new(&bootstrap)).await.unwrap();
-    let topics = ["visits", "page-views"].map(|t| NewTopic {
-        name: t.into(),
-        partitions: 2,
-        replication_factor: 1,
-        configs: Default::default(),
-    });
-    Admin::new(&client).create_topics(&topics, false).await.unwrap();
+    common::create_topics(&bootstrap, &[("visits", 2), ("page-views", 2)]).await;
     (broker, bootstrap)
 }
 

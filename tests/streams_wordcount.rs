@@ -4,12 +4,13 @@
 //! application closes and starts again on the same state directory, counting goes on from the
 //! restored store.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rill_broker::Broker;
-use rill_core::client::{Admin, Client, ClientConfig, NewTopic};
 use rill_core::consumer::{Consumer, ConsumerConfig};
 use rill_core::producer::{Producer, ProducerConfig};
 use rill_core::records::ProducerRecord;
@@ -106,9 +107,7 @@ async fn run(guarantee: &str) {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::embedded(dir.path().join("broker")).await.unwrap();
     let bootstrap = broker.bootstrap();
-    let client = Client::connect(ClientConfig::new(&bootstrap)).await.unwrap();
-    let topic = NewTopic { name: "lines".into(), partitions: 2, replication_factor: 1, configs: Default::default() };
-    Admin::new(&client).create_topics(&[topic], false).await.unwrap();
+    common::create_topics(&bootstrap, &[("lines", 2)]).await;
 
     let first = lines(0, 60);
     produce(&bootstrap, &first).await;

@@ -24,7 +24,7 @@ use checker::{Outcome, Read, Txn};
 use common::BrokerProc;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rill_core::client::{Admin, Client, ClientConfig, NewTopic};
+use rill_core::client::{Client, ClientConfig};
 use rill_core::consumer::{Consumer, ConsumerConfig};
 use rill_core::error::Error;
 use rill_core::producer::{Producer, ProducerConfig};
@@ -120,12 +120,7 @@ async fn run(seed: u64) -> Vec<String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut broker = BrokerProc::start(&[]);
     let addr = broker.addr.clone();
-    {
-        let client = Client::connect(ClientConfig::new(addr.clone())).await.unwrap();
-        let topic =
-            NewTopic { name: TOPIC.into(), partitions: PARTITIONS, replication_factor: 1, configs: BTreeMap::new() };
-        Admin::new(&client).create_topics(&[topic], false).await.unwrap();
-    }
+    common::create_topics(&addr, &[(TOPIC, PARTITIONS)]).await;
 
     // The killer: SIGKILL and restart at seeded moments while the workload runs; the workload
     // goes on until the last restart.
