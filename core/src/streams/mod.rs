@@ -5,6 +5,7 @@
 //! `rill-dsl`. Dependencies run `dsl -> state -> core`.
 
 pub mod error;
+pub mod global;
 pub(crate) mod node;
 pub mod processor;
 pub mod record;

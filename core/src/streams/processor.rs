@@ -28,6 +28,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::error::{Result, StreamsError};
+use super::global::GlobalStoreReader;
 use super::node::Node;
 use super::record::{Record, RecordMetadata};
 use super::store::KeyValueStore;
@@ -125,8 +126,26 @@ impl<K, V> ProcessorContext<'_, K, V> {
     /// name in `init` instead of one per record).
     pub fn store_id(&self, name: &str) -> Result<StoreId> {
         self.task.store_id(name).ok_or_else(|| {
-            StreamsError::processing(self.node, format_args!("no state store named {name} is connected to it"))
+            if self.task.global_stores().contains(name) {
+                StreamsError::processing(
+                    self.node,
+                    format_args!("{name} is a global store: processors read it with global_store, read-only"),
+                )
+            } else {
+                StreamsError::processing(self.node, format_args!("no state store named {name} is connected to it"))
+            }
         })
+    }
+
+    /// A read-only handle on the global store `name` (a GlobalKTable's store), typed as it was
+    /// declared. Any processor of any task can read any global store; keep the handle (from
+    /// `init`) rather than looking it up per record. Reads see the global thread's writes as
+    /// they happen.
+    pub fn global_store<KS: 'static, VS: 'static>(&self, name: &str) -> Result<GlobalStoreReader<KS, VS>> {
+        match self.task.global_store::<KS, VS>(name) {
+            Some(r) => r.map_err(|e| StreamsError::processing(self.node, e)),
+            None => Err(StreamsError::processing(self.node, format_args!("there is no global store named {name}"))),
+        }
     }
 
     /// The key-value store named `name`, typed as it was declared.

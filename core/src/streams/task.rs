@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::error::{Result, StreamsError};
+use super::global::{GlobalStoreReader, GlobalStores};
 use super::node::{ErasedNode, RawNode};
 use super::record::{Headers, RecordMetadata};
 use super::store::{KeyValueStore, RecordTimestamp, StateStore};
@@ -112,6 +113,7 @@ pub struct TaskContext {
     next_punctuation: u64,
     skipped_nulls: u64,
     record_ts: RecordTimestamp,
+    globals: GlobalStores,
 }
 
 impl TaskContext {
@@ -128,6 +130,7 @@ impl TaskContext {
             next_punctuation: 0,
             skipped_nulls: 0,
             record_ts: RecordTimestamp::default(),
+            globals: GlobalStores::default(),
         }
     }
 
@@ -177,6 +180,21 @@ impl TaskContext {
     ) -> Option<Result<&mut dyn KeyValueStore<K, V>, String>> {
         let id = self.store_id(name)?;
         Some(self.store::<K, V>(id))
+    }
+
+    pub(crate) fn set_global_stores(&mut self, globals: GlobalStores) {
+        self.globals = globals;
+    }
+
+    /// The global stores this task can read.
+    pub fn global_stores(&self) -> &GlobalStores {
+        &self.globals
+    }
+
+    /// A read-only handle on the global store `name` typed as `(K, V)`: `None` if there is no
+    /// such global store, an error if it holds other types.
+    pub fn global_store<K: 'static, V: 'static>(&self, name: &str) -> Option<Result<GlobalStoreReader<K, V>, String>> {
+        self.globals.reader(name)
     }
 
     pub(crate) fn store_id(&self, name: &str) -> Option<StoreId> {

@@ -37,6 +37,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::error::{Result, StreamsError};
+use super::global::{GlobalStoreInit, GlobalStoreSpec, GlobalStores};
 use super::node::{ErasedNode, ProcessorNode, RawNode, SinkNode, SourceNode, TopicChoice};
 use super::processor::{Child, Processor};
 use super::serde::Serde;
@@ -70,15 +71,19 @@ pub struct TaskSettings {
     pub state_dir: std::path::PathBuf,
     /// Exactly-once processing.
     pub exactly_once: bool,
+    /// The instance's global stores, readable by every task's processors.
+    pub global_stores: GlobalStores,
 }
 
 impl TaskSettings {
-    /// Settings for `application_id` with the default state directory and at-least-once.
+    /// Settings for `application_id` with the default state directory, at-least-once, and no
+    /// global stores.
     pub fn new(application_id: &str) -> Self {
         Self {
             application_id: application_id.to_string(),
             state_dir: std::env::temp_dir().join("rill-streams"),
             exactly_once: false,
+            global_stores: GlobalStores::default(),
         }
     }
 }
@@ -123,11 +128,34 @@ struct NodeDef {
     output: Option<Edge>,
 }
 
+type MakeGlobal = Box<dyn Fn(&GlobalStoreInit, &mut GlobalStores) -> Result<()> + Send + Sync>;
+type AddWriter = fn(&mut TaskContext, &str, &GlobalStores) -> Result<()>;
+
+fn add_writer<K: 'static, V: 'static>(ctx: &mut TaskContext, name: &str, globals: &GlobalStores) -> Result<()> {
+    let w = globals
+        .writer::<K, V>(name)
+        .ok_or_else(|| StreamsError::Topology(format!("global store {name} was not built")))?
+        .map_err(StreamsError::Topology)?;
+    ctx.add_store::<K, V>(name, Box::new(w));
+    Ok(())
+}
+
+/// A global store with its source and updating processor: no sub-topology, no tasks.
+struct GlobalDef {
+    store: String,
+    make: MakeGlobal,
+    add_writer: AddWriter,
+    topic: String,
+    source: NodeDef,
+    processor: NodeDef,
+}
+
 /// A topology under construction, then a description to build tasks from.
 #[derive(Default)]
 pub struct Topology {
     nodes: Vec<NodeDef>,
     stores: Vec<StoreDef>,
+    globals: Vec<GlobalDef>,
 }
 
 impl std::fmt::Debug for Topology {
@@ -149,6 +177,49 @@ fn children_of<K: 'static, V: 'static>(node: &str, children: &[(String, &dyn Any
         .collect()
 }
 
+fn source_builder<K: Clone + 'static, V: Clone + 'static>(
+    name: &str,
+    key_serde: impl Serde<K>,
+    value_serde: impl Serde<V>,
+) -> BuildSource {
+    let (ks, vs): (Arc<dyn Serde<K>>, Arc<dyn Serde<V>>) = (Arc::new(key_serde), Arc::new(value_serde));
+    let node = name.to_string();
+    Box::new(move |children| {
+        Rc::new(RefCell::new(SourceNode {
+            name: node.clone(),
+            key_serde: ks.clone(),
+            value_serde: vs.clone(),
+            children: children_of::<K, V>(&node, children),
+        }))
+    })
+}
+
+fn processor_builder<KIn, VIn, KOut, VOut, P>(
+    name: &str,
+    supplier: impl Fn() -> P + Send + Sync + 'static,
+) -> BuildProcessor
+where
+    KIn: 'static,
+    VIn: 'static,
+    KOut: Clone + 'static,
+    VOut: Clone + 'static,
+    P: Processor<KIn, VIn, KOut, VOut>,
+{
+    let node = name.to_string();
+    Box::new(move |index, children| {
+        let n = Rc::new(RefCell::new(ProcessorNode {
+            name: node.clone(),
+            index,
+            processor: supplier(),
+            children: children_of::<KOut, VOut>(&node, children),
+            _types: PhantomData::<fn(KIn, VIn)>,
+        }));
+        let as_child: Child<KIn, VIn> = n.clone();
+        let as_erased: Rc<RefCell<dyn ErasedNode>> = n;
+        (Box::new(as_child) as Box<dyn Any>, as_erased)
+    })
+}
+
 impl Topology {
     /// An empty topology.
     pub fn new() -> Self {
@@ -159,8 +230,33 @@ impl Topology {
         if name.is_empty() {
             return Err(StreamsError::Topology("a node needs a name".into()));
         }
-        if self.nodes.iter().any(|n| n.name == name) {
+        let global = self.globals.iter().any(|g| g.source.name == name || g.processor.name == name);
+        if global || self.nodes.iter().any(|n| n.name == name) {
             return Err(StreamsError::Topology(format!("two nodes are named {name}; names must be unique")));
+        }
+        Ok(())
+    }
+
+    fn check_topic_free(&self, topic: &str, reader: &str) -> Result<()> {
+        if let Some(other) = self
+            .nodes
+            .iter()
+            .find(|n| matches!(&n.kind, Kind::Source { topics, .. } if topics.iter().any(|x| x == topic)))
+        {
+            return Err(StreamsError::Topology(format!("topic {topic} is read by both {} and {reader}", other.name)));
+        }
+        if let Some(g) = self.globals.iter().find(|g| g.topic == topic) {
+            return Err(StreamsError::Topology(format!(
+                "topic {topic} is read by both {} (global store {}) and {reader}",
+                g.source.name, g.store
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_store_free(&self, name: &str) -> Result<()> {
+        if self.stores.iter().any(|s| s.name == name) || self.globals.iter().any(|g| g.store == name) {
+            return Err(StreamsError::Topology(format!("two stores are named {name}")));
         }
         Ok(())
     }
@@ -200,24 +296,9 @@ impl Topology {
             return Err(StreamsError::Topology(format!("source {name} reads no topic")));
         }
         for t in topics {
-            if let Some(other) = self
-                .nodes
-                .iter()
-                .find(|n| matches!(&n.kind, Kind::Source { topics, .. } if topics.iter().any(|x| x == t)))
-            {
-                return Err(StreamsError::Topology(format!("topic {t} is read by both {} and {name}", other.name)));
-            }
+            self.check_topic_free(t, name)?;
         }
-        let (ks, vs): (Arc<dyn Serde<K>>, Arc<dyn Serde<V>>) = (Arc::new(key_serde), Arc::new(value_serde));
-        let node = name.to_string();
-        let build: BuildSource = Box::new(move |children| {
-            Rc::new(RefCell::new(SourceNode {
-                name: node.clone(),
-                key_serde: ks.clone(),
-                value_serde: vs.clone(),
-                children: children_of::<K, V>(&node, children),
-            }))
-        });
+        let build = source_builder(name, key_serde, value_serde);
         self.nodes.push(NodeDef {
             name: name.to_string(),
             kind: Kind::Source { topics: topics.iter().map(|t| t.to_string()).collect(), build },
@@ -243,19 +324,7 @@ impl Topology {
     {
         self.check_new(name)?;
         self.check_parents(name, parents, edge::<KIn, VIn>())?;
-        let node = name.to_string();
-        let build: BuildProcessor = Box::new(move |index, children| {
-            let n = Rc::new(RefCell::new(ProcessorNode {
-                name: node.clone(),
-                index,
-                processor: supplier(),
-                children: children_of::<KOut, VOut>(&node, children),
-                _types: PhantomData::<fn(KIn, VIn)>,
-            }));
-            let as_child: Child<KIn, VIn> = n.clone();
-            let as_erased: Rc<RefCell<dyn ErasedNode>> = n;
-            (Box::new(as_child) as Box<dyn Any>, as_erased)
-        });
+        let build = processor_builder(name, supplier);
         self.nodes.push(NodeDef {
             name: name.to_string(),
             kind: Kind::Processor { build },
@@ -323,9 +392,7 @@ impl Topology {
         factory: impl Fn(&StoreInit) -> Result<Box<dyn TaskStore<K, V>>> + Send + Sync + 'static,
         processors: &[&str],
     ) -> Result<&mut Self> {
-        if self.stores.iter().any(|s| s.name == name) {
-            return Err(StreamsError::Topology(format!("two stores are named {name}")));
-        }
+        self.check_store_free(name)?;
         for p in processors {
             match self.nodes.iter().find(|n| n.name == *p) {
                 Some(NodeDef { kind: Kind::Processor { .. }, .. }) => {}
@@ -353,6 +420,141 @@ impl Topology {
             .ok_or_else(|| StreamsError::Topology(format!("no store named {store}")))?;
         s.processors.extend(processors.iter().map(|p| p.to_string()));
         Ok(self)
+    }
+
+    /// A global store (Kafka Streams' `addGlobalStore`): the store `store` declares, fully
+    /// replicated on every application instance, kept up to date by the processor `processor`
+    /// (made by `supplier`) from the source `source` reading every partition of `topic`.
+    ///
+    /// A global store belongs to no sub-topology (it makes no tasks) and has no changelog: its
+    /// topic is its changelog, read from the start (or a persistent store's checkpoint) when an
+    /// instance starts, before any task runs. Its processor should only update the store; what
+    /// it forwards goes nowhere. Every processor can read the store with
+    /// [`ProcessorContext::global_store`](super::processor::ProcessorContext::global_store).
+    ///
+    /// ```
+    /// use rill_core::streams::error::Result;
+    /// use rill_core::streams::global::GlobalStoreSpec;
+    /// use rill_core::streams::processor::{Processor, ProcessorContext};
+    /// use rill_core::streams::record::Record;
+    /// use rill_core::streams::serde::StringSerde;
+    /// use rill_core::streams::topology::Topology;
+    ///
+    /// struct Update;
+    /// impl Processor<String, String, (), ()> for Update {
+    ///     fn process(&mut self, ctx: &mut ProcessorContext<'_, (), ()>, r: Record<String, String>) -> Result<()> {
+    ///         ctx.store::<String, String>("countries")?.put(&r.key, &r.value)?;
+    ///         Ok(())
+    ///     }
+    /// }
+    /// # let factory = |_: &_| -> Result<Box<dyn rill_core::streams::global::GlobalStore<String, String>>> { unimplemented!() };
+    /// let mut t = Topology::new();
+    /// t.add_global_store(GlobalStoreSpec::new("countries", factory), "countries-source", "countries",
+    ///     StringSerde, StringSerde, "countries-update", || Update)?;
+    /// let text = t.describe().to_string();
+    /// assert!(text.contains("Sub-topology: 0 for global store (will not generate tasks)"));
+    /// assert!(text.contains("Processor: countries-update (stores: [countries])"));
+    /// assert!(t.subtopologies().is_empty());
+    /// # Ok::<(), rill_core::streams::error::StreamsError>(())
+    /// ```
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_global_store<K, V, KIn, VIn, P>(
+        &mut self,
+        store: GlobalStoreSpec<K, V>,
+        source: &str,
+        topic: &str,
+        key_serde: impl Serde<KIn>,
+        value_serde: impl Serde<VIn>,
+        processor: &str,
+        supplier: impl Fn() -> P + Send + Sync + 'static,
+    ) -> Result<&mut Self>
+    where
+        K: 'static,
+        V: 'static,
+        KIn: Clone + 'static,
+        VIn: Clone + 'static,
+        P: Processor<KIn, VIn, (), ()>,
+    {
+        self.check_new(source)?;
+        self.check_new(processor)?;
+        if source == processor {
+            return Err(StreamsError::Topology(format!("two nodes are named {source}; names must be unique")));
+        }
+        self.check_topic_free(topic, source)?;
+        self.check_store_free(&store.name)?;
+        let GlobalStoreSpec { name, persistent, factory } = store;
+        let store_name = name.clone();
+        let make: MakeGlobal = Box::new(move |init, globals| {
+            let s = factory(init)?;
+            globals.insert::<K, V>(&store_name, s, persistent);
+            Ok(())
+        });
+        self.globals.push(GlobalDef {
+            store: name,
+            make,
+            add_writer: add_writer::<K, V>,
+            topic: topic.to_string(),
+            source: NodeDef {
+                name: source.to_string(),
+                kind: Kind::Source {
+                    topics: vec![topic.to_string()],
+                    build: source_builder(source, key_serde, value_serde),
+                },
+                parents: Vec::new(),
+                output: Some(edge::<KIn, VIn>()),
+            },
+            processor: NodeDef {
+                name: processor.to_string(),
+                kind: Kind::Processor { build: processor_builder(processor, supplier) },
+                parents: vec![source.to_string()],
+                output: Some(edge::<(), ()>()),
+            },
+        });
+        Ok(self)
+    }
+
+    /// The topics global stores read, with the store each feeds.
+    pub fn global_topics(&self) -> Vec<(String, String)> {
+        self.globals.iter().map(|g| (g.topic.clone(), g.store.clone())).collect()
+    }
+
+    /// Make every global store (once per application instance, by the global thread or the
+    /// test driver): `<state.dir>/<application.id>/global/<store>` for persistent ones.
+    pub fn build_global_stores(&self, application_id: &str, state_dir: &std::path::Path) -> Result<GlobalStores> {
+        let mut globals = GlobalStores::default();
+        for g in &self.globals {
+            let init = GlobalStoreInit {
+                application_id: application_id.to_string(),
+                name: g.store.clone(),
+                state_dir: state_dir.to_path_buf(),
+                timestamp: super::store::RecordTimestamp::default(),
+            };
+            (g.make)(&init, &mut globals)?;
+        }
+        Ok(globals)
+    }
+
+    /// The task that keeps the global stores up to date: a source per global topic feeding its
+    /// store's processor, which sees its store as a writable task store. Only the global thread
+    /// (or the test driver) runs it. Its id is `<first global sub-topology>_-1`.
+    pub fn build_global_task(&self, globals: &GlobalStores, collector: Box<dyn RecordCollector>) -> Result<Task> {
+        let id = TaskId { subtopology: self.subtopologies().len() as u32, partition: -1 };
+        let mut ctx = TaskContext::new(id, Arc::from("global"), collector);
+        ctx.set_global_stores(globals.clone());
+        let mut sources: HashMap<String, Rc<RefCell<dyn RawNode>>> = HashMap::new();
+        let mut erased = Vec::new();
+        for (i, g) in self.globals.iter().enumerate() {
+            (g.add_writer)(&mut ctx, &g.store, globals)?;
+            let (Kind::Source { build: source, .. }, Kind::Processor { build: processor }) =
+                (&g.source.kind, &g.processor.kind)
+            else {
+                unreachable!("a global store has a source and a processor")
+            };
+            let (handle, node) = processor(i, &[]);
+            erased.push(Some(node));
+            sources.insert(g.topic.clone(), source(&[(g.processor.name.clone(), handle.as_ref())]));
+        }
+        Ok(Task::new(ctx, sources, erased))
     }
 
     /// Sub-topologies: groups of node indexes connected by parent edges (and shared stores),
@@ -454,6 +656,7 @@ impl Topology {
             .get(task.subtopology as usize)
             .ok_or_else(|| StreamsError::Topology(format!("there is no sub-topology {}", task.subtopology)))?;
         let mut ctx = TaskContext::new(task, Arc::from(application_id), collector);
+        ctx.set_global_stores(settings.global_stores.clone());
         for (name, logged) in self.stores_of(task.subtopology) {
             let def = self.stores.iter().find(|s| s.name == name).expect("listed");
             let init = StoreInit {
@@ -514,41 +717,59 @@ pub struct TopologyDescription<'a> {
 }
 
 impl std::fmt::Display for TopologyDescription<'_> {
+    /// Kafka Streams' layout. Global stores are printed as sub-topologies numbered after the
+    /// ones that make tasks (Kafka numbers them in declaration order with the others; keeping
+    /// task sub-topologies first means adding a global table renumbers no task, and so moves no
+    /// state directory).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let t = self.topology;
         writeln!(f, "Topologies:")?;
-        for (id, nodes) in t.subtopologies().iter().enumerate() {
+        let subs = t.subtopologies();
+        for (id, nodes) in subs.iter().enumerate() {
             writeln!(f, "   Sub-topology: {id}")?;
             for &i in nodes {
                 let d = &t.nodes[i];
-                match &d.kind {
-                    Kind::Source { topics, .. } => {
-                        writeln!(f, "    Source: {} (topics: [{}])", d.name, topics.join(", "))?
-                    }
-                    Kind::Processor { .. } => {
-                        let stores: Vec<&str> = t
-                            .stores
-                            .iter()
-                            .filter(|s| s.processors.contains(&d.name))
-                            .map(|s| s.name.as_str())
-                            .collect();
-                        writeln!(f, "    Processor: {} (stores: [{}])", d.name, stores.join(", "))?
-                    }
-                    Kind::Sink { topic, .. } => writeln!(f, "    Sink: {} (topic: {topic})", d.name)?,
-                }
+                let stores: Vec<&str> =
+                    t.stores.iter().filter(|s| s.processors.contains(&d.name)).map(|s| s.name.as_str()).collect();
                 let children: Vec<&str> =
                     t.nodes.iter().filter(|c| c.parents.contains(&d.name)).map(|c| c.name.as_str()).collect();
-                if !children.is_empty() {
-                    writeln!(f, "      --> {}", children.join(", "))?;
-                }
-                if !d.parents.is_empty() {
-                    writeln!(f, "      <-- {}", d.parents.join(", "))?;
-                }
+                describe_node(f, d, &stores, &children, false)?;
             }
+            writeln!(f)?;
+        }
+        for (i, g) in t.globals.iter().enumerate() {
+            writeln!(f, "   Sub-topology: {} for global store (will not generate tasks)", subs.len() + i)?;
+            describe_node(f, &g.source, &[], &[g.processor.name.as_str()], true)?;
+            describe_node(f, &g.processor, &[g.store.as_str()], &[], true)?;
             writeln!(f)?;
         }
         Ok(())
     }
+}
+
+/// One node as Kafka prints it; `leaf_none`: print `--> none` when it has no children (as Kafka
+/// does under a global store's processor).
+fn describe_node(
+    f: &mut std::fmt::Formatter<'_>,
+    d: &NodeDef,
+    stores: &[&str],
+    children: &[&str],
+    leaf_none: bool,
+) -> std::fmt::Result {
+    match &d.kind {
+        Kind::Source { topics, .. } => writeln!(f, "    Source: {} (topics: [{}])", d.name, topics.join(", "))?,
+        Kind::Processor { .. } => writeln!(f, "    Processor: {} (stores: [{}])", d.name, stores.join(", "))?,
+        Kind::Sink { topic, .. } => writeln!(f, "    Sink: {} (topic: {topic})", d.name)?,
+    }
+    if !children.is_empty() {
+        writeln!(f, "      --> {}", children.join(", "))?;
+    } else if leaf_none {
+        writeln!(f, "      --> none")?;
+    }
+    if !d.parents.is_empty() {
+        writeln!(f, "      <-- {}", d.parents.join(", "))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@
 
 mod collector;
 mod config;
+mod global;
 mod internal;
 mod restore;
 mod thread;
@@ -36,6 +37,7 @@ pub use config::{
     OnError, ProcessingGuarantee, StreamsConfig, DEFAULT_COMMIT_INTERVAL_ALOS, DEFAULT_COMMIT_INTERVAL_EOS,
     DEFAULT_NUM_STREAM_THREADS,
 };
+pub use global::GlobalRestoration;
 pub use internal::{InternalTopic, TopicPlan};
 pub use restore::RestoreStats;
 pub use thread::Restoration;
@@ -94,6 +96,7 @@ pub struct KafkaStreams {
     plan: Option<Arc<TopicPlan>>,
     restorations: Arc<Mutex<Vec<Restoration>>>,
     copartition_groups: Vec<std::collections::BTreeSet<String>>,
+    global: global::GlobalHandle,
 }
 
 impl std::fmt::Debug for KafkaStreams {
@@ -121,6 +124,7 @@ impl KafkaStreams {
             plan: None,
             restorations: Arc::default(),
             copartition_groups: Vec::new(),
+            global: global::GlobalHandle::default(),
         }
     }
 
@@ -173,14 +177,22 @@ impl KafkaStreams {
         self.restorations.lock().expect("restorations lock").clone()
     }
 
+    /// What bootstrapping the global stores replayed at start, per global topic partition.
+    pub fn global_restorations(&self) -> Vec<GlobalRestoration> {
+        self.global.restorations.clone()
+    }
+
     /// Interactive query: the value of `key` in the local store `store` (whichever local task
-    /// holds it; under exactly-once this includes writes not committed yet). `None` if no local
-    /// task has it: the key may live on another instance.
+    /// holds it; under exactly-once this includes writes not committed yet), or in the global
+    /// store `store`. `None` if no local task has it: the key may live on another instance.
     pub async fn get<K, V>(&self, store: &str, key: K) -> Result<Option<V>>
     where
         K: Send + Sync + 'static,
         V: Send + 'static,
     {
+        if let Some(answer) = self.global.get::<K, V>(store, &key) {
+            return answer;
+        }
         let key = Arc::new(key);
         let answers = self
             .ask(store, move |name, tasks| {
@@ -199,12 +211,15 @@ impl KafkaStreams {
     }
 
     /// Interactive query: every entry of the local store `store` across this instance's tasks,
-    /// by key bytes within each task.
+    /// by key bytes within each task (of a global store: all of it, by key bytes).
     pub async fn all<K, V>(&self, store: &str) -> Result<Vec<(K, V)>>
     where
         K: Send + 'static,
         V: Send + 'static,
     {
+        if let Some(answer) = self.global.all::<K, V>(store) {
+            return answer;
+        }
         self.ask(store, |name, tasks| {
             let mut out = Vec::new();
             for t in tasks {
@@ -260,6 +275,16 @@ impl KafkaStreams {
         internal::create_internal(&client, &plan, self.config.replication_factor).await?;
         let plan = Arc::new(plan);
         self.plan = Some(plan.clone());
+        // Global stores catch up with their topics before any task can read them.
+        self.global = global::start(global::GlobalContext {
+            config: self.config.clone(),
+            topology: self.topology.clone(),
+            shutdown: self.shutdown.clone(),
+            first_error: self.first_error.clone(),
+            io: tokio::runtime::Handle::current(),
+        })
+        .await?;
+        let globals = self.global.stores.clone();
         let process_id = uuid_like();
         let spawn_thread = {
             let (config, topology, shutdown, restorations) =
@@ -287,6 +312,7 @@ impl KafkaStreams {
                     queries,
                     rebalancing: rebalancing.clone(),
                     io: io.clone(),
+                    globals: globals.clone(),
                 };
                 thread::spawn(cx)
                     .map_err(|e| StreamsError::Topology(format!("cannot start stream thread {index}: {e}")))
@@ -394,6 +420,9 @@ impl KafkaStreams {
                     first_error.get_or_insert(StreamsError::Topology("a stream thread panicked".into()));
                 }
             }
+        }
+        if let Err(e) = self.global.join(deadline).await {
+            first_error.get_or_insert(e);
         }
         match first_error {
             None => {

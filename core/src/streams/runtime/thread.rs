@@ -84,6 +84,7 @@ pub(crate) struct ThreadContext {
     /// consumer's fetcher and group coordinator, connections) run there, so records go out and
     /// come in while the stream thread processes.
     pub(crate) io: tokio::runtime::Handle,
+    pub(crate) globals: crate::streams::global::GlobalStores,
 }
 
 struct Owned {
@@ -449,6 +450,7 @@ impl Thread {
             application_id: self.cx.config.application_id.clone(),
             state_dir: self.cx.config.state_dir.clone(),
             exactly_once: self.cx.config.exactly_once(),
+            global_stores: self.cx.globals.clone(),
         };
         // A task moving between threads of one process: the old owner may still hold its
         // stores' files for a moment.
