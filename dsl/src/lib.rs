@@ -1,9 +1,10 @@
 //! rill-dsl: write stream processing programs as typed Rust, the Kafka Streams DSL's way.
 //!
-//! A [`StreamsBuilder`] makes [`KStream`]s (every record an event) and [`KTable`]s (the latest
-//! value per key) from topics; operators on them take closures; [`StreamsBuilder::build`]
-//! compiles the program to a processor [`Topology`](rill_core::streams::topology::Topology) plus
-//! the internal topics the runtime creates. The [`TopologyTestDriver`] runs it without a broker.
+//! A [`StreamsBuilder`] makes [`KStream`]s (every record an event), [`KTable`]s (the latest
+//! value per key) and [`GlobalKTable`]s (a table replicated in full on every instance) from
+//! topics; operators on them take closures; [`StreamsBuilder::build`] compiles the program to a
+//! processor [`Topology`](rill_core::streams::topology::Topology) plus the internal topics the
+//! runtime creates. The [`TopologyTestDriver`] runs it without a broker.
 //!
 //! ```
 //! use rill_core::streams::serde::{I64Serde, StringSerde, UnitSerde};
@@ -37,6 +38,7 @@
 
 mod builder;
 mod config;
+mod global_ktable;
 mod grouped;
 mod kstream;
 mod ktable;
@@ -47,6 +49,7 @@ mod test_driver;
 
 pub use builder::{repartition_topic, BuiltTopology, InternalTopic, InternalTopicKind, Partitions, StreamsBuilder};
 pub use config::{Consumed, Grouped, Materialized, Produced, Repartitioned};
+pub use global_ktable::GlobalKTable;
 pub use grouped::{CogroupedKStream, KGroupedStream, KGroupedTable};
 pub use kstream::{Branches, KStream, SplitStream};
 pub use ktable::{Change, ChangeSerde, KTable};

@@ -1,7 +1,9 @@
 //! [`TopologyTestDriver`]: runs a [`BuiltTopology`] synchronously, without a broker, as Kafka
 //! Streams' driver does.
 //!
-//! Every sub-topology becomes one task (partition 0) with in-memory stores. A record piped into
+//! Every sub-topology becomes one task (partition 0) with in-memory stores; global stores (of
+//! GlobalKTables) are kept up to date by a task of their own, which records piped into a global
+//! topic go to, and every task can read them. A record piped into
 //! an input topic is processed at once; what the task sends to a repartition topic is fed
 //! straight to the task that reads it, until nothing is left; records sent to any other topic
 //! wait in that output topic for the test to read. After each input record (and each wall-clock
@@ -19,10 +21,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rill_core::streams::error::{Result, StreamsError};
+use rill_core::streams::global::GlobalStores;
 use rill_core::streams::record::Headers;
 use rill_core::streams::serde::Serde;
 use rill_core::streams::store::{ChangelogSink, KeyValueStore, StoreResult};
 use rill_core::streams::task::{RecordCollector, Task, TaskId};
+use rill_core::streams::topology::TaskSettings;
 use rill_state::TypedStore;
 
 use crate::builder::{BuiltTopology, DriverHooks};
@@ -164,6 +168,7 @@ impl Driver {
 pub struct TopologyTestDriver {
     inner: Rc<RefCell<Driver>>,
     hooks: Arc<DriverHooks>,
+    globals: GlobalStores,
     built: BuiltTopology,
 }
 
@@ -175,10 +180,18 @@ impl TopologyTestDriver {
         let outbox: Outbox = Rc::default();
         let mut tasks = Vec::new();
         let mut readers = HashMap::new();
+        let settings = TaskSettings::new(&built.application_id);
+        let globals = built.topology.build_global_stores(&built.application_id, &settings.state_dir)?;
+        if !globals.is_empty() {
+            tasks.push(built.topology.build_global_task(&globals, Box::new(DriverCollector(outbox.clone())))?);
+            for (topic, _) in built.topology.global_topics() {
+                readers.insert(topic, 0);
+            }
+        }
+        let settings = TaskSettings { global_stores: globals.clone(), ..settings };
         for id in 0..built.topology.subtopologies().len() as u32 {
             let task_id = TaskId { subtopology: id, partition: 0 };
-            let task =
-                built.topology.build_task(&built.application_id, task_id, Box::new(DriverCollector(outbox.clone())))?;
+            let task = built.topology.build_task_with(&settings, task_id, Box::new(DriverCollector(outbox.clone())))?;
             for topic in built.topology.source_topics(id) {
                 readers.insert(topic, tasks.len());
             }
@@ -194,7 +207,7 @@ impl TopologyTestDriver {
             offsets: HashMap::new(),
             wall_clock: 0,
         };
-        Ok(Self { inner: Rc::new(RefCell::new(driver)), hooks, built })
+        Ok(Self { inner: Rc::new(RefCell::new(driver)), hooks, globals, built })
     }
 
     /// The topology under test.
@@ -285,17 +298,21 @@ impl TopologyTestDriver {
         self.inner.borrow().wall_clock
     }
 
-    /// Every entry of the key-value store `name` of `(K, V)`, in key order.
+    /// Every entry of the key-value store (or global store) `name` of `(K, V)`, in key order.
     pub fn key_value_store<K: 'static, V: 'static>(&self, name: &str) -> Result<Vec<(K, V)>> {
         self.with_store(name, |s: &mut dyn KeyValueStore<K, V>| s.all())?.map_err(Into::into)
     }
 
-    /// Run `f` on the key-value store `name` of `(K, V)` (reads and writes).
+    /// Run `f` on the key-value store (or global store) `name` of `(K, V)` (reads and writes).
     pub fn with_store<K: 'static, V: 'static, R>(
         &self,
         name: &str,
         f: impl FnOnce(&mut dyn KeyValueStore<K, V>) -> R,
     ) -> Result<R> {
+        if self.globals.contains(name) {
+            let r = self.globals.write::<K, V, R>(name, |s| f(s.key_value_mut())).expect("checked");
+            return r.map_err(StreamsError::Topology);
+        }
         let taps = self.hooks.taps.lock().unwrap_or_else(|p| p.into_inner());
         let (_, handle) = taps
             .iter()

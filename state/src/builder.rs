@@ -17,6 +17,7 @@
 //! assert!(dir.path().join("wordcount/0_3/counts").is_dir());
 //! ```
 
+use rill_core::streams::global::GlobalStoreInit;
 use rill_core::streams::serde::Serde;
 use rill_core::streams::store::{BytesStore, RecordTimestamp, StoreResult};
 use rill_core::streams::topology::StoreInit;
@@ -177,6 +178,27 @@ impl StoreBuilder {
         decl.build_typed(&StoreContext::for_task(init, config), keys, values)
     }
 
+    /// The global store `init` describes (a GlobalKTable's): in RocksDB under
+    /// `<state.dir>/<application.id>/global/<name>` if persistent, else in memory. Written
+    /// through, with none of the other layers: it has no changelog (its topic is its changelog),
+    /// nothing to stage (no transaction), and tasks on other threads read it, so it is `Sync`.
+    /// RocksDB options from `config`.
+    pub fn build_global<K: 'static, V: 'static>(
+        &self,
+        init: &GlobalStoreInit,
+        config: &StateConfig,
+        keys: impl Serde<K>,
+        values: impl Serde<V>,
+    ) -> StoreResult<TypedStore<K, V, Box<dyn KvLayer + Sync>>> {
+        let layer: Box<dyn KvLayer + Sync> = if self.persistent {
+            let dir = crate::store_dir(&init.state_dir, &init.application_id, "global", &self.name);
+            Box::new(Direct::new(RocksDbStore::open_with(self.name.clone(), dir, &config.rocksdb)?))
+        } else {
+            Box::new(Direct::new(InMemoryStore::new(self.name.clone())))
+        };
+        Ok(TypedStore::new(layer, keys, values, init.timestamp.clone()))
+    }
+
     /// [`build`](Self::build), seen through `keys` and `values`.
     pub fn build_typed<K: 'static, V: 'static>(
         &self,
@@ -308,6 +330,36 @@ mod tests {
             assert_eq!(s.get(&"k".into()).unwrap(), (!exactly_once).then_some(1));
         }
         assert!(dir.path().join("wc/1_4/counts").is_dir());
+    }
+
+    #[test]
+    fn a_global_store_writes_through_and_reopens_with_its_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let init = GlobalStoreInit {
+            application_id: "app".into(),
+            name: "rates".into(),
+            state_dir: dir.path().into(),
+            timestamp: RecordTimestamp::default(),
+        };
+        let decl = StoreBuilder::key_value("rates").persistent().with_caching(1 << 20);
+        {
+            let mut s = decl.build_global(&init, &StateConfig::default(), StringSerde, I64Serde).unwrap();
+            s.put(&"EUR".into(), &108).unwrap();
+            s.put(&"GBP".into(), &126).unwrap();
+            s.delete(&"GBP".into()).unwrap();
+            let mut sink = RecordingSink::default();
+            s.prepare_commit(&mut sink).unwrap();
+            assert!(sink.sent.is_empty(), "no changelog");
+            StateStore::flush(&mut s).unwrap();
+        }
+        assert!(dir.path().join("app/global/rates").is_dir());
+        let s = decl.build_global(&init, &StateConfig::default(), StringSerde, I64Serde).unwrap();
+        assert_eq!(s.all().unwrap(), vec![("EUR".to_string(), 108)]);
+        let mem = StoreBuilder::key_value("rates").in_memory();
+        let m = mem.build_global(&init, &StateConfig::default(), StringSerde, I64Serde).unwrap();
+        assert!(m.all().unwrap().is_empty());
+        fn shared_across_threads<T: Sync + Send>(_: &T) {}
+        shared_across_threads(&m);
     }
 
     #[test]

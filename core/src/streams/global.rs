@@ -52,9 +52,16 @@ use super::store::{ChangelogSink, KeyValueStore, StateStore, StoreResult, WriteO
 /// A store that can back a global store: typed access for its processor, the runtime's
 /// [`StateStore`] view (flush, clear), and `Sync` so tasks on other threads can read it while
 /// the global thread is not writing.
-pub trait GlobalStore<K, V>: KeyValueStore<K, V> + StateStore + Sync {}
+pub trait GlobalStore<K, V>: KeyValueStore<K, V> + StateStore + Sync {
+    /// The same store as a plain key-value store.
+    fn key_value_mut(&mut self) -> &mut dyn KeyValueStore<K, V>;
+}
 
-impl<K, V, T: KeyValueStore<K, V> + StateStore + Sync> GlobalStore<K, V> for T {}
+impl<K, V, T: KeyValueStore<K, V> + StateStore + Sync> GlobalStore<K, V> for T {
+    fn key_value_mut(&mut self) -> &mut dyn KeyValueStore<K, V> {
+        self
+    }
+}
 
 type Shared<K, V> = Arc<RwLock<Box<dyn GlobalStore<K, V>>>>;
 
