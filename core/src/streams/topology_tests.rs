@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::*;
+use crate::streams::global::GlobalStoreSpec;
 use crate::streams::processor::ProcessorContext;
 use crate::streams::record::{Headers, Record};
 use crate::streams::serde::{I64Serde, StringSerde, UnitSerde};
@@ -330,4 +331,178 @@ fn record_metadata_is_there_while_a_record_is_processed() {
     let (mut task, _) = task(&t, 0);
     task.process("w", 3, 42, Some(b"k"), Some(b"v"), 0, Vec::new()).unwrap();
     assert_eq!(seen.lock().unwrap()[0], Some(("w".to_string(), 3, 42)));
+}
+
+/// Keeps a global "rates" store: a rate is put, a negative one deletes.
+struct PutRate;
+impl Processor<String, i64, (), ()> for PutRate {
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, (), ()>, r: Record<String, i64>) -> Result<()> {
+        let store = ctx.store::<String, i64>("rates")?;
+        if r.value < 0 {
+            store.delete(&r.key)?;
+        } else {
+            store.put(&r.key, &r.value)?;
+        }
+        Ok(())
+    }
+}
+
+/// Looks each record's value up in the global "rates" store (read once in `init`).
+struct LookUp(Option<crate::streams::global::GlobalStoreReader<String, i64>>);
+impl Processor<String, String, String, i64> for LookUp {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, String, i64>) -> Result<()> {
+        self.0 = Some(ctx.global_store("rates")?);
+        Ok(())
+    }
+    fn process(&mut self, ctx: &mut ProcessorContext<'_, String, i64>, r: Record<String, String>) -> Result<()> {
+        let rate = self.0.as_ref().expect("init ran").get(&r.value)?.unwrap_or(-1);
+        ctx.forward(r.with_value(rate))
+    }
+}
+
+fn rates_spec() -> GlobalStoreSpec<String, i64> {
+    GlobalStoreSpec::new("rates", |_| Ok(Box::new(MapStore::default()))).persistent(false)
+}
+
+fn with_rates() -> Topology {
+    let mut t = Topology::new();
+    t.add_source("orders-in", &["orders"], StringSerde, StringSerde)
+        .unwrap()
+        .add_processor("look-up", || LookUp(None), &["orders-in"])
+        .unwrap()
+        .add_sink("out", "priced", StringSerde, I64Serde, &["look-up"])
+        .unwrap();
+    t.add_global_store(rates_spec(), "rates-in", "rates", StringSerde, I64Serde, "put-rate", || PutRate).unwrap();
+    t
+}
+
+#[test]
+fn a_global_store_is_written_by_its_task_and_read_by_every_task() {
+    let t = with_rates();
+    assert_eq!(t.subtopologies().len(), 1, "a global store makes no tasks");
+    assert_eq!(t.global_topics(), vec![("rates".to_string(), "rates".to_string())]);
+    let globals = t.build_global_stores("app", std::path::Path::new("unused")).unwrap();
+    assert!(!globals.is_persistent("rates"));
+    let mut global = t.build_global_task(&globals, Box::new(Collect(Rc::default()))).unwrap();
+    assert_eq!(global.id().partition, -1);
+    let settings = TaskSettings { global_stores: globals.clone(), ..TaskSettings::new("app") };
+    let mut tasks: Vec<(Task, Sent)> = (0..2)
+        .map(|p| {
+            let sent: Sent = Rc::default();
+            let id = TaskId { subtopology: 0, partition: p };
+            (t.build_task_with(&settings, id, Box::new(Collect(sent.clone()))).unwrap(), sent)
+        })
+        .collect();
+    let rate = |v: i64| v.to_be_bytes().to_vec();
+    for (k, v) in [("EUR", 108), ("GBP", 126), ("GBP", -1), ("JPY", 1)] {
+        global.process("rates", 0, 0, Some(k.as_bytes()), Some(&rate(v)), 0, Vec::new()).unwrap();
+    }
+    for (p, (task, _)) in tasks.iter_mut().enumerate() {
+        for cur in ["EUR", "GBP", "JPY"] {
+            task.process("orders", p as i32, 0, Some(b"o"), Some(cur.as_bytes()), 0, Vec::new()).unwrap();
+        }
+    }
+    for (_, sent) in &tasks {
+        let got: Vec<i64> =
+            sent.borrow().iter().map(|(_, _, v, _)| I64Serde.deserialize(v.as_ref().unwrap()).unwrap()).collect();
+        assert_eq!(got, vec![108, -1, 1], "every task sees every key; the delete is applied");
+    }
+    // Read-only in tasks: a global store is not a task store.
+    let e = tasks[0].0.context().key_value_store::<String, i64>("rates");
+    assert!(e.is_none());
+    let reader = globals.reader::<String, i64>("rates").unwrap().unwrap();
+    assert_eq!(reader.all().unwrap().len(), 2);
+    assert!(globals
+        .reader::<String, String>("rates")
+        .unwrap()
+        .unwrap_err()
+        .contains("holds (alloc::string::String, i64)"));
+}
+
+#[test]
+fn a_task_cannot_write_a_global_store_nor_read_a_missing_one() {
+    struct Writes;
+    impl Processor<String, String, String, String> for Writes {
+        fn process(&mut self, ctx: &mut ProcessorContext<'_, String, String>, _: Record<String, String>) -> Result<()> {
+            ctx.store::<String, i64>("rates").map(|_| ())
+        }
+    }
+    struct Missing;
+    impl Processor<String, String, String, String> for Missing {
+        fn init(&mut self, ctx: &mut ProcessorContext<'_, String, String>) -> Result<()> {
+            ctx.global_store::<String, i64>("nope").map(|_| ())
+        }
+        fn process(&mut self, _: &mut ProcessorContext<'_, String, String>, _: Record<String, String>) -> Result<()> {
+            Ok(())
+        }
+    }
+    let mut t = Topology::new();
+    t.add_source("in", &["w"], StringSerde, StringSerde).unwrap().add_processor("writes", || Writes, &["in"]).unwrap();
+    t.add_source("in2", &["w2"], StringSerde, StringSerde)
+        .unwrap()
+        .add_processor("missing", || Missing, &["in2"])
+        .unwrap();
+    t.add_global_store(rates_spec(), "rates-in", "rates", StringSerde, I64Serde, "put-rate", || PutRate).unwrap();
+    let globals = t.build_global_stores("app", std::path::Path::new("unused")).unwrap();
+    let settings = TaskSettings { global_stores: globals, ..TaskSettings::new("app") };
+    let mut writes = t
+        .build_task_with(&settings, TaskId { subtopology: 0, partition: 0 }, Box::new(Collect(Rc::default())))
+        .unwrap();
+    let e = writes.process("w", 0, 0, Some(b"k"), Some(b"v"), 0, Vec::new()).unwrap_err().to_string();
+    assert!(e.contains("rates is a global store"), "{e}");
+    let mut missing = t
+        .build_task_with(&settings, TaskId { subtopology: 1, partition: 0 }, Box::new(Collect(Rc::default())))
+        .unwrap();
+    let e = missing.init().unwrap_err().to_string();
+    assert!(e.contains("there is no global store named nope"), "{e}");
+}
+
+#[test]
+fn global_store_names_and_topics_must_be_free() {
+    let mut t = with_rates();
+    let again = |t: &mut Topology, spec, source: &str, topic: &str, processor: &str| {
+        t.add_global_store(spec, source, topic, StringSerde, I64Serde, processor, || PutRate)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(again(&mut t, rates_spec(), "s2", "rates2", "p2").contains("two stores are named rates"));
+    let other = || GlobalStoreSpec::<String, i64>::new("other", |_| Ok(Box::new(MapStore::default())));
+    assert!(again(&mut t, other(), "s2", "rates", "p2")
+        .contains("topic rates is read by both rates-in (global store rates) and s2"));
+    assert!(again(&mut t, other(), "s2", "orders", "p2").contains("read by both orders-in and s2"));
+    assert!(again(&mut t, other(), "look-up", "x", "p2").contains("unique"));
+    assert!(again(&mut t, other(), "same", "x", "same").contains("unique"));
+    let e = t.add_source("s3", &["rates"], StringSerde, StringSerde).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("global store rates"), "{e}");
+    let e = t
+        .add_state_store::<String, i64>("rates", false, |_| Ok(Box::new(MapStore::default())), &[])
+        .map(|_| ())
+        .unwrap_err();
+    assert!(e.to_string().contains("two stores are named rates"));
+}
+
+#[test]
+fn describe_prints_global_stores_as_kafka_does() {
+    let t = with_rates();
+    let expected = "\
+Topologies:
+   Sub-topology: 0
+    Source: orders-in (topics: [orders])
+      --> look-up
+    Processor: look-up (stores: [])
+      --> out
+      <-- orders-in
+    Sink: out (topic: priced)
+      <-- look-up
+
+   Sub-topology: 1 for global store (will not generate tasks)
+    Source: rates-in (topics: [rates])
+      --> put-rate
+    Processor: put-rate (stores: [rates])
+      --> none
+      <-- rates-in
+
+";
+    assert_eq!(t.describe().to_string(), expected);
 }
