@@ -74,6 +74,10 @@ fn write<K, V>(s: &Shared<K, V>) -> RwLockWriteGuard<'_, Box<dyn GlobalStore<K, 
     s.write().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Runs a closure on a slot's store as a [`StateStore`], whatever its types.
+type WithState =
+    fn(&(dyn Any + Send + Sync), &mut dyn FnMut(&mut dyn StateStore) -> StoreResult<()>) -> StoreResult<()>;
+
 struct Slot {
     name: String,
     /// `Shared<K, V>` for the declared `K`, `V`.
@@ -81,7 +85,7 @@ struct Slot {
     /// Whether the store keeps its contents across restarts (RocksDB): only then does the
     /// global checkpoint file say where it stands.
     persistent: bool,
-    with_state: fn(&(dyn Any + Send + Sync), &mut dyn FnMut(&mut dyn StateStore) -> StoreResult<()>) -> StoreResult<()>,
+    with_state: WithState,
     key_type: &'static str,
     value_type: &'static str,
 }
