@@ -259,5 +259,19 @@ async fn records_that_do_not_deserialize_follow_the_handler() {
     let got = global_contents(&skipping).await;
     assert_eq!(got, BTreeMap::from([("a".to_string(), 1), ("c".to_string(), 3)]), "the bad record is skipped");
     skipping.close(Duration::from_secs(20)).await.unwrap();
+
+    // A global topic that does not exist is named at start.
+    let builder = StreamsBuilder::new();
+    builder.global_table::<String, String>("nowhere");
+    builder.stream::<String, String>("orders").to("priced");
+    let config = StreamsConfig::from_properties([
+        ("application.id", "global-missing"),
+        ("bootstrap.servers", bootstrap.as_str()),
+        ("state.dir", dir.path().join("state-missing").to_str().unwrap()),
+    ])
+    .unwrap();
+    let mut missing = KafkaStreams::new(builder.build("global-missing").unwrap().topology, config);
+    let e = missing.start().await.unwrap_err().to_string();
+    assert!(e.contains("topic nowhere of global store nowhere-STATE-STORE-") && e.contains("create it"), "{e}");
     broker.shutdown().await.unwrap();
 }
