@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod assignor;
 mod collector;
 mod config;
 mod internal;
