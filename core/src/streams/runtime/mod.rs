@@ -26,7 +26,9 @@ pub mod assignor;
 mod collector;
 mod config;
 mod internal;
+mod metadata;
 mod restore;
+mod standby;
 mod thread;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +40,7 @@ pub use config::{
     DEFAULT_NUM_STREAM_THREADS,
 };
 pub use internal::{InternalTopic, TopicPlan};
+pub use metadata::{KeyQueryMetadata, StreamsMetadata};
 pub use restore::RestoreStats;
 pub use thread::Restoration;
 
@@ -95,6 +98,8 @@ pub struct KafkaStreams {
     plan: Option<Arc<TopicPlan>>,
     restorations: Arc<Mutex<Vec<Restoration>>>,
     copartition_groups: Vec<std::collections::BTreeSet<String>>,
+    /// Which host runs which tasks, as the last assignment said.
+    view: Arc<std::sync::RwLock<assignor::ClusterView>>,
 }
 
 impl std::fmt::Debug for KafkaStreams {
@@ -122,6 +127,7 @@ impl KafkaStreams {
             plan: None,
             restorations: Arc::default(),
             copartition_groups: Vec::new(),
+            view: Arc::default(),
         }
     }
 
@@ -176,15 +182,34 @@ impl KafkaStreams {
 
     /// Interactive query: the value of `key` in the local store `store` (whichever local task
     /// holds it; under exactly-once this includes writes not committed yet). `None` if no local
-    /// task has it: the key may live on another instance.
+    /// task has it: the key may live on another instance
+    /// ([`KafkaStreams::query_metadata_for_key`] says which).
     pub async fn get<K, V>(&self, store: &str, key: K) -> Result<Option<V>>
+    where
+        K: Send + Sync + 'static,
+        V: Send + 'static,
+    {
+        self.get_from(store, key, false).await
+    }
+
+    /// Like [`KafkaStreams::get`], but standby replicas answer too (Kafka's "stale stores"):
+    /// a standby may be a little behind its active task.
+    pub async fn get_stale<K, V>(&self, store: &str, key: K) -> Result<Option<V>>
+    where
+        K: Send + Sync + 'static,
+        V: Send + 'static,
+    {
+        self.get_from(store, key, true).await
+    }
+
+    async fn get_from<K, V>(&self, store: &str, key: K, stale: bool) -> Result<Option<V>>
     where
         K: Send + Sync + 'static,
         V: Send + 'static,
     {
         let key = Arc::new(key);
         let answers = self
-            .ask(store, move |name, tasks| {
+            .ask(store, stale, move |name, tasks| {
                 for t in tasks {
                     if let Some(s) = t.context().key_value_store::<K, V>(name) {
                         match s.map_err(StreamsError::Topology)?.get(&key)? {
@@ -206,7 +231,25 @@ impl KafkaStreams {
         K: Send + 'static,
         V: Send + 'static,
     {
-        self.ask(store, |name, tasks| {
+        self.all_from(store, false).await
+    }
+
+    /// Like [`KafkaStreams::all`], with the entries of standby replicas too (tasks with both
+    /// here are not possible: a task runs or stands by on an instance, never both).
+    pub async fn all_stale<K, V>(&self, store: &str) -> Result<Vec<(K, V)>>
+    where
+        K: Send + 'static,
+        V: Send + 'static,
+    {
+        self.all_from(store, true).await
+    }
+
+    async fn all_from<K, V>(&self, store: &str, stale: bool) -> Result<Vec<(K, V)>>
+    where
+        K: Send + 'static,
+        V: Send + 'static,
+    {
+        self.ask(store, stale, |name, tasks| {
             let mut out = Vec::new();
             for t in tasks {
                 if let Some(s) = t.context().key_value_store::<K, V>(name) {
@@ -218,10 +261,12 @@ impl KafkaStreams {
         .await
     }
 
-    /// Run `f` on every stream thread over its tasks and gather the answers.
+    /// Run `f` on every stream thread over its tasks (and standby tasks if `stale`) and gather
+    /// the answers.
     async fn ask<T: Send + 'static>(
         &self,
         store: &str,
+        stale: bool,
         f: impl Fn(&str, &mut dyn Iterator<Item = &mut crate::streams::task::Task>) -> Result<Vec<T>>
             + Send
             + Sync
@@ -232,8 +277,9 @@ impl KafkaStreams {
         for inbox in self.queries.lock().expect("queries lock").iter() {
             let (tx, rx) = tokio::sync::oneshot::channel();
             let (f, name) = (f.clone(), store.to_string());
-            let q: thread::Query = Box::new(move |tasks| {
-                let _ = tx.send(f(&name, tasks));
+            let q: thread::Query = Box::new(move |active, standby| {
+                let answer = if stale { f(&name, &mut active.chain(standby)) } else { f(&name, active) };
+                let _ = tx.send(answer);
             });
             if inbox.send(q).is_ok() {
                 replies.push(rx);
@@ -268,6 +314,7 @@ impl KafkaStreams {
             let inboxes = self.queries.clone();
             let rebalancing = self.rebalancing.clone();
             let io = tokio::runtime::Handle::current();
+            let view = self.view.clone();
             move |index: usize| {
                 let (tx, queries) = std::sync::mpsc::channel();
                 {
@@ -288,6 +335,7 @@ impl KafkaStreams {
                     queries,
                     rebalancing: rebalancing.clone(),
                     io: io.clone(),
+                    view: view.clone(),
                 };
                 thread::spawn(cx)
                     .map_err(|e| StreamsError::Topology(format!("cannot start stream thread {index}: {e}")))

@@ -40,6 +40,8 @@ pub struct ClusterView {
 pub struct StreamsAssignor {
     /// The sub-topology reading each source topic.
     subtopology_of: HashMap<String, u32>,
+    /// Sub-topologies with logged stores (only their tasks get standbys).
+    stateful: BTreeSet<u32>,
     standbys: usize,
     /// What this member reports (the thread keeps it current).
     pub(crate) me: Arc<Mutex<SubscriptionInfo>>,
@@ -51,14 +53,22 @@ pub struct StreamsAssignor {
 
 impl StreamsAssignor {
     /// An assignor for a topology whose sub-topologies read `subtopology_of`, with `standbys`
-    /// replicas per task.
+    /// replicas of each task of the `stateful` sub-topologies.
     pub fn new(
         subtopology_of: HashMap<String, u32>,
+        stateful: BTreeSet<u32>,
         standbys: usize,
         me: SubscriptionInfo,
         view: Arc<RwLock<ClusterView>>,
     ) -> Self {
-        Self { subtopology_of, standbys, me: Arc::new(Mutex::new(me)), received: Arc::new(Mutex::new(None)), view }
+        Self {
+            subtopology_of,
+            stateful,
+            standbys,
+            me: Arc::new(Mutex::new(me)),
+            received: Arc::new(Mutex::new(None)),
+            view,
+        }
     }
 
     /// The tasks the partitions define, and each task's partitions.
@@ -125,7 +135,9 @@ impl Assignor for StreamsAssignor {
                 host_of.insert(m.member_id.clone(), h);
             }
         }
-        let mut shares = tasks::assign(&clients, &all, self.standbys);
+        let stateful: BTreeSet<TaskId> =
+            all.iter().filter(|t| self.stateful.contains(&t.subtopology)).copied().collect();
+        let mut shares = tasks::assign(&clients, &all, &stateful, self.standbys);
 
         // Cooperative: a partition another member still owns reaches its new owner only after
         // that member revoked it (in the rebalance that follows).

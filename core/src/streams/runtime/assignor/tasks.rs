@@ -9,6 +9,8 @@
 //! room. Standby replicas (`num.standby.replicas` per task) go to other instances than the
 //! task's active one, never two on one instance, least-loaded first and, among equals, to one
 //! that has the task's state. Within an instance the same rules spread tasks over its threads.
+//! Each sub-topology's tasks are spread as evenly as the quotas allow, so no instance ends up
+//! with all the stateful work.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -43,11 +45,12 @@ pub struct Assigned {
     pub standby: BTreeSet<TaskId>,
 }
 
-/// Assign `tasks` over `clients` (by process id) with `standbys` replicas each; the answer has an
-/// entry for every member.
+/// Assign `tasks` over `clients` (by process id), with `standbys` replicas of each task in
+/// `stateful`; the answer has an entry for every member.
 pub fn assign(
     clients: &BTreeMap<String, Client>,
     tasks: &BTreeSet<TaskId>,
+    stateful: &BTreeSet<TaskId>,
     standbys: usize,
 ) -> BTreeMap<String, Assigned> {
     let clients: Vec<&Client> = clients.values().filter(|c| !c.members.is_empty()).collect();
@@ -73,7 +76,7 @@ pub fn assign(
     // Standby replicas: on other instances than the active one, one per instance at most.
     let mut standby: Vec<BTreeSet<TaskId>> = vec![BTreeSet::new(); clients.len()];
     let mut load: Vec<usize> = active.iter().map(BTreeSet::len).collect();
-    for t in &tasks {
+    for t in tasks.iter().filter(|t| stateful.contains(t)) {
         for _ in 0..standbys {
             let best =
                 (0..clients.len()).filter(|&i| !active[i].contains(t) && !standby[i].contains(t)).min_by(|&a, &b| {
@@ -129,12 +132,24 @@ fn distribute(
     for &b in order.iter().take(leftover) {
         quota[b] += 1;
     }
+    // Each sub-topology's tasks spread too, so every instance gets some of each kind of work.
+    let mut per_sub: BTreeMap<u32, usize> = BTreeMap::new();
+    for t in tasks {
+        *per_sub.entry(t.subtopology).or_default() += 1;
+    }
+    let sub_quota = |b: usize, s: u32| (per_sub[&s] * capacity[b]).div_ceil(total.max(1));
+    let mut sub_count: Vec<BTreeMap<u32, usize>> = vec![BTreeMap::new(); bins];
     let mut out: Vec<BTreeSet<TaskId>> = vec![BTreeSet::new(); bins];
     let mut rest = Vec::new();
     for t in tasks {
-        match (0..bins).find(|&b| kept(b, t) && out[b].len() < quota[b]) {
+        let s = t.subtopology;
+        let keep = (0..bins).find(|&b| {
+            kept(b, t) && out[b].len() < quota[b] && sub_count[b].get(&s).copied().unwrap_or(0) < sub_quota(b, s)
+        });
+        match keep {
             Some(b) => {
                 out[b].insert(*t);
+                *sub_count[b].entry(s).or_default() += 1;
             }
             None => rest.push(*t),
         }
@@ -142,12 +157,20 @@ fn distribute(
     // Tasks some bin has state for go first, so stateless ones do not take their room.
     rest.sort_by_key(|t| !(0..bins).any(|b| state(b, t).is_some()));
     for t in rest {
+        let s = t.subtopology;
         let room = |b: usize| quota[b] - out[b].len();
-        let best = (0..bins)
-            .filter(|&b| out[b].len() < quota[b])
-            .max_by(|&a, &b| state(a, &t).cmp(&state(b, &t)).then(room(a).cmp(&room(b))).then(b.cmp(&a)));
+        let of_sub = |b: usize| sub_count[b].get(&s).copied().unwrap_or(0);
+        let best = (0..bins).filter(|&b| out[b].len() < quota[b]).max_by(|&a, &b| {
+            state(a, &t)
+                .cmp(&state(b, &t))
+                // Fewer of this sub-topology per unit of capacity first.
+                .then((of_sub(b) * capacity[a]).cmp(&(of_sub(a) * capacity[b])))
+                .then(room(a).cmp(&room(b)))
+                .then(b.cmp(&a))
+        });
         let b = best.expect("the quotas add up to the task count");
         out[b].insert(t);
+        *sub_count[b].entry(s).or_default() += 1;
     }
     out
 }

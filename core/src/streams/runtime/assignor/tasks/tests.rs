@@ -84,7 +84,7 @@ fn check(
 fn spreads_evenly_over_instances_and_threads() {
     let clients = group(&[("a", &["a1", "a2"]), ("b", &["b1", "b2"])]);
     let all = tasks(2, 4);
-    let out = assign(&clients, &all, 0);
+    let out = assign(&clients, &all, &all, 0);
     check(&clients, &all, 0, &out);
     for a in out.values() {
         assert_eq!(a.active.len(), 2, "{out:?}");
@@ -95,7 +95,7 @@ fn spreads_evenly_over_instances_and_threads() {
 fn shares_follow_thread_counts() {
     let clients = group(&[("a", &["a1", "a2", "a3"]), ("b", &["b1"])]);
     let all = tasks(1, 8);
-    let out = assign(&clients, &all, 0);
+    let out = assign(&clients, &all, &all, 0);
     check(&clients, &all, 0, &out);
     assert_eq!(out.values().map(|a| a.active.len()).collect::<Vec<_>>(), [2, 2, 2, 2]);
 }
@@ -104,8 +104,8 @@ fn shares_follow_thread_counts() {
 fn the_same_group_keeps_every_task_where_it_is() {
     let clients = group(&[("a", &["a1", "a2"]), ("b", &["b1"]), ("c", &["c1"])]);
     let all = tasks(3, 5);
-    let first = assign(&clients, &all, 1);
-    let second = assign(&after(clients.clone(), &first), &all, 1);
+    let first = assign(&clients, &all, &all, 1);
+    let second = assign(&after(clients.clone(), &first), &all, &all, 1);
     assert_eq!(first, second);
 }
 
@@ -113,10 +113,10 @@ fn the_same_group_keeps_every_task_where_it_is() {
 fn a_new_instance_takes_only_what_balance_needs() {
     let two = group(&[("a", &["a1"]), ("b", &["b1"])]);
     let all = tasks(1, 8);
-    let first = assign(&two, &all, 0);
+    let first = assign(&two, &all, &all, 0);
     let mut three = after(two, &first);
     three.insert("c".into(), Client { members: vec![member("c1")], ..Client::default() });
-    let second = assign(&three, &all, 0);
+    let second = assign(&three, &all, &all, 0);
     check(&three, &all, 0, &second);
     // 8 tasks over 3: shares 3, 3, 2; the newcomer's 2 are the only moves.
     assert_eq!(moved(&first, &second), 2, "{first:?} -> {second:?}");
@@ -127,11 +127,11 @@ fn a_new_instance_takes_only_what_balance_needs() {
 fn a_departed_instances_tasks_go_to_their_standbys() {
     let clients = group(&[("a", &["a1"]), ("b", &["b1"]), ("c", &["c1"])]);
     let all = tasks(1, 6);
-    let first = assign(&clients, &all, 1);
+    let first = assign(&clients, &all, &all, 1);
     check(&clients, &all, 1, &first);
     let mut left = after(clients.clone(), &first);
     left.remove("c");
-    let second = assign(&left, &all, 1);
+    let second = assign(&left, &all, &all, 1);
     check(&left, &all, 1, &second);
     for task in &first["c1"].active {
         let had_standby =
@@ -145,7 +145,7 @@ fn a_restarted_instance_is_preferred_for_tasks_it_has_on_disk() {
     let mut clients = group(&[("a", &["a1"]), ("new", &["n1"])]);
     clients.get_mut("new").unwrap().on_disk = [(t(0, 2), 10), (t(0, 3), 10)].into();
     let all = tasks(1, 4);
-    let out = assign(&clients, &all, 0);
+    let out = assign(&clients, &all, &all, 0);
     check(&clients, &all, 0, &out);
     assert_eq!(out["n1"].active, [t(0, 2), t(0, 3)].into());
 }
@@ -154,11 +154,11 @@ fn a_restarted_instance_is_preferred_for_tasks_it_has_on_disk() {
 fn more_standbys_than_other_instances_are_skipped() {
     let clients = group(&[("a", &["a1", "a2"])]);
     let all = tasks(1, 4);
-    let out = assign(&clients, &all, 2);
+    let out = assign(&clients, &all, &all, 2);
     check(&clients, &all, 2, &out);
     assert!(out.values().all(|a| a.standby.is_empty()));
     let two = group(&[("a", &["a1"]), ("b", &["b1"])]);
-    let out = assign(&two, &all, 2);
+    let out = assign(&two, &all, &all, 2);
     check(&two, &all, 2, &out);
 }
 
@@ -183,22 +183,46 @@ fn random_groups_keep_the_invariants_and_move_little() {
             let members = (0..1 + next(3)).map(|m| member(&format!("m{c}-{m}"))).collect();
             clients.insert(format!("p{c}"), Client { members, ..Client::default() });
         }
-        let first = assign(&clients, &all, standbys);
+        let first = assign(&clients, &all, &all, standbys);
         check(&clients, &all, standbys, &first);
         let again = after(clients.clone(), &first);
-        assert_eq!(assign(&again, &all, standbys), first, "round {round}: stable");
+        assert_eq!(assign(&again, &all, &all, standbys), first, "round {round}: stable");
         // One instance leaves: only its tasks and what balance needs move.
         if clients.len() > 1 {
             let mut fewer = again.clone();
             let gone = fewer.keys().nth(next(clients.len() as u64) as usize).cloned().unwrap();
             let gone_ids: BTreeSet<String> = fewer[&gone].members.iter().map(|m| m.id.clone()).collect();
             fewer.remove(&gone);
-            let second = assign(&fewer, &all, standbys);
+            let second = assign(&fewer, &all, &all, standbys);
             check(&fewer, &all, standbys, &second);
             let lost: usize = first.iter().filter(|(m, _)| gone_ids.contains(*m)).map(|(_, a)| a.active.len()).sum();
             let stayed: BTreeMap<String, Assigned> = first.into_iter().filter(|(m, _)| !gone_ids.contains(m)).collect();
             let threads: usize = fewer.values().map(|c| c.members.len()).sum();
             assert!(moved(&stayed, &second) <= lost + threads, "round {round}: moved too much");
         }
+    }
+}
+
+#[test]
+fn only_stateful_tasks_get_standbys() {
+    let clients = group(&[("a", &["a1"]), ("b", &["b1"])]);
+    let all = tasks(2, 2);
+    let stateful: BTreeSet<TaskId> = all.iter().filter(|t| t.subtopology == 1).copied().collect();
+    let out = assign(&clients, &all, &stateful, 1);
+    let standbys: BTreeSet<TaskId> = out.values().flat_map(|a| a.standby.iter().copied()).collect();
+    assert_eq!(standbys, stateful);
+}
+
+#[test]
+fn each_subtopology_is_spread_too() {
+    // One instance ran everything; a second joins and must get stateful work, not only the
+    // first sub-topology's tasks.
+    let mut clients = group(&[("a", &["a1"]), ("b", &["b1"])]);
+    let all = tasks(2, 4);
+    clients.get_mut("a").unwrap().members[0].prev_active = all.clone();
+    let out = assign(&clients, &all, &all, 0);
+    check(&clients, &all, 0, &out);
+    for a in out.values() {
+        assert_eq!(a.active.iter().filter(|t| t.subtopology == 1).count(), 2, "{out:?}");
     }
 }
