@@ -1,6 +1,8 @@
 //! Error handlers of the streams runtime: by default a record that cannot be deserialized or
 //! processed stops the application (Kafka Streams' log-and-fail); with log_and_continue it is
-//! skipped, and with a dead-letter topic it lands there with the reason in its headers.
+//! skipped, and with a dead-letter topic it lands there with the reason in its headers. An output
+//! record the producer refuses stops the application unless `production.exception.handler` says
+//! to skip it.
 
 mod common;
 
@@ -169,5 +171,68 @@ async fn a_failed_thread_can_be_replaced() {
     }
     assert!(matches!(a.state(), StreamsState::Running | StreamsState::Rebalancing), "{:?}", a.state());
     let _ = a.close(Duration::from_secs(10)).await;
+    broker.shutdown().await.unwrap();
+}
+
+/// Adds a record whose key is too large for a producer with `max.request.size=1000`.
+async fn add_oversized(bootstrap: &str) {
+    let p = Producer::new(ProducerConfig::new(bootstrap)).await.unwrap();
+    let rec = ProducerRecord {
+        key: Some(Bytes::from("k".repeat(4000))),
+        value: Some(I64Serde.serialize(&4).unwrap()),
+        headers: Vec::new(),
+        timestamp: None,
+    };
+    p.send("numbers", Some(0), rec).await.unwrap().await.unwrap();
+    let rec = ProducerRecord {
+        key: Some(Bytes::from("d")),
+        value: Some(I64Serde.serialize(&5).unwrap()),
+        headers: Vec::new(),
+        timestamp: None,
+    };
+    p.send("numbers", Some(0), rec).await.unwrap().await.unwrap();
+    p.close().await;
+}
+
+const SKIP_INPUT_ERRORS: [(&str, &str); 3] = [
+    ("deserialization.exception.handler", "log_and_continue"),
+    ("processing.exception.handler", "log_and_continue"),
+    ("producer.max.request.size", "1000"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_record_that_cannot_be_sent_stops_the_application_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, bootstrap) = setup(dir.path()).await;
+    add_oversized(&bootstrap).await;
+    let mut a = app(&bootstrap, &dir.path().join("state"), &SKIP_INPUT_ERRORS);
+    a.start().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a.state() != StreamsState::Error {
+        assert!(Instant::now() < deadline, "the application kept running past an output it could not send");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let e = a.close(Duration::from_secs(10)).await.unwrap_err().to_string();
+    assert!(e.contains("MESSAGE_TOO_LARGE"), "{e}");
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_production_handler_can_skip_an_output_record_that_cannot_be_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, bootstrap) = setup(dir.path()).await;
+    add_oversized(&bootstrap).await;
+    let mut props = SKIP_INPUT_ERRORS.to_vec();
+    props.push(("production.exception.handler", "log_and_continue"));
+    let mut a = app(&bootstrap, &dir.path().join("state"), &props);
+    a.start().await.unwrap();
+    let keys: Vec<String> = read(&bootstrap, "doubled", 4)
+        .await
+        .iter()
+        .map(|r| StringSerde.deserialize(r.key.as_deref().unwrap()).unwrap())
+        .collect();
+    assert_eq!(keys, ["a", "b", "c", "d"], "the oversized output was skipped, the rest went out");
+    assert!(matches!(a.state(), StreamsState::Running | StreamsState::Rebalancing), "{:?}", a.state());
+    a.close(Duration::from_secs(10)).await.unwrap();
     broker.shutdown().await.unwrap();
 }

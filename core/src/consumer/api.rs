@@ -73,6 +73,10 @@ pub struct Consumer {
     events: Option<mpsc::UnboundedReceiver<GroupEvent>>,
     listener: Option<Box<dyn RebalanceListener>>,
     last_auto_commit: Instant,
+    /// Whether the application confirms revocations itself ([`Consumer::defer_revocations`]).
+    defer_revocations: bool,
+    /// Revocations applied by `poll` that the application has not confirmed yet.
+    unconfirmed: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -113,7 +117,16 @@ impl Consumer {
             subscription_changed: AtomicBool::new(false),
         });
         let fetcher = tokio::spawn(fetcher::run(shared.clone()));
-        Ok(Self { shared, fetcher, coordinator: None, events: None, listener: None, last_auto_commit: Instant::now() })
+        Ok(Self {
+            shared,
+            fetcher,
+            coordinator: None,
+            events: None,
+            listener: None,
+            last_auto_commit: Instant::now(),
+            defer_revocations: false,
+            unconfirmed: Vec::new(),
+        })
     }
 
     /// The settings.
@@ -186,6 +199,24 @@ impl Consumer {
     /// Set the rebalance callbacks.
     pub fn set_rebalance_listener(&mut self, listener: impl RebalanceListener + 'static) {
         self.listener = Some(Box::new(listener));
+    }
+
+    /// Hold the group back after a revocation until [`Consumer::confirm_revocations`]: `poll`
+    /// still stops fetching revoked partitions and tells the listener, but the member rejoins
+    /// (and the partitions reach their next owner) only once the application confirms, so it can
+    /// first commit what it did with them, for instance in a transaction. Kafka runs the
+    /// listener inside `poll` for the same reason; this suits applications that commit
+    /// asynchronously. Unconfirmed revocations count against `max.poll.interval.ms`.
+    pub fn defer_revocations(&mut self) {
+        self.defer_revocations = true;
+    }
+
+    /// Let the group go on after the revocations `poll` reported (see
+    /// [`Consumer::defer_revocations`]).
+    pub fn confirm_revocations(&mut self) {
+        for done in self.unconfirmed.drain(..) {
+            let _ = done.send(());
+        }
     }
 
     /// The partitions currently assigned.
@@ -349,7 +380,11 @@ impl Consumer {
                 }
                 GroupEvent::Revoked { partitions, lost, done } => {
                     self.revoke(&partitions, lost.load(Ordering::Acquire)).await;
-                    let _ = done.send(());
+                    if self.defer_revocations {
+                        self.unconfirmed.push(done);
+                    } else {
+                        let _ = done.send(());
+                    }
                 }
                 GroupEvent::Fatal(e) => return Err(e),
             }
@@ -436,6 +471,7 @@ impl Consumer {
             self.revoke(&all, false).await;
         }
         // Dropping the event receiver releases a coordinator waiting for a revocation.
+        self.confirm_revocations();
         self.events = None;
         self.shared.closed.store(true, Ordering::Release);
         self.shared.coordinator_wake.notify_one();

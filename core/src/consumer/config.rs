@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::client::IsolationLevel;
-use crate::consumer::assignor::{assignor_by_name, common_protocol, Assignor};
+use crate::consumer::assignor::{assignor_by_name, common_protocol, Assignor, CustomAssignor};
 use crate::error::{Error, Result};
 
 /// `client.id`.
@@ -98,6 +98,9 @@ pub struct ConsumerConfig {
     pub fetch_max_wait: Duration,
     /// `partition.assignment.strategy`: assignor names in order of preference.
     pub assignment_strategy: Vec<String>,
+    /// Assignors the application supplies ([`ConsumerConfig::with_assignor`]); when any is set
+    /// they replace `partition.assignment.strategy`.
+    pub custom_assignors: Vec<CustomAssignor>,
     /// `request.timeout.ms`.
     pub request_timeout: Duration,
     /// `retry.backoff.ms`.
@@ -133,6 +136,7 @@ impl Default for ConsumerConfig {
             max_partition_fetch_bytes: DEFAULT_MAX_PARTITION_FETCH_BYTES,
             fetch_max_wait: Duration::from_millis(DEFAULT_FETCH_MAX_WAIT_MS),
             assignment_strategy: split_list(DEFAULT_ASSIGNMENT_STRATEGY),
+            custom_assignors: Vec::new(),
             request_timeout: Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS),
             retry_backoff: Duration::from_millis(DEFAULT_RETRY_BACKOFF_MS),
             metadata_max_age: Duration::from_millis(DEFAULT_METADATA_MAX_AGE_MS),
@@ -298,8 +302,19 @@ impl ConsumerConfig {
         Ok(())
     }
 
-    /// The assignors of `partition.assignment.strategy`, in order.
+    /// Use `assignor` (before any set earlier, in order of preference) instead of
+    /// `partition.assignment.strategy`: how Kafka Streams plugs in its own assignor.
+    pub fn with_assignor(mut self, assignor: std::sync::Arc<dyn Assignor>) -> Self {
+        self.custom_assignors.push(CustomAssignor(assignor));
+        self
+    }
+
+    /// The assignors in order of preference: those set with [`ConsumerConfig::with_assignor`]
+    /// if any, else those of `partition.assignment.strategy`.
     pub fn assignors(&self) -> Result<Vec<Box<dyn Assignor>>> {
+        if !self.custom_assignors.is_empty() {
+            return Ok(self.custom_assignors.iter().map(|a| Box::new(a.clone()) as Box<dyn Assignor>).collect());
+        }
         self.assignment_strategy
             .iter()
             .map(|n| {

@@ -266,6 +266,9 @@ impl Coordinator {
         self.resolved = resolved;
         self.next_metadata_check = Instant::now() + metadata_interval(&config);
         let assignment = Assignment::decode(bytes)?;
+        if let Some(a) = self.assignors.iter().find(|a| a.name() == joined.protocol) {
+            a.on_assignment(&assignment, joined.generation);
+        }
         let new: BTreeSet<TopicPartition> = assignment.partitions.into_iter().collect();
         let revoked: Vec<_> = self.owned.difference(&new).cloned().collect();
         let added: Vec<_> = new.difference(&self.owned).cloned().collect();
@@ -322,10 +325,10 @@ impl Coordinator {
             .filter(|t| t.error_code == 0)
             .map(|t| (t.name.clone(), t.partitions.len() as i32))
             .collect();
-        let out = assignor.assign(&members, &counts);
+        let out = assignor.assign_with_data(&members, &counts);
         let mut encoded = Vec::new();
-        for (member, partitions) in out {
-            encoded.push((member, Assignment::new(partitions).encode()?));
+        for (member, assignment) in out {
+            encoded.push((member, assignment.encode()?));
         }
         Ok(encoded)
     }

@@ -86,6 +86,59 @@ pub trait Assignor: Send + Sync + std::fmt::Debug {
     /// an entry for every member and assigns each partition of a subscribed topic to exactly one
     /// member subscribed to it.
     fn assign(&self, members: &[MemberSubscription], partitions_per_topic: &BTreeMap<String, i32>) -> GroupAssignment;
+
+    /// The leader's whole answer: every member's [`wire::Assignment`], which may carry
+    /// assignor-specific `user_data` (Kafka Streams' assignor sends tasks and hosts there). By
+    /// default [`Assignor::assign`]'s partitions with no user data.
+    fn assign_with_data(
+        &self,
+        members: &[MemberSubscription],
+        partitions_per_topic: &BTreeMap<String, i32>,
+    ) -> BTreeMap<MemberId, wire::Assignment> {
+        self.assign(members, partitions_per_topic).into_iter().map(|(m, p)| (m, wire::Assignment::new(p))).collect()
+    }
+
+    /// Called on every member with the assignment it received in `generation` (Kafka's
+    /// `onAssignment`), before the rebalance listener hears of the partitions.
+    fn on_assignment(&self, _assignment: &wire::Assignment, _generation: i32) {}
+}
+
+/// An assignor the application supplies itself (see `ConsumerConfig::with_assignor`). Two
+/// handles are equal when they share the assignor.
+#[derive(Debug, Clone)]
+pub struct CustomAssignor(pub std::sync::Arc<dyn Assignor>);
+
+impl PartialEq for CustomAssignor {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for CustomAssignor {}
+
+impl Assignor for CustomAssignor {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn supported_protocols(&self) -> &'static [RebalanceProtocol] {
+        self.0.supported_protocols()
+    }
+    fn subscription_user_data(&self, generation: Option<i32>) -> Option<Bytes> {
+        self.0.subscription_user_data(generation)
+    }
+    fn assign(&self, members: &[MemberSubscription], partitions_per_topic: &BTreeMap<String, i32>) -> GroupAssignment {
+        self.0.assign(members, partitions_per_topic)
+    }
+    fn assign_with_data(
+        &self,
+        members: &[MemberSubscription],
+        partitions_per_topic: &BTreeMap<String, i32>,
+    ) -> BTreeMap<MemberId, wire::Assignment> {
+        self.0.assign_with_data(members, partitions_per_topic)
+    }
+    fn on_assignment(&self, assignment: &wire::Assignment, generation: i32) {
+        self.0.on_assignment(assignment, generation)
+    }
 }
 
 /// One member as the leader sees it in JoinGroup.
@@ -101,6 +154,8 @@ pub struct MemberSubscription {
     pub owned_partitions: Vec<(String, i32)>,
     /// The generation in which it owned them; `None` when unknown.
     pub generation: Option<i32>,
+    /// The assignor-specific data of its subscription.
+    pub user_data: Option<Bytes>,
 }
 
 impl MemberSubscription {
@@ -141,6 +196,7 @@ impl MemberSubscription {
             topics: subscription.topics.clone(),
             owned_partitions: subscription.owned_partitions.clone(),
             generation,
+            user_data: subscription.user_data.clone(),
         }
     }
 }

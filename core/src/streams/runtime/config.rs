@@ -27,12 +27,14 @@ pub enum OnError {
 impl OnError {
     fn parse(v: &str) -> Option<Self> {
         match v {
-            "log_and_fail" | "LogAndFailExceptionHandler" | "LogAndFailProcessingExceptionHandler" => {
-                Some(Self::LogAndFail)
-            }
-            "log_and_continue" | "LogAndContinueExceptionHandler" | "LogAndContinueProcessingExceptionHandler" => {
-                Some(Self::LogAndContinue)
-            }
+            "log_and_fail"
+            | "LogAndFailExceptionHandler"
+            | "LogAndFailProcessingExceptionHandler"
+            | "DefaultProductionExceptionHandler" => Some(Self::LogAndFail),
+            "log_and_continue"
+            | "LogAndContinueExceptionHandler"
+            | "LogAndContinueProcessingExceptionHandler"
+            | "LogAndContinueProductionExceptionHandler" => Some(Self::LogAndContinue),
             _ => None,
         }
     }
@@ -68,6 +70,15 @@ pub struct StreamsConfig {
     pub on_deserialization_error: OnError,
     /// `processing.exception.handler`.
     pub on_processing_error: OnError,
+    /// `production.exception.handler`: what to do when an output record cannot be sent
+    /// (too large, rejected by the broker); log_and_fail by default.
+    pub on_production_error: OnError,
+    /// `num.standby.replicas`: standby copies of each task's
+    /// state kept by other instances, ready to take the task over.
+    pub num_standby_replicas: usize,
+    /// `application.server`: this instance's `host:port` for interactive queries, shared with
+    /// the group so any instance can tell which one hosts a key.
+    pub application_server: Option<String>,
     /// `errors.dead.letter.queue.topic.name`: records skipped by a handler go here, with the
     /// reason in `__streams.errors.*` headers (KIP-1034).
     pub dead_letter_topic: Option<String>,
@@ -92,6 +103,9 @@ impl StreamsConfig {
             on_deserialization_error: OnError::LogAndFail,
             on_processing_error: OnError::LogAndFail,
             dead_letter_topic: None,
+            on_production_error: OnError::LogAndFail,
+            num_standby_replicas: 0,
+            application_server: None,
             consumer: Vec::new(),
             producer: Vec::new(),
         }
@@ -141,6 +155,17 @@ impl StreamsConfig {
             }
             "processing.exception.handler" => {
                 self.on_processing_error = OnError::parse(v).ok_or_else(|| bad("log_and_fail or log_and_continue"))?
+            }
+            "production.exception.handler" => {
+                self.on_production_error = OnError::parse(v).ok_or_else(|| bad("log_and_fail or log_and_continue"))?
+            }
+            "num.standby.replicas" => self.num_standby_replicas = v.parse().map_err(|_| bad("a count (0 or more)"))?,
+            "application.server" => {
+                if !v.is_empty() && !v.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+                {
+                    return Err(bad("host:port, the address this instance answers interactive queries on"));
+                }
+                self.application_server = (!v.is_empty()).then(|| v.to_string())
             }
             "errors.dead.letter.queue.topic.name" => self.dead_letter_topic = (!v.is_empty()).then(|| v.to_string()),
             other => {
@@ -209,5 +234,13 @@ mod tests {
         let e = StreamsConfig::from_properties([("application.id", "a b"), ("bootstrap.servers", "x")]).unwrap_err();
         assert!(e.to_string().contains("letters, digits"), "{e}");
         assert!(StreamsConfig::from_properties([("bogus", "1")]).unwrap_err().to_string().contains("unknown"));
+        let mut c = StreamsConfig::new("a", "b");
+        c.set("num.standby.replicas", "1").unwrap();
+        c.set("application.server", "localhost:7070").unwrap();
+        c.set("production.exception.handler", "log_and_continue").unwrap();
+        assert_eq!((c.num_standby_replicas, c.application_server.as_deref()), (1, Some("localhost:7070")));
+        assert_eq!(c.on_production_error, OnError::LogAndContinue);
+        let e = c.set("application.server", "localhost").unwrap_err().to_string();
+        assert!(e.contains("host:port"), "{e}");
     }
 }

@@ -22,11 +22,14 @@
 //! # Ok(()) }
 //! ```
 
+pub mod assignor;
 mod collector;
 mod config;
 mod global;
 mod internal;
+mod metadata;
 mod restore;
+mod standby;
 mod thread;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +42,7 @@ pub use config::{
 };
 pub use global::GlobalRestoration;
 pub use internal::{InternalTopic, TopicPlan};
+pub use metadata::{KeyQueryMetadata, StreamsMetadata};
 pub use restore::RestoreStats;
 pub use thread::Restoration;
 
@@ -96,6 +100,8 @@ pub struct KafkaStreams {
     plan: Option<Arc<TopicPlan>>,
     restorations: Arc<Mutex<Vec<Restoration>>>,
     copartition_groups: Vec<std::collections::BTreeSet<String>>,
+    /// Which host runs which tasks, as the last assignment said.
+    view: Arc<std::sync::RwLock<assignor::ClusterView>>,
     global: global::GlobalHandle,
 }
 
@@ -124,6 +130,7 @@ impl KafkaStreams {
             plan: None,
             restorations: Arc::default(),
             copartition_groups: Vec::new(),
+            view: Arc::default(),
             global: global::GlobalHandle::default(),
         }
     }
@@ -184,8 +191,27 @@ impl KafkaStreams {
 
     /// Interactive query: the value of `key` in the local store `store` (whichever local task
     /// holds it; under exactly-once this includes writes not committed yet), or in the global
-    /// store `store`. `None` if no local task has it: the key may live on another instance.
+    /// store `store`. `None` if no local task has it: the key may live on another instance
+    /// ([`KafkaStreams::query_metadata_for_key`] says which).
     pub async fn get<K, V>(&self, store: &str, key: K) -> Result<Option<V>>
+    where
+        K: Send + Sync + 'static,
+        V: Send + 'static,
+    {
+        self.get_from(store, key, false).await
+    }
+
+    /// Like [`KafkaStreams::get`], but standby replicas answer too (Kafka's "stale stores"):
+    /// a standby may be a little behind its active task.
+    pub async fn get_stale<K, V>(&self, store: &str, key: K) -> Result<Option<V>>
+    where
+        K: Send + Sync + 'static,
+        V: Send + 'static,
+    {
+        self.get_from(store, key, true).await
+    }
+
+    async fn get_from<K, V>(&self, store: &str, key: K, stale: bool) -> Result<Option<V>>
     where
         K: Send + Sync + 'static,
         V: Send + 'static,
@@ -195,7 +221,7 @@ impl KafkaStreams {
         }
         let key = Arc::new(key);
         let answers = self
-            .ask(store, move |name, tasks| {
+            .ask(store, stale, move |name, tasks| {
                 for t in tasks {
                     if let Some(s) = t.context().key_value_store::<K, V>(name) {
                         match s.map_err(StreamsError::Topology)?.get(&key)? {
@@ -217,10 +243,28 @@ impl KafkaStreams {
         K: Send + 'static,
         V: Send + 'static,
     {
+        self.all_from(store, false).await
+    }
+
+    /// Like [`KafkaStreams::all`], with the entries of standby replicas too (tasks with both
+    /// here are not possible: a task runs or stands by on an instance, never both).
+    pub async fn all_stale<K, V>(&self, store: &str) -> Result<Vec<(K, V)>>
+    where
+        K: Send + 'static,
+        V: Send + 'static,
+    {
+        self.all_from(store, true).await
+    }
+
+    async fn all_from<K, V>(&self, store: &str, stale: bool) -> Result<Vec<(K, V)>>
+    where
+        K: Send + 'static,
+        V: Send + 'static,
+    {
         if let Some(answer) = self.global.all::<K, V>(store) {
             return answer;
         }
-        self.ask(store, |name, tasks| {
+        self.ask(store, stale, |name, tasks| {
             let mut out = Vec::new();
             for t in tasks {
                 if let Some(s) = t.context().key_value_store::<K, V>(name) {
@@ -232,10 +276,12 @@ impl KafkaStreams {
         .await
     }
 
-    /// Run `f` on every stream thread over its tasks and gather the answers.
+    /// Run `f` on every stream thread over its tasks (and standby tasks if `stale`) and gather
+    /// the answers.
     async fn ask<T: Send + 'static>(
         &self,
         store: &str,
+        stale: bool,
         f: impl Fn(&str, &mut dyn Iterator<Item = &mut crate::streams::task::Task>) -> Result<Vec<T>>
             + Send
             + Sync
@@ -246,8 +292,9 @@ impl KafkaStreams {
         for inbox in self.queries.lock().expect("queries lock").iter() {
             let (tx, rx) = tokio::sync::oneshot::channel();
             let (f, name) = (f.clone(), store.to_string());
-            let q: thread::Query = Box::new(move |tasks| {
-                let _ = tx.send(f(&name, tasks));
+            let q: thread::Query = Box::new(move |active, standby| {
+                let answer = if stale { f(&name, &mut active.chain(standby)) } else { f(&name, active) };
+                let _ = tx.send(answer);
             });
             if inbox.send(q).is_ok() {
                 replies.push(rx);
@@ -292,6 +339,7 @@ impl KafkaStreams {
             let inboxes = self.queries.clone();
             let rebalancing = self.rebalancing.clone();
             let io = tokio::runtime::Handle::current();
+            let view = self.view.clone();
             move |index: usize| {
                 let (tx, queries) = std::sync::mpsc::channel();
                 {
@@ -312,6 +360,7 @@ impl KafkaStreams {
                     queries,
                     rebalancing: rebalancing.clone(),
                     io: io.clone(),
+                    view: view.clone(),
                     globals: globals.clone(),
                 };
                 thread::spawn(cx)

@@ -10,14 +10,20 @@
 //! applies its staged writes with its changelog offset. At-least-once: the same without a
 //! transaction, the offsets committed after the producer flushed.
 //!
-//! On a rebalance the open transaction (if any) is aborted, stores drop their staged writes, and
-//! every partition still owned is rewound to its last committed offset: the work since the last
-//! commit is redone (exactly-once: its effects were never visible; at-least-once: a repeat).
+//! Rebalancing is cooperative ([`super::assignor`]): tasks that stay keep running. Before
+//! partitions are given up the thread commits (so their next owner starts where this one
+//! stopped) and only then lets the group go on (`Consumer::defer_revocations`). Newly assigned
+//! tasks restore their stores and start at their committed offsets. Partitions lost without a
+//! rebalance (the member was dropped from the group) cannot be committed: the open transaction
+//! is aborted, stores drop their staged writes, and every partition still owned is rewound to
+//! its last committed offset, so the work since the last commit is redone (exactly-once: its
+//! effects were never visible; at-least-once: a repeat). Standby tasks are kept in
+//! [`super::standby`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use crate::client::{Client, ClientConfig};
 use crate::consumer::{Consumer, ConsumerConfig, RebalanceListener};
@@ -27,10 +33,12 @@ use crate::streams::error::{Result, StreamsError};
 use crate::streams::task::{Task, TaskId};
 use crate::streams::topology::{TaskSettings, Topology};
 
+use super::assignor::{AssignmentInfo, ClusterView, StreamsAssignor, SubscriptionInfo};
 use super::collector::Outbox;
 use super::config::{OnError, StreamsConfig};
 use super::internal::TopicPlan;
 use super::restore::{restore_task, RestoreStats};
+use super::standby::{build_task, Standbys};
 
 /// One store restored when a task was opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +62,7 @@ struct Events(Arc<Mutex<Vec<Event>>>);
 enum Event {
     Assigned(Vec<TopicPartition>),
     Revoked(Vec<TopicPartition>),
+    Lost(Vec<TopicPartition>),
 }
 
 impl RebalanceListener for Events {
@@ -63,10 +72,15 @@ impl RebalanceListener for Events {
     fn on_partitions_revoked(&mut self, partitions: &[TopicPartition]) {
         self.0.lock().expect("events lock").push(Event::Revoked(partitions.to_vec()));
     }
+    fn on_partitions_lost(&mut self, partitions: &[TopicPartition]) {
+        self.0.lock().expect("events lock").push(Event::Lost(partitions.to_vec()));
+    }
 }
 
-/// An interactive query: runs on the stream thread, between polls, over its tasks.
-pub(crate) type Query = Box<dyn FnOnce(&mut dyn Iterator<Item = &mut Task>) + Send>;
+/// An interactive query: runs on the stream thread, between polls, over its active tasks and
+/// then its standby tasks.
+pub(crate) type Query =
+    Box<dyn for<'a> FnOnce(&mut dyn Iterator<Item = &'a mut Task>, &mut dyn Iterator<Item = &'a mut Task>) + Send>;
 
 /// What a stream thread needs from its application.
 pub(crate) struct ThreadContext {
@@ -84,6 +98,9 @@ pub(crate) struct ThreadContext {
     /// consumer's fetcher and group coordinator, connections) run there, so records go out and
     /// come in while the stream thread processes.
     pub(crate) io: tokio::runtime::Handle,
+    /// The instance's view of which host runs which tasks (the assignor keeps it).
+    pub(crate) view: Arc<RwLock<ClusterView>>,
+    /// The instance's global stores (every task can read them).
     pub(crate) globals: crate::streams::global::GlobalStores,
 }
 
@@ -109,6 +126,13 @@ struct Thread {
     last_commit: Instant,
     /// The outbox's second buffer (swapped in and out, so sends allocate nothing per record).
     spare: Vec<super::collector::Outgoing>,
+    /// What this thread reports to the group leader.
+    me: Arc<Mutex<SubscriptionInfo>>,
+    /// The assignment the assignor received, until the thread takes it up.
+    received: Arc<Mutex<Option<AssignmentInfo>>>,
+    /// The standby tasks the last assignment asked for.
+    standby_wanted: BTreeSet<TaskId>,
+    standbys: Standbys,
 }
 
 /// Run a stream thread until shutdown; returns the error that stopped it, if any.
@@ -146,11 +170,23 @@ impl Thread {
             ("enable.auto.commit".into(), "false".into()),
             ("auto.offset.reset".into(), "earliest".into()),
             ("isolation.level".into(), "read_committed".into()),
-            // Range gives partition p of every topic a sub-topology reads to one member.
-            ("partition.assignment.strategy".into(), "range".into()),
         ];
         cprops.extend(c.consumer.iter().cloned());
-        let mut consumer = Consumer::new(ConsumerConfig::from_properties(cprops)?).await?;
+        let me = SubscriptionInfo {
+            process_id: cx.process_id.clone(),
+            host: c.application_server.clone(),
+            on_disk: tasks_on_disk(c),
+            ..SubscriptionInfo::default()
+        };
+        let stateful = (0..cx.topology.subtopologies().len() as u32)
+            .filter(|s| cx.topology.stores_of(*s).iter().any(|(_, logged)| *logged))
+            .collect();
+        let assignor =
+            StreamsAssignor::new(cx.plan.subtopology_of.clone(), stateful, c.num_standby_replicas, me, cx.view.clone());
+        let (me, received) = (assignor.me.clone(), assignor.received.clone());
+        let config = ConsumerConfig::from_properties(cprops)?.with_assignor(Arc::new(assignor));
+        let mut consumer = Consumer::new(config).await?;
+        consumer.defer_revocations();
         let events = Events::default();
         consumer.set_rebalance_listener(events.clone());
         let mut topics: Vec<String> = cx.plan.subtopology_of.keys().cloned().collect();
@@ -173,7 +209,12 @@ impl Thread {
         }
         let client = Client::connect(ClientConfig::new(c.bootstrap_servers.clone())).await?;
         let outbox = Outbox::new(cx.plan.partitions.clone());
+        let standbys = Standbys::new(cx.config.clone(), cx.topology.clone(), format!("{thread}-standby-consumer"));
         Ok(Self {
+            me,
+            received,
+            standby_wanted: BTreeSet::new(),
+            standbys,
             cx,
             consumer,
             producer,
@@ -195,18 +236,26 @@ impl Thread {
         let mut joining = Some(Rebalancing::new(&self.cx.rebalancing));
         let interval = self.cx.config.commit_interval();
         while !self.cx.shutdown.load(Ordering::Acquire) {
-            let records = self.consumer.poll(self.cx.config.poll).await?;
+            let mut records = self.consumer.poll(self.cx.config.poll).await?;
             while let Ok(q) = self.cx.queries.try_recv() {
-                q(&mut self.tasks.values_mut().map(|o| &mut o.task));
+                q(&mut self.tasks.values_mut().map(|o| &mut o.task), &mut self.standbys.tasks.values_mut());
             }
             let events: Vec<Event> = std::mem::take(&mut *self.events.0.lock().expect("events lock"));
-            if !events.is_empty() {
+            let received = self.received.lock().expect("assignment lock").take();
+            if !events.is_empty() || received.is_some() {
                 let _busy = Rebalancing::new(&self.cx.rebalancing);
-                self.rebalance(events).await?;
+                match self.rebalance(events, received).await? {
+                    // What this poll returned predates the rewind: it is fetched again.
+                    Rewound::All => {
+                        drop(joining.take());
+                        continue;
+                    }
+                    // Newly assigned partitions start at their committed offsets.
+                    Rewound::Only(new) => records.retain(|r| !new.contains(&(r.topic.to_string(), r.partition))),
+                }
                 drop(joining.take());
-                // What this poll returned predates the rewind: it is fetched again.
-                continue;
             }
+            self.standbys.apply_fetched().await?;
             for r in records {
                 let Some(&sub) = self.cx.plan.subtopology_of.get(r.topic.as_ref()) else { continue };
                 let id = TaskId { subtopology: sub, partition: r.partition };
@@ -308,6 +357,22 @@ impl Thread {
         Ok(())
     }
 
+    /// An output record could not be sent: fail the thread, or (as
+    /// `production.exception.handler` says) log it and go on. Only errors of the record itself
+    /// (too large, invalid) can be skipped, and under exactly-once only before the record joined
+    /// the transaction: a transaction with a failed record cannot commit. Changelog records are
+    /// never skipped (the store would not match its changelog).
+    fn production_error(&mut self, e: crate::error::Error, topic: &str, delivered: bool) -> Result<()> {
+        let record_error = matches!(e.code(), Some(2 | 10 | 18 | 87));
+        let may_skip = record_error && !(delivered && self.cx.config.exactly_once());
+        if !may_skip || self.cx.config.on_production_error == OnError::LogAndFail {
+            tracing::error!(topic, error = %e, "cannot send an output record; stopping (production.exception.handler=log_and_continue skips records that are too large or invalid)");
+            return Err(e.into());
+        }
+        tracing::warn!(topic, error = %e, "cannot send an output record; skipped (production.exception.handler)");
+        Ok(())
+    }
+
     /// Send what sinks and every task's stores queued.
     async fn send_queued(&mut self) -> Result<()> {
         for owned in self.tasks.values_mut() {
@@ -324,7 +389,15 @@ impl Thread {
         self.outbox.swap_into(&mut batch);
         for o in batch.drain(..) {
             let rec = ProducerRecord { key: o.key, value: o.value, headers: o.headers, timestamp: Some(o.timestamp) };
-            let f = self.producer.send(&o.topic, o.partition, rec).await?;
+            let f = match self.producer.send(&o.topic, o.partition, rec).await {
+                Ok(f) => f,
+                // Refused before it joined a batch (or the transaction): it may be skipped.
+                Err(e) if !o.changelog => {
+                    self.production_error(e, &o.topic, false)?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             match (o.changelog, o.partition) {
                 (true, Some(p)) => self.changelog.entry((o.topic, p)).or_default().push(f),
                 _ => self.outputs.push(f),
@@ -353,8 +426,10 @@ impl Thread {
         } else {
             self.producer.flush().await;
         }
-        for f in self.outputs.drain(..) {
-            f.await?;
+        for f in std::mem::take(&mut self.outputs) {
+            if let Err(e) = f.await {
+                self.production_error(e, "an output topic", true)?;
+            }
         }
         // Each changelog partition's offset after this commit's records: the stores' checkpoints.
         let mut ends: HashMap<(Arc<str>, i32), i64> = HashMap::new();
@@ -380,8 +455,60 @@ impl Thread {
         Ok(())
     }
 
-    /// Abort what is uncommitted, apply the assignment change, rewind what is still owned.
-    async fn rebalance(&mut self, events: Vec<Event>) -> Result<()> {
+    /// Apply an assignment change: commit and close what is revoked, abort and rewind if
+    /// anything was lost, open what is new, keep the standbys the assignment asks for.
+    async fn rebalance(&mut self, events: Vec<Event>, received: Option<AssignmentInfo>) -> Result<Rewound> {
+        let mut new: HashSet<TopicPartition> = HashSet::new();
+        let mut lost = false;
+        for e in events {
+            match e {
+                Event::Revoked(parts) => {
+                    // Commit first: the next owner starts from the committed offsets.
+                    if self.dirty || self.in_txn {
+                        self.commit().await?;
+                    }
+                    self.close_tasks_of(&parts, "revoked");
+                    self.consumer.confirm_revocations();
+                }
+                Event::Lost(parts) => {
+                    self.abort_uncommitted().await?;
+                    self.close_tasks_of(&parts, "lost");
+                    self.consumer.confirm_revocations();
+                    lost = true;
+                }
+                Event::Assigned(parts) => new.extend(parts),
+            }
+        }
+        if let Some(info) = received {
+            self.standby_wanted = info.standby;
+        }
+        let mut opened = Vec::new();
+        for (t, p) in &new {
+            let Some(&sub) = self.cx.plan.subtopology_of.get(t) else { continue };
+            let id = TaskId { subtopology: sub, partition: *p };
+            if !self.tasks.contains_key(&id) {
+                // A standby promoted here: its store is already (nearly) current.
+                self.standbys.close_one(id);
+                self.open_task(id).await?;
+                opened.push(id);
+            }
+        }
+        let active: BTreeSet<TaskId> = self.tasks.keys().copied().collect();
+        self.standbys.reconcile(&self.standby_wanted, &active, &self.client, &self.outbox).await?;
+        self.report();
+        let rewind: Vec<TopicPartition> = if lost { self.consumer.assignment() } else { new.iter().cloned().collect() };
+        self.rewind(&rewind).await?;
+        if lost {
+            for owned in self.tasks.values_mut() {
+                owned.positions.clear();
+            }
+            return Ok(Rewound::All);
+        }
+        Ok(Rewound::Only(new))
+    }
+
+    /// Abort the open transaction and everything staged since the last commit.
+    async fn abort_uncommitted(&mut self) -> Result<()> {
         if self.in_txn {
             self.outbox.clear();
             self.producer.abort_transaction().await?;
@@ -395,42 +522,42 @@ impl Thread {
             }
         }
         self.dirty = false;
-        for e in events {
-            match e {
-                Event::Revoked(parts) => {
-                    let gone: Vec<TaskId> = self
-                        .tasks
-                        .keys()
-                        .copied()
-                        .filter(|id| {
-                            parts.iter().any(|(t, p)| {
-                                *p == id.partition && self.cx.plan.subtopology_of.get(t) == Some(&id.subtopology)
-                            })
-                        })
-                        .collect();
-                    for id in gone {
-                        if let Some(mut owned) = self.tasks.remove(&id) {
-                            owned.task.close();
-                            tracing::info!(task = %id, "task closed (revoked)");
-                        }
+        Ok(())
+    }
+
+    /// Close the tasks reading any of `parts`.
+    fn close_tasks_of(&mut self, parts: &[TopicPartition], why: &str) {
+        let gone: Vec<TaskId> = self
+            .tasks
+            .keys()
+            .copied()
+            .filter(|id| {
+                parts
+                    .iter()
+                    .any(|(t, p)| *p == id.partition && self.cx.plan.subtopology_of.get(t) == Some(&id.subtopology))
+            })
+            .collect();
+        for id in gone {
+            if let Some(mut owned) = self.tasks.remove(&id) {
+                for store in owned.task.context().state_stores() {
+                    if let Err(e) = store.flush() {
+                        tracing::warn!(task = %id, store = store.name(), error = %e, "cannot flush store");
                     }
                 }
-                Event::Assigned(parts) => {
-                    for (t, p) in parts {
-                        let Some(&sub) = self.cx.plan.subtopology_of.get(&t) else { continue };
-                        let id = TaskId { subtopology: sub, partition: p };
-                        if !self.tasks.contains_key(&id) {
-                            self.open_task(id).await?;
-                        }
-                    }
-                }
+                owned.task.close();
+                tracing::info!(task = %id, "task closed ({why})");
             }
         }
-        // Rewind every owned partition to its committed offset (or the start).
-        let owned: Vec<TopicPartition> = self.consumer.assignment();
-        let committed = self.consumer.committed(&owned).await?;
+    }
+
+    /// Position `parts` at their committed offsets (or the start).
+    async fn rewind(&mut self, parts: &[TopicPartition]) -> Result<()> {
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let committed = self.consumer.committed(parts).await?;
         let mut from_start = Vec::new();
-        for tp in &owned {
+        for tp in parts {
             match committed.get(tp).copied().flatten() {
                 Some(o) => self.consumer.seek(tp, o)?,
                 None => from_start.push(tp.clone()),
@@ -439,10 +566,15 @@ impl Thread {
         if !from_start.is_empty() {
             self.consumer.seek_to(&from_start, true).await?;
         }
-        for owned in self.tasks.values_mut() {
-            owned.positions.clear();
-        }
         Ok(())
+    }
+
+    /// Tell the group leader, at the next rebalance, what this thread runs and keeps.
+    fn report(&self) {
+        let mut me = self.me.lock().expect("assignor lock");
+        me.active = self.tasks.keys().copied().collect();
+        me.standby = self.standbys.tasks.keys().copied().collect();
+        me.on_disk = tasks_on_disk(&self.cx.config);
     }
 
     async fn open_task(&mut self, id: TaskId) -> Result<()> {
@@ -454,18 +586,7 @@ impl Thread {
         };
         // A task moving between threads of one process: the old owner may still hold its
         // stores' files for a moment.
-        let mut attempt = 0;
-        let mut task = loop {
-            match self.cx.topology.build_task_with(&settings, id, Box::new(self.outbox.clone())) {
-                Ok(t) => break t,
-                Err(e) if attempt < 50 => {
-                    attempt += 1;
-                    tracing::debug!(task = %id, error = %e, "task not ready; retrying");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        let mut task = build_task(&self.cx.topology, &settings, id, &self.outbox).await?;
         let stats =
             restore_task(&self.client, &mut task, &self.cx.config.application_id, &self.cx.plan.partitions).await?;
         self.cx.restorations.lock().expect("restorations lock").extend(
@@ -489,11 +610,32 @@ impl Thread {
             }
             owned.task.close();
         }
+        self.standbys.close().await;
         self.producer.close().await;
         if let Err(e) = self.consumer.close().await {
             tracing::debug!(error = %e, "consumer close");
         }
     }
+}
+
+/// What a rebalance did to positions.
+enum Rewound {
+    /// Every owned partition was rewound (something was lost): drop what the last poll returned.
+    All,
+    /// Only these newly assigned partitions were positioned.
+    Only(HashSet<TopicPartition>),
+}
+
+/// Tasks with a directory under `<state.dir>/<application.id>/` (named `<sub>_<partition>`),
+/// reported so the leader prefers this instance for them.
+fn tasks_on_disk(config: &StreamsConfig) -> BTreeMap<TaskId, i64> {
+    let Ok(dir) = std::fs::read_dir(config.state_dir.join(&config.application_id)) else { return BTreeMap::new() };
+    dir.filter_map(|e| {
+        let name = e.ok()?.file_name().into_string().ok()?;
+        let (s, p) = name.split_once('_')?;
+        Some((TaskId { subtopology: s.parse().ok()?, partition: p.parse().ok()? }, -1))
+    })
+    .collect()
 }
 
 /// Counts a thread as rebalancing while it lives.
