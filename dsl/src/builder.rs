@@ -148,6 +148,18 @@ impl State {
         });
     }
 
+    /// A source `name` reading every topic matching `pattern`.
+    pub(crate) fn source_pattern<K: Clone + 'static, V: Clone + 'static>(
+        &mut self,
+        name: &str,
+        pattern: &str,
+        keys: ArcSerde<K>,
+        values: ArcSerde<V>,
+    ) {
+        let (name, pattern) = (name.to_string(), pattern.to_string());
+        self.op(move |t, _| t.add_source_pattern(&name, &pattern, owned(&keys), owned(&values)).map(|_| ()));
+    }
+
     /// A sink `name` after `parent`, writing to `topic` (a [`TopicRef`] or a per-record choice).
     pub(crate) fn sink<K: 'static, V: 'static>(
         &mut self,

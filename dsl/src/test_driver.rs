@@ -98,6 +98,8 @@ struct Driver {
     tasks: Vec<Task>,
     /// Input topic -> the task reading it.
     readers: HashMap<String, usize>,
+    /// Tasks with pattern sources: a topic no task reads by name goes to the first that matches.
+    patterns: Vec<(rill_core::consumer::TopicPattern, usize)>,
     /// Repartition topics: fed back instead of kept.
     internal: HashSet<String>,
     outbox: Outbox,
@@ -108,10 +110,11 @@ struct Driver {
 
 impl Driver {
     fn feed(&mut self, topic: &str, r: Captured) -> Result<()> {
-        let &task = self
-            .readers
-            .get(topic)
-            .ok_or_else(|| StreamsError::Topology(format!("topic {topic} is not an input topic of the topology")))?;
+        let by_pattern = || self.patterns.iter().find(|(p, _)| p.matches(topic)).map(|(_, t)| *t);
+        let task =
+            self.readers.get(topic).copied().or_else(by_pattern).ok_or_else(|| {
+                StreamsError::Topology(format!("topic {topic} is not an input topic of the topology"))
+            })?;
         let offset = self.offsets.entry(topic.to_string()).or_insert(0);
         let this = *offset;
         *offset += 1;
@@ -180,6 +183,7 @@ impl TopologyTestDriver {
         let outbox: Outbox = Rc::default();
         let mut tasks = Vec::new();
         let mut readers = HashMap::new();
+        let mut patterns = Vec::new();
         let settings = TaskSettings::new(&built.application_id);
         let globals = built.topology.build_global_stores(&built.application_id, &settings.state_dir)?;
         if !globals.is_empty() {
@@ -195,12 +199,16 @@ impl TopologyTestDriver {
             for topic in built.topology.source_topics(id) {
                 readers.insert(topic, tasks.len());
             }
+            for p in built.topology.source_patterns(id) {
+                patterns.push((p, tasks.len()));
+            }
             tasks.push(task);
         }
         let internal = built.repartition_topics().map(str::to_string).collect();
         let driver = Driver {
             tasks,
             readers,
+            patterns,
             internal,
             outbox,
             outputs: HashMap::new(),

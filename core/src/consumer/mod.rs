@@ -52,6 +52,7 @@ pub mod config;
 mod fetcher;
 mod group;
 mod pattern;
+pub use pattern::TopicPattern;
 pub mod protocol;
 mod state;
 

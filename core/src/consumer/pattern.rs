@@ -14,9 +14,9 @@ use crate::error::{Error, Result};
 /// Kafka's internal topics, for brokers that do not flag them in Metadata.
 const INTERNAL_TOPICS: [&str; 2] = ["__consumer_offsets", "__transaction_state"];
 
-/// A compiled subscription pattern.
+/// A compiled topic pattern: matches whole topic names.
 #[derive(Debug, Clone)]
-pub(crate) struct TopicPattern {
+pub struct TopicPattern {
     source: String,
     anchored: Regex,
 }

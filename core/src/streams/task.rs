@@ -16,6 +16,7 @@ use super::global::{GlobalStoreReader, GlobalStores};
 use super::node::{ErasedNode, RawNode};
 use super::record::{Headers, RecordMetadata};
 use super::store::{KeyValueStore, RecordTimestamp, StateStore};
+use crate::consumer::TopicPattern;
 
 /// A task's id: sub-topology and partition, printed `0_3` as Kafka Streams does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -282,6 +283,7 @@ impl TaskContext {
 pub struct Task {
     ctx: TaskContext,
     sources: HashMap<String, Rc<RefCell<dyn RawNode>>>,
+    patterns: Vec<(TopicPattern, Rc<RefCell<dyn RawNode>>)>,
     /// Processor nodes by node index (others `None`).
     nodes: Vec<Option<Rc<RefCell<dyn ErasedNode>>>>,
     initialized: bool,
@@ -293,7 +295,24 @@ impl Task {
         sources: HashMap<String, Rc<RefCell<dyn RawNode>>>,
         nodes: Vec<Option<Rc<RefCell<dyn ErasedNode>>>>,
     ) -> Self {
-        Self { ctx, sources, nodes, initialized: false }
+        Self { ctx, sources, patterns: Vec::new(), nodes, initialized: false }
+    }
+
+    /// Sources over topic patterns: a topic no named source reads goes to the first whose
+    /// pattern matches it.
+    pub(crate) fn with_patterns(mut self, patterns: Vec<(TopicPattern, Rc<RefCell<dyn RawNode>>)>) -> Self {
+        self.patterns = patterns;
+        self
+    }
+
+    /// The source reading `topic` (a pattern source's match is remembered).
+    fn source_of(&mut self, topic: &str) -> Option<Rc<RefCell<dyn RawNode>>> {
+        if let Some(s) = self.sources.get(topic) {
+            return Some(s.clone());
+        }
+        let s = self.patterns.iter().find(|(p, _)| p.matches(topic)).map(|(_, s)| s.clone())?;
+        self.sources.insert(topic.to_string(), s.clone());
+        Some(s)
     }
 
     /// The task's id.
@@ -336,13 +355,9 @@ impl Task {
         headers: Headers,
     ) -> Result<()> {
         self.init()?;
-        let source = self
-            .sources
-            .get(topic)
-            .ok_or_else(|| {
-                StreamsError::Topology(format!("task {} has no source for topic {topic}", self.ctx.task_id))
-            })?
-            .clone();
+        let source = self.source_of(topic).ok_or_else(|| {
+            StreamsError::Topology(format!("task {} has no source for topic {topic}", self.ctx.task_id))
+        })?;
         self.ctx.stream_time = self.ctx.stream_time.max(timestamp);
         self.ctx.record_ts.set(timestamp);
         self.ctx.metadata = Some(RecordMetadata { topic: Arc::from(topic), partition, offset });

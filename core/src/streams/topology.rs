@@ -42,6 +42,7 @@ use super::node::{ErasedNode, ProcessorNode, RawNode, SinkNode, SourceNode, Topi
 use super::processor::{Child, Processor};
 use super::serde::Serde;
 use super::task::{RecordCollector, Task, TaskContext, TaskId, TaskStore};
+use crate::consumer::TopicPattern;
 
 /// What a store factory is told when a task's store is made.
 #[derive(Debug, Clone)]
@@ -116,9 +117,20 @@ type BuildProcessor =
 type BuildSink = Box<dyn Fn() -> Box<dyn Any> + Send + Sync>;
 
 enum Kind {
-    Source { topics: Vec<String>, build: BuildSource },
-    Processor { build: BuildProcessor },
-    Sink { topic: String, fixed: bool, build: BuildSink },
+    /// A source over named topics, or (`pattern`) over every topic whose whole name matches.
+    Source {
+        topics: Vec<String>,
+        pattern: Option<TopicPattern>,
+        build: BuildSource,
+    },
+    Processor {
+        build: BuildProcessor,
+    },
+    Sink {
+        topic: String,
+        fixed: bool,
+        build: BuildSink,
+    },
 }
 
 struct NodeDef {
@@ -245,6 +257,16 @@ impl Topology {
         {
             return Err(StreamsError::Topology(format!("topic {topic} is read by both {} and {reader}", other.name)));
         }
+        if let Some((other, p)) = self.nodes.iter().find_map(|n| match &n.kind {
+            Kind::Source { pattern: Some(p), .. } if p.matches(topic) => Some((n, p)),
+            _ => None,
+        }) {
+            return Err(StreamsError::Topology(format!(
+                "topic {topic} is read by {reader} and also matches {}'s pattern {}",
+                other.name,
+                p.as_str()
+            )));
+        }
         if let Some(g) = self.globals.iter().find(|g| g.topic == topic) {
             return Err(StreamsError::Topology(format!(
                 "topic {topic} is read by both {} (global store {}) and {reader}",
@@ -301,11 +323,60 @@ impl Topology {
         let build = source_builder(name, key_serde, value_serde);
         self.nodes.push(NodeDef {
             name: name.to_string(),
-            kind: Kind::Source { topics: topics.iter().map(|t| t.to_string()).collect(), build },
+            kind: Kind::Source { topics: topics.iter().map(|t| t.to_string()).collect(), pattern: None, build },
             parents: Vec::new(),
             output: Some(edge::<K, V>()),
         });
         Ok(self)
+    }
+
+    /// A source reading every topic whose whole name matches the regex `pattern` (Kafka's
+    /// `addSource(name, Pattern)`), deserializing with the given serdes. The runtime resolves
+    /// the pattern against the cluster's topics at start and again every
+    /// `metadata.max.age.ms`; internal topics never match. A topic a named source reads is
+    /// claimed by that source only if the pattern does not match it too: overlapping sources are
+    /// an error at start.
+    pub fn add_source_pattern<K: Clone + 'static, V: Clone + 'static>(
+        &mut self,
+        name: &str,
+        pattern: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> Result<&mut Self> {
+        self.check_new(name)?;
+        let pattern = TopicPattern::new(pattern).map_err(|e| StreamsError::Topology(format!("source {name}: {e}")))?;
+        for n in &self.nodes {
+            if let Kind::Source { topics, .. } = &n.kind {
+                if let Some(t) = topics.iter().find(|t| pattern.matches(t)) {
+                    return Err(StreamsError::Topology(format!(
+                        "topic {t} is read by {} and also matches {name}'s pattern {}",
+                        n.name,
+                        pattern.as_str()
+                    )));
+                }
+            }
+        }
+        let build = source_builder(name, key_serde, value_serde);
+        self.nodes.push(NodeDef {
+            name: name.to_string(),
+            kind: Kind::Source { topics: Vec::new(), pattern: Some(pattern), build },
+            parents: Vec::new(),
+            output: Some(edge::<K, V>()),
+        });
+        Ok(self)
+    }
+
+    /// The topic patterns sub-topology `id` reads, as given.
+    pub fn source_patterns(&self, id: u32) -> Vec<TopicPattern> {
+        let subs = self.subtopologies();
+        let Some(nodes) = subs.get(id as usize) else { return Vec::new() };
+        nodes
+            .iter()
+            .filter_map(|&i| match &self.nodes[i].kind {
+                Kind::Source { pattern, .. } => pattern.clone(),
+                _ => None,
+            })
+            .collect()
     }
 
     /// A processor made by `supplier` (once per task), after `parents`.
@@ -498,6 +569,7 @@ impl Topology {
                 name: source.to_string(),
                 kind: Kind::Source {
                     topics: vec![topic.to_string()],
+                    pattern: None,
                     build: source_builder(source, key_serde, value_serde),
                 },
                 parents: Vec::new(),
@@ -674,6 +746,7 @@ impl Topology {
         // Children before parents: nodes were added parents first, so build in reverse order.
         let mut handles: HashMap<&str, Box<dyn Any>> = HashMap::new();
         let mut sources: HashMap<String, Rc<RefCell<dyn RawNode>>> = HashMap::new();
+        let mut patterns: Vec<(TopicPattern, Rc<RefCell<dyn RawNode>>)> = Vec::new();
         let mut erased: Vec<Option<Rc<RefCell<dyn ErasedNode>>>> = vec![None; self.nodes.len()];
         let mut members: Vec<usize> = nodes.clone();
         members.sort_unstable();
@@ -686,10 +759,13 @@ impl Topology {
                 .map(|c| (c.name.clone(), handles[c.name.as_str()].as_ref()))
                 .collect();
             match &d.kind {
-                Kind::Source { topics, build } => {
+                Kind::Source { topics, pattern, build } => {
                     let s = build(&kids);
                     for t in topics {
                         sources.insert(t.clone(), s.clone());
+                    }
+                    if let Some(p) = pattern {
+                        patterns.push((p.clone(), s.clone()));
                     }
                 }
                 Kind::Processor { build } => {
@@ -702,7 +778,7 @@ impl Topology {
                 }
             }
         }
-        Ok(Task::new(ctx, sources, erased))
+        Ok(Task::new(ctx, sources, erased).with_patterns(patterns))
     }
 
     /// The topology as Kafka Streams prints it.
@@ -757,6 +833,7 @@ fn describe_node(
     leaf_none: bool,
 ) -> std::fmt::Result {
     match &d.kind {
+        Kind::Source { pattern: Some(p), .. } => writeln!(f, "    Source: {} (topics: [{}])", d.name, p.as_str())?,
         Kind::Source { topics, .. } => writeln!(f, "    Source: {} (topics: [{}])", d.name, topics.join(", "))?,
         Kind::Processor { .. } => writeln!(f, "    Processor: {} (stores: [{}])", d.name, stores.join(", "))?,
         Kind::Sink { topic, .. } => writeln!(f, "    Sink: {} (topic: {topic})", d.name)?,

@@ -506,3 +506,40 @@ Topologies:
 ";
     assert_eq!(t.describe().to_string(), expected);
 }
+
+#[test]
+fn a_pattern_source_reads_every_matching_topic() {
+    let mut t = Topology::new();
+    t.add_source_pattern("logs", "logs-.*", StringSerde, StringSerde)
+        .unwrap()
+        .add_source("audit", &["audit"], StringSerde, StringSerde)
+        .unwrap()
+        .add_processor("upper", || Upper, &["logs", "audit"])
+        .unwrap()
+        .add_sink("out", "out", StringSerde, StringSerde, &["upper"])
+        .unwrap();
+    assert_eq!(t.source_patterns(0).iter().map(|p| p.as_str()).collect::<Vec<_>>(), ["logs-.*"]);
+    assert!(t.describe().to_string().contains("Source: logs (topics: [logs-.*])"), "{}", t.describe());
+    let (mut task, sent) = task(&t, 0);
+    feed(&mut task, "logs-web", "k", "a", 1);
+    feed(&mut task, "logs-db", "k", "b", 2);
+    feed(&mut task, "audit", "k", "c", 3);
+    let got: Vec<String> = sent.borrow().iter().map(|(_, _, v, _)| text(v)).collect();
+    assert_eq!(got, ["A", "B", "C"]);
+    let e = task.process("other", 0, 0, Some(b"k"), Some(b"v"), 4, Vec::new()).unwrap_err().to_string();
+    assert!(e.contains("no source for topic other"), "{e}");
+}
+
+#[test]
+fn pattern_sources_must_not_overlap_named_ones_and_must_compile() {
+    let mut t = Topology::new();
+    t.add_source("web", &["logs-web"], StringSerde, StringSerde).unwrap();
+    let e = t.add_source_pattern("logs", "logs-.*", StringSerde, StringSerde).err().unwrap().to_string();
+    assert!(e.contains("logs-web") && e.contains("logs-.*"), "{e}");
+    let mut t = Topology::new();
+    t.add_source_pattern("logs", "logs-.*", StringSerde, StringSerde).unwrap();
+    let e = t.add_source("web", &["logs-web"], StringSerde, StringSerde).err().unwrap().to_string();
+    assert!(e.contains("also matches logs's pattern"), "{e}");
+    let e = t.add_source_pattern("bad", "logs-(", StringSerde, StringSerde).err().unwrap().to_string();
+    assert!(e.contains("source bad") && e.contains("logs-("), "{e}");
+}

@@ -1,4 +1,4 @@
-//! `stream`: a [`KStream`] reading one topic or several.
+//! `stream`: a [`KStream`] reading one topic, several, or every topic matching a pattern.
 
 use rill_core::streams::error::StreamsError;
 
@@ -64,5 +64,53 @@ impl StreamsBuilder {
         }
         drop(s);
         KStream { state: self.state.clone(), node: name, keys, values, sources, key_changed: false, next_name: None }
+    }
+
+    /// A stream of every topic whose whole name matches the regex `pattern` (Kafka's
+    /// `stream(Pattern)`), read with `consumed`'s serdes. Topics created later that match join
+    /// while the application runs (checked every `consumer.metadata.max.age.ms`); at start at
+    /// least one must exist. Records of all matching topics with the same partition number go
+    /// to one task.
+    ///
+    /// ```
+    /// use rill_core::streams::serde::StringSerde;
+    /// use rill_dsl::{Consumed, StreamsBuilder, TopologyTestDriver};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream_pattern("logs-.*", Consumed::with(StringSerde, StringSerde)).to("all-logs");
+    /// let driver = TopologyTestDriver::new(builder.build("app")?)?;
+    /// let web = driver.create_input_topic("logs-web", StringSerde, StringSerde);
+    /// let db = driver.create_input_topic("logs-db", StringSerde, StringSerde);
+    /// let out = driver.create_output_topic("all-logs", StringSerde, StringSerde);
+    /// web.pipe_input("GET".into(), "/".into())?;
+    /// db.pipe_input("SELECT".into(), "1".into())?;
+    /// assert_eq!(out.read_values(), vec!["/".to_string(), "1".to_string()]);
+    /// # Ok::<(), rill_core::streams::error::StreamsError>(())
+    /// ```
+    pub fn stream_pattern<K: Clone + 'static, V: Clone + 'static>(
+        &self,
+        pattern: &str,
+        consumed: Consumed<K, V>,
+    ) -> KStream<K, V> {
+        let mut s = self.state.borrow_mut();
+        let name = s.name(consumed.name, "KSTREAM-SOURCE-");
+        let keys = choose(&consumed.keys, &None);
+        let values = choose(&consumed.values, &None);
+        let how = "StreamsBuilder::stream_pattern(pattern, Consumed::with(keys, values))";
+        match (require(&keys, &name, "key", how), require(&values, &name, "value", how)) {
+            (Ok(k), Ok(v)) => s.source_pattern(&name, pattern, k, v),
+            (Err(e), _) | (_, Err(e)) => s.fail(e),
+        }
+        drop(s);
+        // Which topics it reads is known only at run time: no co-partitioning check covers it.
+        KStream {
+            state: self.state.clone(),
+            node: name,
+            keys,
+            values,
+            sources: Vec::new(),
+            key_changed: false,
+            next_name: None,
+        }
     }
 }

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::client::{Admin, Client, NewTopic};
+use crate::consumer::TopicPattern;
 use crate::error::{Error, Result};
 use crate::streams::topology::Topology;
 
@@ -29,10 +30,39 @@ pub struct TopicPlan {
     pub partitions: HashMap<String, i32>,
     /// Tasks (partitions) per sub-topology.
     pub tasks: Vec<i32>,
-    /// The sub-topology reading each source topic.
+    /// The sub-topology reading each source topic (pattern sources: the topics matching at
+    /// start).
     pub subtopology_of: HashMap<String, u32>,
+    /// Pattern sources: topics appearing later that match go to the sub-topology.
+    pub patterns: Vec<(TopicPattern, u32)>,
     /// Internal topics (created if missing).
     pub internal: Vec<InternalTopic>,
+}
+
+impl TopicPlan {
+    /// The sub-topology reading `topic`, by name or by pattern.
+    pub fn subtopology(&self, topic: &str) -> Option<u32> {
+        self.subtopology_of
+            .get(topic)
+            .copied()
+            .or_else(|| self.patterns.iter().find(|(p, _)| p.matches(topic)).map(|(_, s)| *s))
+    }
+
+    /// The regex a stream thread subscribes with when the topology has pattern sources: every
+    /// named source topic or any pattern (`None` without patterns).
+    pub fn subscription_pattern(&self) -> Option<String> {
+        if self.patterns.is_empty() {
+            return None;
+        }
+        let mut names: Vec<&String> = self.subtopology_of.keys().collect();
+        names.sort();
+        let alternatives: Vec<String> = names
+            .into_iter()
+            .map(|t| regex::escape(t))
+            .chain(self.patterns.iter().map(|(p, _)| format!("(?:{})", p.as_str())))
+            .collect();
+        Some(alternatives.join("|"))
+    }
 }
 
 /// Work out partition counts and internal topics, reading external topics' metadata.
@@ -46,6 +76,31 @@ pub async fn plan(client: &Client, topology: &Topology, application_id: &str) ->
         }
         for t in topology.source_topics(s) {
             plan.subtopology_of.insert(t, s);
+        }
+        for p in topology.source_patterns(s) {
+            plan.patterns.push((p, s));
+        }
+    }
+    if !plan.patterns.is_empty() {
+        // Every topic matching a pattern now (internal topics and this application's own
+        // never match).
+        let md = client.metadata(None, false).await?;
+        let own = format!("{application_id}-");
+        for (p, s) in &plan.patterns {
+            let matched = p.resolve(&md, true);
+            if matched.is_empty() {
+                return Err(Error::Config(format!(
+                    "no topic matches the source pattern {}; create one before starting the application",
+                    p.as_str()
+                )));
+            }
+            for t in matched.into_keys().filter(|t| !t.starts_with(&own)) {
+                if let Some(other) = plan.subtopology_of.insert(t.clone(), *s).filter(|o| o != s) {
+                    return Err(Error::Config(format!(
+                        "topic {t} is read by sub-topologies {other} and {s} (it matches a source pattern of both)"
+                    )));
+                }
+            }
         }
     }
     let external: Vec<String> = plan.subtopology_of.keys().filter(|t| !written_by.contains_key(*t)).cloned().collect();
@@ -66,8 +121,8 @@ pub async fn plan(client: &Client, topology: &Topology, application_id: &str) ->
     loop {
         let mut progress = false;
         for s in 0..subs {
-            let sources = topology.source_topics(s);
-            let known: Vec<i32> = sources.iter().filter_map(|t| plan.partitions.get(t).copied()).collect();
+            let sources: Vec<&String> = plan.subtopology_of.iter().filter(|(_, x)| **x == s).map(|(t, _)| t).collect();
+            let known: Vec<i32> = sources.iter().filter_map(|t| plan.partitions.get(*t).copied()).collect();
             if plan.tasks[s as usize] == 0 && known.len() == sources.len() && !sources.is_empty() {
                 plan.tasks[s as usize] = known.into_iter().max().unwrap_or(1);
                 progress = true;

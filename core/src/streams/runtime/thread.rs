@@ -181,17 +181,22 @@ impl Thread {
         let stateful = (0..cx.topology.subtopologies().len() as u32)
             .filter(|s| cx.topology.stores_of(*s).iter().any(|(_, logged)| *logged))
             .collect();
-        let assignor =
-            StreamsAssignor::new(cx.plan.subtopology_of.clone(), stateful, c.num_standby_replicas, me, cx.view.clone());
+        let assignor = StreamsAssignor::new(cx.plan.clone(), stateful, c.num_standby_replicas, me, cx.view.clone());
         let (me, received) = (assignor.me.clone(), assignor.received.clone());
         let config = ConsumerConfig::from_properties(cprops)?.with_assignor(Arc::new(assignor));
         let mut consumer = Consumer::new(config).await?;
         consumer.defer_revocations();
         let events = Events::default();
         consumer.set_rebalance_listener(events.clone());
-        let mut topics: Vec<String> = cx.plan.subtopology_of.keys().cloned().collect();
-        topics.sort();
-        consumer.subscribe(topics)?;
+        match cx.plan.subscription_pattern() {
+            // Pattern sources: topics that appear later join the subscription.
+            Some(pattern) => consumer.subscribe_pattern(&pattern)?,
+            None => {
+                let mut topics: Vec<String> = cx.plan.subtopology_of.keys().cloned().collect();
+                topics.sort();
+                consumer.subscribe(topics)?;
+            }
+        }
         let mut pprops: Vec<(String, String)> = vec![
             ("bootstrap.servers".into(), c.bootstrap_servers.clone()),
             ("client.id".into(), format!("{thread}-producer")),
@@ -257,7 +262,7 @@ impl Thread {
             }
             self.standbys.apply_fetched().await?;
             for r in records {
-                let Some(&sub) = self.cx.plan.subtopology_of.get(r.topic.as_ref()) else { continue };
+                let Some(sub) = self.cx.plan.subtopology(&r.topic) else { continue };
                 let id = TaskId { subtopology: sub, partition: r.partition };
                 let Some(owned) = self.tasks.get_mut(&id) else { continue };
                 if self.cx.config.exactly_once() && !self.in_txn {
@@ -484,7 +489,7 @@ impl Thread {
         }
         let mut opened = Vec::new();
         for (t, p) in &new {
-            let Some(&sub) = self.cx.plan.subtopology_of.get(t) else { continue };
+            let Some(sub) = self.cx.plan.subtopology(t) else { continue };
             let id = TaskId { subtopology: sub, partition: *p };
             if !self.tasks.contains_key(&id) {
                 // A standby promoted here: its store is already (nearly) current.
@@ -532,9 +537,7 @@ impl Thread {
             .keys()
             .copied()
             .filter(|id| {
-                parts
-                    .iter()
-                    .any(|(t, p)| *p == id.partition && self.cx.plan.subtopology_of.get(t) == Some(&id.subtopology))
+                parts.iter().any(|(t, p)| *p == id.partition && self.cx.plan.subtopology(t) == Some(id.subtopology))
             })
             .collect();
         for id in gone {

@@ -22,6 +22,8 @@ use crate::consumer::assignor::wire::Assignment;
 use crate::consumer::assignor::{Assignor, GroupAssignment, MemberId, MemberSubscription, RebalanceProtocol};
 use crate::streams::task::TaskId;
 
+use super::internal::TopicPlan;
+
 pub use info::{AssignmentInfo, HostTasks, SubscriptionInfo};
 
 /// What the instance knows of the whole group after its last assignment: which host runs which
@@ -38,8 +40,8 @@ pub struct ClusterView {
 /// (when this thread leads), and with the assignment it got.
 #[derive(Debug)]
 pub struct StreamsAssignor {
-    /// The sub-topology reading each source topic.
-    subtopology_of: HashMap<String, u32>,
+    /// Which sub-topology reads each source topic.
+    plan: Arc<TopicPlan>,
     /// Sub-topologies with logged stores (only their tasks get standbys).
     stateful: BTreeSet<u32>,
     standbys: usize,
@@ -52,30 +54,23 @@ pub struct StreamsAssignor {
 }
 
 impl StreamsAssignor {
-    /// An assignor for a topology whose sub-topologies read `subtopology_of`, with `standbys`
+    /// An assignor for a topology whose sub-topologies read what `plan` says, with `standbys`
     /// replicas of each task of the `stateful` sub-topologies.
     pub fn new(
-        subtopology_of: HashMap<String, u32>,
+        plan: Arc<TopicPlan>,
         stateful: BTreeSet<u32>,
         standbys: usize,
         me: SubscriptionInfo,
         view: Arc<RwLock<ClusterView>>,
     ) -> Self {
-        Self {
-            subtopology_of,
-            stateful,
-            standbys,
-            me: Arc::new(Mutex::new(me)),
-            received: Arc::new(Mutex::new(None)),
-            view,
-        }
+        Self { plan, stateful, standbys, me: Arc::new(Mutex::new(me)), received: Arc::new(Mutex::new(None)), view }
     }
 
     /// The tasks the partitions define, and each task's partitions.
     fn tasks(&self, partitions_per_topic: &BTreeMap<String, i32>) -> BTreeMap<TaskId, Vec<(String, i32)>> {
         let mut out: BTreeMap<TaskId, Vec<(String, i32)>> = BTreeMap::new();
         for (topic, &n) in partitions_per_topic {
-            let Some(&sub) = self.subtopology_of.get(topic) else { continue };
+            let Some(sub) = self.plan.subtopology(topic) else { continue };
             for p in 0..n {
                 out.entry(TaskId { subtopology: sub, partition: p }).or_default().push((topic.clone(), p));
             }

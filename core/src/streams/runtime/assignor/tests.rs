@@ -5,8 +5,9 @@ fn t(s: u32, p: i32) -> TaskId {
 }
 
 fn assignor(standbys: usize) -> StreamsAssignor {
-    let subs = HashMap::from([("in".to_string(), 0), ("app-rep".to_string(), 1)]);
-    StreamsAssignor::new(subs, BTreeSet::from([0, 1]), standbys, SubscriptionInfo::default(), Arc::default())
+    let subtopology_of = HashMap::from([("in".to_string(), 0), ("app-rep".to_string(), 1)]);
+    let plan = Arc::new(TopicPlan { subtopology_of, ..TopicPlan::default() });
+    StreamsAssignor::new(plan, BTreeSet::from([0, 1]), standbys, SubscriptionInfo::default(), Arc::default())
 }
 
 fn member(id: &str, process: &str, host: Option<&str>, owned: &[(&str, i32)], active: &[TaskId]) -> MemberSubscription {
