@@ -25,7 +25,7 @@ use rill::core::client::{Admin, Client, ClientConfig, NewTopic};
 use rill::core::consumer::{Consumer, ConsumerConfig};
 use rill::core::producer::{Producer, ProducerConfig};
 use rill::core::records::ProducerRecord;
-use rill::core::streams::runtime::{KafkaStreams, StreamsConfig};
+use rill::core::streams::runtime::StreamsConfig;
 use rill::core::streams::serde::{I64Serde, Serde};
 use rill::dsl::{Materialized, StreamsBuilder};
 
@@ -96,7 +96,7 @@ async fn main() -> anyhow::Result<()> {
         ("processing.guarantee", "exactly_once_v2"),
         ("state.dir", dir.path().join("state").to_str().context("a UTF-8 temporary path")?),
     ])?;
-    let mut app = KafkaStreams::new(built.topology, config);
+    let mut app = built.into_streams(config);
     app.start().await?;
 
     // Feed the text, a line at a time, and keep the model of what the counts must become.

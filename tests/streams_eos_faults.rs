@@ -26,7 +26,7 @@ use rill_core::client::{Client, ClientConfig};
 use rill_core::consumer::{Consumer, ConsumerConfig};
 use rill_core::producer::{Producer, ProducerConfig};
 use rill_core::records::ProducerRecord;
-use rill_core::streams::runtime::{KafkaStreams, StreamsConfig};
+use rill_core::streams::runtime::StreamsConfig;
 use rill_core::streams::serde::{I64Serde, Serde, StringSerde};
 use rill_dsl::{Materialized, StreamsBuilder};
 
@@ -62,7 +62,7 @@ fn instance_process() {
             ("consumer.heartbeat.interval.ms", "500"),
         ])
         .unwrap();
-        let mut app = KafkaStreams::new(built.topology, config);
+        let mut app = built.into_streams(config);
         app.start().await.unwrap();
         println!("instance started");
         // Runs until killed (or until the parent's stdin closes, for a clean stop).

@@ -57,7 +57,7 @@ fn app(bootstrap: &str, state: &Path, extra: &[(&str, &str)]) -> KafkaStreams {
         ("consumer.heartbeat.interval.ms", "500"),
     ];
     props.extend_from_slice(extra);
-    KafkaStreams::new(built.topology, StreamsConfig::from_properties(props).unwrap())
+    built.into_streams(StreamsConfig::from_properties(props).unwrap())
 }
 
 /// Send `(key, value)` records (`None`: a tombstone) to `topic`, waiting for every ack.

@@ -30,7 +30,7 @@ fn app(bootstrap: &str, state: &std::path::Path) -> KafkaStreams {
         ("consumer.metadata.max.age.ms", "300"),
     ])
     .unwrap();
-    KafkaStreams::new(built.topology, config)
+    built.into_streams(config)
 }
 
 async fn produce(bootstrap: &str, topic: &str, lines: &[&str]) {

@@ -42,7 +42,7 @@ fn app(bootstrap: &str, state: &std::path::Path, host: &str) -> KafkaStreams {
         ("consumer.heartbeat.interval.ms", "500"),
     ])
     .unwrap();
-    KafkaStreams::new(built.topology, config)
+    built.into_streams(config)
 }
 
 async fn produce(bootstrap: &str, from: usize, n: usize, model: &mut BTreeMap<String, i64>) {

@@ -38,9 +38,10 @@ fn app(bootstrap: &str, state: &std::path::Path, guarantee: &str) -> KafkaStream
         ("processing.guarantee", guarantee),
         ("commit.interval.ms", "100"),
         ("state.dir", state.to_str().unwrap()),
+        ("repartition.purge.interval.ms", "0"),
     ])
     .unwrap();
-    KafkaStreams::new(built.topology, config)
+    built.into_streams(config)
 }
 
 async fn produce(bootstrap: &str, lines: &[String]) {
@@ -103,6 +104,36 @@ fn model(lines: &[String]) -> BTreeMap<String, i64> {
     m
 }
 
+/// The repartition topic keeps records until the application purges what it committed past
+/// (Kafka Streams' configs: delete, infinite retention), and it does purge.
+async fn check_repartition_purged(bootstrap: &str) {
+    use rill_core::client::{Admin, Client, ClientConfig, EARLIEST};
+    let client = Client::connect(ClientConfig::new(bootstrap)).await.unwrap();
+    let md = client.metadata(None, false).await.unwrap();
+    let topic = md
+        .topics
+        .iter()
+        .find(|t| t.name.starts_with("wc-") && t.name.ends_with("-repartition"))
+        .expect("a repartition topic")
+        .name
+        .clone();
+    let configs = Admin::new(&client).describe_configs(&topic).await.unwrap();
+    assert_eq!(configs.get("retention.ms").map(String::as_str), Some("-1"), "{configs:?}");
+    assert_eq!(configs.get("cleanup.policy").map(String::as_str), Some("delete"), "{configs:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut start = 0;
+        for p in 0..2 {
+            start += client.list_offset(&topic, p, EARLIEST).await.unwrap();
+        }
+        if start > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{topic} was never purged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn run(guarantee: &str) {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::embedded(dir.path().join("broker")).await.unwrap();
@@ -117,6 +148,7 @@ async fn run(guarantee: &str) {
     a.set_state_listener(move |new, old| s.lock().unwrap().push((old, new)));
     a.start().await.unwrap();
     let seen = read_counts(&bootstrap, &model(&first)).await;
+    check_repartition_purged(&bootstrap).await;
     a.close(Duration::from_secs(30)).await.unwrap();
     let states = states.lock().unwrap().clone();
     use rill_core::streams::runtime::StreamsState::*;
@@ -149,4 +181,57 @@ async fn word_count_exactly_once_and_after_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn word_count_at_least_once_and_after_a_restart() {
     run("at_least_once").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repartition_topic_gets_the_partition_count_the_program_asks_for() {
+    use rill_core::client::{Client, ClientConfig};
+    use rill_dsl::Repartitioned;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::embedded(dir.path().join("broker")).await.unwrap();
+    let bootstrap = broker.bootstrap();
+    common::create_topics(&bootstrap, &[("lines", 2), ("counts", 5)]).await;
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<(), String>("lines")
+        .flat_map_values(split)
+        .select_key(|_, w| w.clone())
+        .repartition_with(Repartitioned::named("by-word").with_partitions(5))
+        .group_by_key()
+        .count()
+        .to_stream()
+        .to("counts");
+    let config = StreamsConfig::from_properties([
+        ("application.id", "wc5"),
+        ("bootstrap.servers", bootstrap.as_str()),
+        ("commit.interval.ms", "100"),
+        ("state.dir", dir.path().join("state").to_str().unwrap()),
+    ])
+    .unwrap();
+    let mut app = builder.build("wc5").unwrap().into_streams(config);
+    app.start().await.unwrap();
+    assert_eq!(app.topic_plan().unwrap().partitions["wc5-by-word-repartition"], 5);
+    let client = Client::connect(ClientConfig::new(bootstrap.as_str())).await.unwrap();
+    let md = client.metadata(Some(&["wc5-by-word-repartition".to_string()]), false).await.unwrap();
+    assert_eq!(md.topics[0].partitions.len(), 5);
+    let first = lines(0, 30);
+    produce(&bootstrap, &first).await;
+    let m = model(&first);
+    let mut c = Consumer::new(ConsumerConfig::from_properties([("bootstrap.servers", bootstrap.as_str())]).unwrap())
+        .await
+        .unwrap();
+    let parts: Vec<(String, i32)> = (0..5).map(|p| ("counts".to_string(), p)).collect();
+    c.assign(parts.clone()).unwrap();
+    c.seek_to(&parts, true).await.unwrap();
+    let mut last = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while last != m {
+        for r in c.poll(Duration::from_millis(100)).await.unwrap() {
+            let word = String::from_utf8(r.key.clone().unwrap().to_vec()).unwrap();
+            last.insert(word, I64Serde.deserialize(r.value.as_ref().unwrap()).unwrap());
+        }
+        assert!(Instant::now() < deadline, "counts {last:?}, want {m:?}");
+    }
+    app.close(Duration::from_secs(30)).await.unwrap();
+    broker.shutdown().await.unwrap();
 }

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use rill_core::streams::error::{Result, StreamsError};
 use rill_core::streams::processor::Processor;
+use rill_core::streams::runtime::{InternalTopicSettings, KafkaStreams, StreamsConfig};
 use rill_core::streams::task::TaskStore;
 use rill_core::streams::topology::{StoreInit, Topology};
 use rill_core::streams::{Partitioner, TopicChoice};
@@ -346,6 +347,43 @@ impl BuiltTopology {
     /// The repartition topics (full names).
     pub fn repartition_topics(&self) -> impl Iterator<Item = &str> {
         self.internal_topics.iter().filter(|t| t.kind == InternalTopicKind::Repartition).map(|t| t.name.as_str())
+    }
+
+    /// What the runtime needs to create the internal topics as the program declared them
+    /// (fixed partition counts, topic configs), by full name.
+    pub fn internal_topic_settings(&self) -> Vec<(String, InternalTopicSettings)> {
+        self.internal_topics
+            .iter()
+            .map(|t| {
+                let partitions = match &t.partitions {
+                    Partitions::Fixed(n) => Some(*n),
+                    Partitions::MaxOf(_) => None,
+                };
+                (t.name.clone(), InternalTopicSettings { partitions, configs: t.configs.iter().cloned().collect() })
+            })
+            .collect()
+    }
+
+    /// An application instance running this program with `config`: the topology, its
+    /// co-partitioning groups and its internal topics' settings.
+    ///
+    /// ```no_run
+    /// # async fn run() -> rill_core::streams::error::Result<()> {
+    /// use rill_core::streams::runtime::StreamsConfig;
+    /// use rill_dsl::StreamsBuilder;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").to("out");
+    /// let config = StreamsConfig::from_properties([("application.id", "copy"), ("bootstrap.servers", "127.0.0.1:9092")])?;
+    /// let mut app = builder.build("copy")?.into_streams(config);
+    /// app.start().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn into_streams(self, config: StreamsConfig) -> KafkaStreams {
+        let settings = self.internal_topic_settings();
+        KafkaStreams::new(self.topology, config)
+            .with_copartition_groups(self.copartition_groups)
+            .with_internal_topics(settings)
     }
 }
 

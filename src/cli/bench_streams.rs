@@ -315,7 +315,7 @@ async fn start(
     if eos {
         props.push(("commit.interval.ms", &commit_ms));
     }
-    let mut app = KafkaStreams::new(built.topology, StreamsConfig::from_properties(props)?);
+    let mut app = built.into_streams(StreamsConfig::from_properties(props)?);
     app.start().await?;
     Ok(App::Streams(app))
 }

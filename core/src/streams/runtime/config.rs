@@ -73,6 +73,9 @@ pub struct StreamsConfig {
     /// `production.exception.handler`: what to do when an output record cannot be sent
     /// (too large, rejected by the broker); log_and_fail by default.
     pub on_production_error: OnError,
+    /// `repartition.purge.interval.ms`: how often a stream thread deletes the records of
+    /// repartition topics it has committed past (they are read once, by this application).
+    pub repartition_purge_interval: Duration,
     /// `num.standby.replicas`: standby copies of each task's
     /// state kept by other instances, ready to take the task over.
     pub num_standby_replicas: usize,
@@ -105,6 +108,7 @@ impl StreamsConfig {
             dead_letter_topic: None,
             on_production_error: OnError::LogAndFail,
             num_standby_replicas: 0,
+            repartition_purge_interval: Duration::from_secs(30),
             application_server: None,
             consumer: Vec::new(),
             producer: Vec::new(),
@@ -158,6 +162,9 @@ impl StreamsConfig {
             }
             "production.exception.handler" => {
                 self.on_production_error = OnError::parse(v).ok_or_else(|| bad("log_and_fail or log_and_continue"))?
+            }
+            "repartition.purge.interval.ms" => {
+                self.repartition_purge_interval = Duration::from_millis(v.parse().map_err(|_| bad("milliseconds"))?)
             }
             "num.standby.replicas" => self.num_standby_replicas = v.parse().map_err(|_| bad("a count (0 or more)"))?,
             "application.server" => {

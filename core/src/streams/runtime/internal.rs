@@ -23,6 +23,38 @@ pub struct InternalTopic {
     pub configs: BTreeMap<String, String>,
 }
 
+/// What a program asks of one internal topic beyond the defaults (the DSL's
+/// `Repartitioned::with_number_of_partitions`, topic configs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InternalTopicSettings {
+    /// A fixed partition count (repartition topics; changelogs always have one per task).
+    pub partitions: Option<i32>,
+    /// Topic configs, over the defaults.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// Configs of repartition topics, as Kafka Streams sets them: data is kept until the
+/// application purges what it committed (`repartition.purge.interval.ms`).
+pub fn repartition_defaults() -> BTreeMap<String, String> {
+    [
+        ("cleanup.policy", "delete"),
+        ("retention.ms", "-1"),
+        ("segment.bytes", "52428800"),
+        ("message.timestamp.type", "CreateTime"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Configs of changelog topics.
+pub fn changelog_defaults() -> BTreeMap<String, String> {
+    [("cleanup.policy", "compact"), ("message.timestamp.type", "CreateTime")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// What the runtime learned about a topology's topics.
 #[derive(Debug, Clone, Default)]
 pub struct TopicPlan {
@@ -65,8 +97,14 @@ impl TopicPlan {
     }
 }
 
-/// Work out partition counts and internal topics, reading external topics' metadata.
-pub async fn plan(client: &Client, topology: &Topology, application_id: &str) -> Result<TopicPlan> {
+/// Work out partition counts and internal topics, reading external topics' metadata;
+/// `settings` override internal topics' partition counts and configs by name.
+pub async fn plan(
+    client: &Client,
+    topology: &Topology,
+    application_id: &str,
+    settings: &HashMap<String, InternalTopicSettings>,
+) -> Result<TopicPlan> {
     let subs = topology.subtopologies().len() as u32;
     let mut plan = TopicPlan { tasks: vec![0; subs as usize], ..Default::default() };
     let mut written_by: HashMap<String, u32> = HashMap::new();
@@ -116,7 +154,13 @@ pub async fn plan(client: &Client, topology: &Topology, application_id: &str) ->
             plan.partitions.insert(t.clone(), m.partitions.len() as i32);
         }
     }
-    // Repartition topics take the task count of the sub-topology writing them; iterate until
+    for (t, n) in settings.iter().filter_map(|(t, x)| Some((t, x.partitions?))) {
+        if written_by.contains_key(t) && plan.subtopology_of.contains_key(t) {
+            plan.partitions.insert(t.clone(), n);
+        }
+    }
+    // Repartition topics take the task count of the sub-topology writing them (unless fixed
+    // above); iterate until
     // every sub-topology's count is known (chains of repartitions).
     loop {
         let mut progress = false;
@@ -143,12 +187,18 @@ pub async fn plan(client: &Client, topology: &Topology, application_id: &str) ->
     if let Some(s) = plan.tasks.iter().position(|n| *n == 0) {
         return Err(Error::Config(format!("cannot work out the partition count of sub-topology {s} (a cycle?)")));
     }
-    for (t, s) in &written_by {
+    let with = |name: &str, mut configs: BTreeMap<String, String>| {
+        if let Some(x) = settings.get(name) {
+            configs.extend(x.configs.clone());
+        }
+        configs
+    };
+    for t in written_by.keys() {
         if plan.subtopology_of.contains_key(t) {
             plan.internal.push(InternalTopic {
                 name: t.clone(),
-                partitions: plan.tasks[*s as usize],
-                configs: BTreeMap::from([("cleanup.policy".to_string(), "delete".to_string())]),
+                partitions: plan.partitions[t],
+                configs: with(t, repartition_defaults()),
             });
         }
     }
@@ -157,11 +207,8 @@ pub async fn plan(client: &Client, topology: &Topology, application_id: &str) ->
             if logged {
                 let name = format!("{application_id}-{store}-changelog");
                 plan.partitions.insert(name.clone(), plan.tasks[s as usize]);
-                plan.internal.push(InternalTopic {
-                    name,
-                    partitions: plan.tasks[s as usize],
-                    configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
-                });
+                let configs = with(&name, changelog_defaults());
+                plan.internal.push(InternalTopic { name, partitions: plan.tasks[s as usize], configs });
             }
         }
     }

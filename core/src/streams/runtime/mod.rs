@@ -41,7 +41,7 @@ pub use config::{
     DEFAULT_NUM_STREAM_THREADS,
 };
 pub use global::GlobalRestoration;
-pub use internal::{InternalTopic, TopicPlan};
+pub use internal::{InternalTopic, InternalTopicSettings, TopicPlan};
 pub use metadata::{KeyQueryMetadata, StreamsMetadata};
 pub use restore::RestoreStats;
 pub use thread::Restoration;
@@ -100,6 +100,8 @@ pub struct KafkaStreams {
     plan: Option<Arc<TopicPlan>>,
     restorations: Arc<Mutex<Vec<Restoration>>>,
     copartition_groups: Vec<std::collections::BTreeSet<String>>,
+    /// Internal topics' partition counts and configs the program asked for.
+    internal_settings: std::collections::HashMap<String, InternalTopicSettings>,
     /// Which host runs which tasks, as the last assignment said.
     view: Arc<std::sync::RwLock<assignor::ClusterView>>,
     global: global::GlobalHandle,
@@ -132,6 +134,7 @@ impl KafkaStreams {
             copartition_groups: Vec::new(),
             view: Arc::default(),
             global: global::GlobalHandle::default(),
+            internal_settings: Default::default(),
         }
     }
 
@@ -139,6 +142,13 @@ impl KafkaStreams {
     /// `BuiltTopology::copartition_groups`: joins, cogroup); checked at start.
     pub fn with_copartition_groups(mut self, groups: Vec<std::collections::BTreeSet<String>>) -> Self {
         self.copartition_groups = groups;
+        self
+    }
+
+    /// Partition counts and configs for internal topics, by full name (the DSL's
+    /// `BuiltTopology::internal_topic_settings`); applied when they are created at start.
+    pub fn with_internal_topics(mut self, settings: impl IntoIterator<Item = (String, InternalTopicSettings)>) -> Self {
+        self.internal_settings.extend(settings);
         self
     }
 
@@ -317,7 +327,8 @@ impl KafkaStreams {
         }
         self.config.validate()?;
         let client = Client::connect(ClientConfig::new(self.config.bootstrap_servers.clone())).await?;
-        let plan = internal::plan(&client, &self.topology, &self.config.application_id).await?;
+        let plan =
+            internal::plan(&client, &self.topology, &self.config.application_id, &self.internal_settings).await?;
         internal::check_copartitioned(&plan, &self.copartition_groups)?;
         internal::create_internal(&client, &plan, self.config.replication_factor).await?;
         let plan = Arc::new(plan);

@@ -114,7 +114,7 @@ struct Thread {
     cx: ThreadContext,
     consumer: Consumer,
     producer: Producer,
-    client: Client,
+    client: Arc<Client>,
     outbox: Outbox,
     events: Events,
     tasks: BTreeMap<TaskId, Owned>,
@@ -124,6 +124,8 @@ struct Thread {
     changelog: HashMap<(Arc<str>, i32), Vec<DeliveryFuture>>,
     outputs: Vec<DeliveryFuture>,
     last_commit: Instant,
+    /// When repartition topics were last purged up to the committed offsets.
+    last_purge: Instant,
     /// The outbox's second buffer (swapped in and out, so sends allocate nothing per record).
     spare: Vec<super::collector::Outgoing>,
     /// What this thread reports to the group leader.
@@ -212,7 +214,7 @@ impl Thread {
         if c.exactly_once() {
             producer.init_transactions().await?;
         }
-        let client = Client::connect(ClientConfig::new(c.bootstrap_servers.clone())).await?;
+        let client = Arc::new(Client::connect(ClientConfig::new(c.bootstrap_servers.clone())).await?);
         let outbox = Outbox::new(cx.plan.partitions.clone());
         let standbys = Standbys::new(cx.config.clone(), cx.topology.clone(), format!("{thread}-standby-consumer"));
         Ok(Self {
@@ -232,6 +234,7 @@ impl Thread {
             changelog: HashMap::new(),
             outputs: Vec::new(),
             last_commit: Instant::now(),
+            last_purge: Instant::now(),
             spare: Vec::new(),
         })
     }
@@ -457,7 +460,35 @@ impl Thread {
         }
         self.dirty = false;
         self.last_commit = Instant::now();
+        if self.last_purge.elapsed() >= self.cx.config.repartition_purge_interval {
+            self.last_purge = Instant::now();
+            self.purge_repartition(&offsets);
+        }
         Ok(())
+    }
+
+    /// Delete what this thread committed past in repartition topics (in the background: a
+    /// failure only leaves the records for the next purge or retention).
+    fn purge_repartition(&self, committed: &BTreeMap<TopicPartition, i64>) {
+        let app = &self.cx.config.application_id;
+        let purge: Vec<(TopicPartition, i64)> = committed
+            .iter()
+            .filter(|((t, _), _)| t.starts_with(app.as_str()) && t.ends_with("-repartition"))
+            .filter(|((t, _), _)| self.cx.plan.internal.iter().any(|i| &i.name == t))
+            .map(|(tp, o)| (tp.clone(), *o))
+            .collect();
+        if purge.is_empty() {
+            return;
+        }
+        let client = self.client.clone();
+        self.cx.io.spawn(async move {
+            let admin = crate::client::Admin::new(&client);
+            for ((topic, partition), offset) in purge {
+                if let Err(e) = admin.delete_records(&topic, partition, offset).await {
+                    tracing::debug!(topic, partition, offset, error = %e, "cannot purge a repartition topic");
+                }
+            }
+        });
     }
 
     /// Apply an assignment change: commit and close what is revoked, abort and rewind if
