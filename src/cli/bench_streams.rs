@@ -195,7 +195,7 @@ struct RunResult {
 }
 
 enum App {
-    Streams(KafkaStreams),
+    Streams(Box<KafkaStreams>),
     Loop(HandLoop),
 }
 
@@ -317,5 +317,5 @@ async fn start(
     }
     let mut app = built.into_streams(StreamsConfig::from_properties(props)?);
     app.start().await?;
-    Ok(App::Streams(app))
+    Ok(App::Streams(Box::new(app)))
 }
