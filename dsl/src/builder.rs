@@ -21,6 +21,7 @@ use rill_core::streams::error::{Result, StreamsError};
 use rill_core::streams::processor::Processor;
 use rill_core::streams::runtime::{InternalTopicSettings, KafkaStreams, StreamsConfig};
 use rill_core::streams::task::TaskStore;
+use rill_core::streams::timestamp::TimestampExtractor;
 use rill_core::streams::topology::{StoreInit, Topology};
 use rill_core::streams::{Partitioner, TopicChoice};
 use rill_state::{StateConfig, StoreBuilder};
@@ -140,12 +141,17 @@ impl State {
         topics: Vec<TopicRef>,
         keys: ArcSerde<K>,
         values: ArcSerde<V>,
+        extractor: Option<Arc<dyn TimestampExtractor>>,
     ) {
         let name = name.to_string();
         self.op(move |t, env| {
             let topics: Vec<String> = topics.iter().map(|t| t.resolve(&env.app)).collect();
             let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-            t.add_source(&name, &topics, owned(&keys), owned(&values)).map(|_| ())
+            t.add_source(&name, &topics, owned(&keys), owned(&values))?;
+            if let Some(e) = extractor {
+                t.set_timestamp_extractor(&name, e)?;
+            }
+            Ok(())
         });
     }
 
@@ -156,9 +162,16 @@ impl State {
         pattern: &str,
         keys: ArcSerde<K>,
         values: ArcSerde<V>,
+        extractor: Option<Arc<dyn TimestampExtractor>>,
     ) {
         let (name, pattern) = (name.to_string(), pattern.to_string());
-        self.op(move |t, _| t.add_source_pattern(&name, &pattern, owned(&keys), owned(&values)).map(|_| ()));
+        self.op(move |t, _| {
+            t.add_source_pattern(&name, &pattern, owned(&keys), owned(&values))?;
+            if let Some(e) = extractor {
+                t.set_timestamp_extractor(&name, e)?;
+            }
+            Ok(())
+        });
     }
 
     /// A sink `name` after `parent`, writing to `topic` (a [`TopicRef`] or a per-record choice).
@@ -197,7 +210,7 @@ impl State {
         let sink = format!("{topic_name}-repartition-sink");
         self.sink(&sink, parent, SinkTopic::Fixed(topic.clone()), keys.clone(), values.clone(), None);
         let source = format!("{topic_name}-repartition-source");
-        self.source(&source, vec![topic], keys, values);
+        self.source(&source, vec![topic], keys, values, None);
         self.internal.push(InternalSpec::Repartition { name: topic_name.to_string(), partitions, upstream });
         source
     }

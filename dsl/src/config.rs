@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use rill_core::streams::serde::Serde;
+use rill_core::streams::timestamp::TimestampExtractor;
 use rill_core::streams::Partitioner;
 
 use crate::serdes::{ArcSerde, SerdeSlot};
@@ -21,20 +22,52 @@ pub struct Consumed<K, V> {
     pub(crate) keys: SerdeSlot<K>,
     pub(crate) values: SerdeSlot<V>,
     pub(crate) name: Option<String>,
+    pub(crate) extractor: Option<Arc<dyn TimestampExtractor>>,
+}
+
+impl<K, V> Default for Consumed<K, V> {
+    fn default() -> Self {
+        Self { keys: None, values: None, name: None, extractor: None }
+    }
 }
 
 impl<K: 'static, V: 'static> Consumed<K, V> {
     /// Read keys with `keys` and values with `values`.
     pub fn with(keys: impl Serde<K>, values: impl Serde<V>) -> Self {
-        Self { keys: arc(keys), values: arc(values), name: None }
+        Self { keys: arc(keys), values: arc(values), ..Self::default() }
     }
     /// Default serdes (by type), with the source named `name`.
     pub fn named(name: &str) -> Self {
-        Self { keys: None, values: None, name: Some(name.to_string()) }
+        Self { name: Some(name.to_string()), ..Self::default() }
     }
     /// Name the source node.
     pub fn with_name(mut self, name: &str) -> Self {
         self.name = Some(name.to_string());
+        self
+    }
+    /// Take record timestamps from `extractor` instead of the application's
+    /// `default.timestamp.extractor` (a closure `|record, partition_time| -> i64` will do).
+    ///
+    /// ```
+    /// use rill_core::streams::serde::{I64Serde, StringSerde};
+    /// use rill_core::streams::timestamp::RecordView;
+    /// use rill_dsl::{Consumed, StreamsBuilder, TopologyTestDriver};
+    ///
+    /// // Event time is the value (milliseconds); the stream keeps it on to the output.
+    /// let event_time = |r: &RecordView<'_>, _: i64| {
+    ///     r.value.and_then(|v| v.first_chunk::<8>()).map(|b| i64::from_be_bytes(*b)).unwrap_or(-1)
+    /// };
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream_with(&["events"], Consumed::with(StringSerde, I64Serde).with_timestamp_extractor(event_time)).to("out");
+    /// let driver = TopologyTestDriver::new(builder.build("app")?)?;
+    /// let input = driver.create_input_topic("events", StringSerde, I64Serde);
+    /// let out = driver.create_output_topic("out", StringSerde, I64Serde);
+    /// input.pipe_input_at("a".into(), 42_000, 5)?;
+    /// assert_eq!(out.read_record().unwrap().timestamp, 42_000);
+    /// # Ok::<(), rill_core::streams::error::StreamsError>(())
+    /// ```
+    pub fn with_timestamp_extractor(mut self, extractor: impl TimestampExtractor + 'static) -> Self {
+        self.extractor = Some(Arc::new(extractor));
         self
     }
 }

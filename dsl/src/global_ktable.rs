@@ -146,7 +146,7 @@ impl StreamsBuilder {
     /// # Ok::<(), rill_core::streams::error::StreamsError>(())
     /// ```
     pub fn global_table<K: Clone + 'static, V: Clone + 'static>(&self, topic: &str) -> GlobalKTable<K, V> {
-        self.global_table_with(topic, Consumed { keys: None, values: None, name: None }, Materialized::default())
+        self.global_table_with(topic, Consumed::default(), Materialized::default())
     }
 
     /// A global table of `topic` read with `consumed`'s serdes into the store `materialized`

@@ -26,6 +26,7 @@ use rill_core::streams::record::Headers;
 use rill_core::streams::serde::Serde;
 use rill_core::streams::store::{ChangelogSink, KeyValueStore, StoreResult};
 use rill_core::streams::task::{RecordCollector, Task, TaskId};
+use rill_core::streams::timestamp::{FailOnInvalidTimestamp, RecordView, TimestampExtractor};
 use rill_core::streams::topology::TaskSettings;
 use rill_state::TypedStore;
 
@@ -118,7 +119,24 @@ impl Driver {
         let offset = self.offsets.entry(topic.to_string()).or_insert(0);
         let this = *offset;
         *offset += 1;
-        self.tasks[task].process(topic, 0, this, r.key.as_deref(), r.value.as_deref(), r.timestamp, r.headers)
+        // The source's own timestamp extractor, else the record's timestamp (a negative one
+        // fails, as the runtime's default extractor does).
+        let view = RecordView {
+            topic,
+            partition: 0,
+            offset: this,
+            key: r.key.as_deref(),
+            value: r.value.as_deref(),
+            timestamp: r.timestamp,
+        };
+        let timestamp = match self.tasks[task].extract_timestamp(&view, -1) {
+            Some(t) => t?,
+            None => FailOnInvalidTimestamp.extract(&view, -1)?,
+        };
+        if timestamp < 0 {
+            return Ok(());
+        }
+        self.tasks[task].process(topic, 0, this, r.key.as_deref(), r.value.as_deref(), timestamp, r.headers)
     }
 
     /// Feed repartitioned records on until none are left; keep the rest as output.

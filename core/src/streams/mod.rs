@@ -13,6 +13,7 @@ pub mod runtime;
 pub mod serde;
 pub mod store;
 pub mod task;
+pub mod timestamp;
 pub mod topology;
 
 pub use node::{Partitioner, TopicChoice, TopicNamer};

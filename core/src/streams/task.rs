@@ -16,7 +16,11 @@ use super::global::{GlobalStoreReader, GlobalStores};
 use super::node::{ErasedNode, RawNode};
 use super::record::{Headers, RecordMetadata};
 use super::store::{KeyValueStore, RecordTimestamp, StateStore};
+use super::timestamp::{RecordView, TimestampExtractor};
 use crate::consumer::TopicPattern;
+
+/// A source over a topic pattern as a task holds it: the pattern, the node, its own extractor.
+pub(crate) type PatternSource = (TopicPattern, Rc<RefCell<dyn RawNode>>, Option<Arc<dyn TimestampExtractor>>);
 
 /// A task's id: sub-topology and partition, printed `0_3` as Kafka Streams does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -283,7 +287,9 @@ impl TaskContext {
 pub struct Task {
     ctx: TaskContext,
     sources: HashMap<String, Rc<RefCell<dyn RawNode>>>,
-    patterns: Vec<(TopicPattern, Rc<RefCell<dyn RawNode>>)>,
+    patterns: Vec<PatternSource>,
+    /// Sources' own timestamp extractors, by topic.
+    extractors: HashMap<String, Arc<dyn TimestampExtractor>>,
     /// Processor nodes by node index (others `None`).
     nodes: Vec<Option<Rc<RefCell<dyn ErasedNode>>>>,
     initialized: bool,
@@ -295,13 +301,19 @@ impl Task {
         sources: HashMap<String, Rc<RefCell<dyn RawNode>>>,
         nodes: Vec<Option<Rc<RefCell<dyn ErasedNode>>>>,
     ) -> Self {
-        Self { ctx, sources, patterns: Vec::new(), nodes, initialized: false }
+        Self { ctx, sources, patterns: Vec::new(), extractors: HashMap::new(), nodes, initialized: false }
     }
 
     /// Sources over topic patterns: a topic no named source reads goes to the first whose
     /// pattern matches it.
-    pub(crate) fn with_patterns(mut self, patterns: Vec<(TopicPattern, Rc<RefCell<dyn RawNode>>)>) -> Self {
+    pub(crate) fn with_patterns(mut self, patterns: Vec<PatternSource>) -> Self {
         self.patterns = patterns;
+        self
+    }
+
+    /// Sources' own timestamp extractors, by topic.
+    pub(crate) fn with_extractors(mut self, extractors: HashMap<String, Arc<dyn TimestampExtractor>>) -> Self {
+        self.extractors = extractors;
         self
     }
 
@@ -310,9 +322,22 @@ impl Task {
         if let Some(s) = self.sources.get(topic) {
             return Some(s.clone());
         }
-        let s = self.patterns.iter().find(|(p, _)| p.matches(topic)).map(|(_, s)| s.clone())?;
+        let (_, s, e) = self.patterns.iter().find(|(p, _, _)| p.matches(topic))?;
+        let s = s.clone();
+        if let Some(e) = e.clone() {
+            self.extractors.insert(topic.to_string(), e);
+        }
         self.sources.insert(topic.to_string(), s.clone());
         Some(s)
+    }
+
+    /// The timestamp of `record` by its source's own extractor; `None` when the source has none
+    /// (the caller applies the application's default).
+    pub fn extract_timestamp(&mut self, record: &RecordView<'_>, partition_time: i64) -> Option<Result<i64>> {
+        if !self.sources.contains_key(record.topic) {
+            self.source_of(record.topic);
+        }
+        self.extractors.get(record.topic).map(|e| e.extract(record, partition_time))
     }
 
     /// The task's id.

@@ -41,7 +41,8 @@ use super::global::{GlobalStoreInit, GlobalStoreSpec, GlobalStores};
 use super::node::{ErasedNode, ProcessorNode, RawNode, SinkNode, SourceNode, TopicChoice};
 use super::processor::{Child, Processor};
 use super::serde::Serde;
-use super::task::{RecordCollector, Task, TaskContext, TaskId, TaskStore};
+use super::task::{PatternSource, RecordCollector, Task, TaskContext, TaskId, TaskStore};
+use super::timestamp::TimestampExtractor;
 use crate::consumer::TopicPattern;
 
 /// What a store factory is told when a task's store is made.
@@ -168,6 +169,8 @@ pub struct Topology {
     nodes: Vec<NodeDef>,
     stores: Vec<StoreDef>,
     globals: Vec<GlobalDef>,
+    /// Timestamp extractors of sources that have their own, by source name.
+    extractors: HashMap<String, Arc<dyn TimestampExtractor>>,
 }
 
 impl std::fmt::Debug for Topology {
@@ -363,6 +366,20 @@ impl Topology {
             parents: Vec::new(),
             output: Some(edge::<K, V>()),
         });
+        Ok(self)
+    }
+
+    /// Give source `source` its own timestamp extractor (instead of the application's
+    /// `default.timestamp.extractor`), as Kafka's `addSource(TimestampExtractor, ...)`.
+    pub fn set_timestamp_extractor(
+        &mut self,
+        source: &str,
+        extractor: Arc<dyn TimestampExtractor>,
+    ) -> Result<&mut Self> {
+        if !self.nodes.iter().any(|n| n.name == source && matches!(n.kind, Kind::Source { .. })) {
+            return Err(StreamsError::Topology(format!("there is no source named {source}")));
+        }
+        self.extractors.insert(source.to_string(), extractor);
         Ok(self)
     }
 
@@ -746,7 +763,8 @@ impl Topology {
         // Children before parents: nodes were added parents first, so build in reverse order.
         let mut handles: HashMap<&str, Box<dyn Any>> = HashMap::new();
         let mut sources: HashMap<String, Rc<RefCell<dyn RawNode>>> = HashMap::new();
-        let mut patterns: Vec<(TopicPattern, Rc<RefCell<dyn RawNode>>)> = Vec::new();
+        let mut patterns: Vec<PatternSource> = Vec::new();
+        let mut extractors: HashMap<String, Arc<dyn TimestampExtractor>> = HashMap::new();
         let mut erased: Vec<Option<Rc<RefCell<dyn ErasedNode>>>> = vec![None; self.nodes.len()];
         let mut members: Vec<usize> = nodes.clone();
         members.sort_unstable();
@@ -761,11 +779,15 @@ impl Topology {
             match &d.kind {
                 Kind::Source { topics, pattern, build } => {
                     let s = build(&kids);
+                    let extractor = self.extractors.get(&d.name);
                     for t in topics {
                         sources.insert(t.clone(), s.clone());
+                        if let Some(e) = extractor {
+                            extractors.insert(t.clone(), e.clone());
+                        }
                     }
                     if let Some(p) = pattern {
-                        patterns.push((p.clone(), s.clone()));
+                        patterns.push((p.clone(), s.clone(), extractor.cloned()));
                     }
                 }
                 Kind::Processor { build } => {
@@ -778,7 +800,7 @@ impl Topology {
                 }
             }
         }
-        Ok(Task::new(ctx, sources, erased).with_patterns(patterns))
+        Ok(Task::new(ctx, sources, erased).with_patterns(patterns).with_extractors(extractors))
     }
 
     /// The topology as Kafka Streams prints it.

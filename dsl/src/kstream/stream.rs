@@ -25,7 +25,7 @@ impl StreamsBuilder {
     /// # Ok::<(), rill_core::streams::error::StreamsError>(())
     /// ```
     pub fn stream<K: Clone + 'static, V: Clone + 'static>(&self, topic: &str) -> KStream<K, V> {
-        self.stream_with(&[topic], Consumed { keys: None, values: None, name: None })
+        self.stream_with(&[topic], Consumed::default())
     }
 
     /// A stream of every record of `topics`, read with `consumed`'s serdes.
@@ -56,7 +56,7 @@ impl StreamsBuilder {
         let sources: Vec<TopicRef> = topics.iter().map(|t| TopicRef::User(t.to_string())).collect();
         let how = "StreamsBuilder::stream_with(topics, Consumed::with(keys, values))";
         match (require(&keys, &name, "key", how), require(&values, &name, "value", how)) {
-            (Ok(k), Ok(v)) => s.source(&name, sources.clone(), k, v),
+            (Ok(k), Ok(v)) => s.source(&name, sources.clone(), k, v, consumed.extractor),
             (Err(e), _) | (_, Err(e)) => s.fail(e),
         }
         if topics.is_empty() {
@@ -98,7 +98,7 @@ impl StreamsBuilder {
         let values = choose(&consumed.values, &None);
         let how = "StreamsBuilder::stream_pattern(pattern, Consumed::with(keys, values))";
         match (require(&keys, &name, "key", how), require(&values, &name, "value", how)) {
-            (Ok(k), Ok(v)) => s.source_pattern(&name, pattern, k, v),
+            (Ok(k), Ok(v)) => s.source_pattern(&name, pattern, k, v, consumed.extractor),
             (Err(e), _) | (_, Err(e)) => s.fail(e),
         }
         drop(s);

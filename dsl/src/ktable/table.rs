@@ -27,7 +27,7 @@ impl StreamsBuilder {
     /// # Ok::<(), rill_core::streams::error::StreamsError>(())
     /// ```
     pub fn table<K: Clone + 'static, V: Clone + 'static>(&self, topic: &str) -> KTable<K, V> {
-        self.table_with(topic, Consumed { keys: None, values: None, name: None }, Materialized::default())
+        self.table_with(topic, Consumed::default(), Materialized::default())
     }
 
     /// A table of `topic` read with `consumed`'s serdes into the store `materialized` declares.
@@ -47,7 +47,7 @@ impl StreamsBuilder {
         let how = "table_with(topic, Consumed::with(keys, values), ..)";
         match (require(&keys, &source, "key", how), require(&nullable(&values), &source, "value", how)) {
             (Ok(k), Ok(v)) => {
-                st.source::<K, Option<V>>(&source, sources.clone(), k.clone(), v);
+                st.source::<K, Option<V>>(&source, sources.clone(), k.clone(), v, consumed.extractor);
                 st.processor(&node, vec![source.clone()], upsert(&store, true, |_: &K, v: Option<V>, _| Ok(v)));
                 let plain = values.clone().expect("required above");
                 st.store(&store, &materialized, k, plain, vec![node.clone()], sources.clone());

@@ -73,6 +73,14 @@ pub struct StreamsConfig {
     /// `production.exception.handler`: what to do when an output record cannot be sent
     /// (too large, rejected by the broker); log_and_fail by default.
     pub on_production_error: OnError,
+    /// `default.timestamp.extractor`: a built-in by its Kafka Streams name
+    /// (`FailOnInvalidTimestamp`, `LogAndSkipOnInvalidTimestamp`,
+    /// `UsePartitionTimeOnInvalidTimestamp`, `WallclockTimestampExtractor`); sources may set
+    /// their own (`Topology::set_timestamp_extractor`, the DSL's `Consumed`).
+    pub default_timestamp_extractor: String,
+    /// `max.task.idle.ms`: how long a task with data on some of its partitions waits for the
+    /// others before processing (0: never waits).
+    pub max_task_idle: Duration,
     /// `repartition.purge.interval.ms`: how often a stream thread deletes the records of
     /// repartition topics it has committed past (they are read once, by this application).
     pub repartition_purge_interval: Duration,
@@ -109,6 +117,8 @@ impl StreamsConfig {
             on_production_error: OnError::LogAndFail,
             num_standby_replicas: 0,
             repartition_purge_interval: Duration::from_secs(30),
+            default_timestamp_extractor: "FailOnInvalidTimestamp".to_string(),
+            max_task_idle: Duration::ZERO,
             application_server: None,
             consumer: Vec::new(),
             producer: Vec::new(),
@@ -162,6 +172,17 @@ impl StreamsConfig {
             }
             "production.exception.handler" => {
                 self.on_production_error = OnError::parse(v).ok_or_else(|| bad("log_and_fail or log_and_continue"))?
+            }
+            "default.timestamp.extractor" => {
+                if crate::streams::timestamp::extractor_by_name(v).is_none() {
+                    return Err(bad("FailOnInvalidTimestamp, LogAndSkipOnInvalidTimestamp, UsePartitionTimeOnInvalidTimestamp or WallclockTimestampExtractor (a custom extractor is set on its source)"));
+                }
+                self.default_timestamp_extractor = v.to_string()
+            }
+            "max.task.idle.ms" => {
+                // -1 (never wait, Kafka's opt-out) behaves as 0 here.
+                let ms: i64 = v.parse().map_err(|_| bad("milliseconds, or -1"))?;
+                self.max_task_idle = Duration::from_millis(ms.max(0) as u64)
             }
             "repartition.purge.interval.ms" => {
                 self.repartition_purge_interval = Duration::from_millis(v.parse().map_err(|_| bad("milliseconds"))?)

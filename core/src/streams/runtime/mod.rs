@@ -28,6 +28,7 @@ mod config;
 mod global;
 mod internal;
 mod metadata;
+mod queues;
 mod restore;
 mod standby;
 mod thread;

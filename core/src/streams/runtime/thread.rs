@@ -37,8 +37,10 @@ use super::assignor::{AssignmentInfo, ClusterView, StreamsAssignor, Subscription
 use super::collector::Outbox;
 use super::config::{OnError, StreamsConfig};
 use super::internal::TopicPlan;
+use super::queues::{PartitionQueues, Queued};
 use super::restore::{restore_task, RestoreStats};
 use super::standby::{build_task, Standbys};
+use crate::streams::timestamp::{extractor_by_name, RecordView, TimestampExtractor};
 
 /// One store restored when a task was opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +110,8 @@ struct Owned {
     task: Task,
     /// Next offset to commit per input partition.
     positions: BTreeMap<TopicPartition, i64>,
+    /// Polled records waiting, per partition.
+    queues: PartitionQueues,
 }
 
 struct Thread {
@@ -135,7 +139,15 @@ struct Thread {
     /// The standby tasks the last assignment asked for.
     standby_wanted: BTreeSet<TaskId>,
     standbys: Standbys,
+    /// `default.timestamp.extractor`.
+    default_extractor: Arc<dyn TimestampExtractor>,
+    /// Partitions paused because their task's queue is full.
+    paused: HashSet<TopicPartition>,
 }
+
+/// Records a task queues per partition before that partition is paused (Kafka Streams'
+/// `buffered.records.per.partition`).
+const BUFFERED_PER_PARTITION: usize = 1000;
 
 /// Run a stream thread until shutdown; returns the error that stopped it, if any.
 pub(crate) fn spawn(cx: ThreadContext) -> std::io::Result<std::thread::JoinHandle<Result<()>>> {
@@ -217,7 +229,15 @@ impl Thread {
         let client = Arc::new(Client::connect(ClientConfig::new(c.bootstrap_servers.clone())).await?);
         let outbox = Outbox::new(cx.plan.partitions.clone());
         let standbys = Standbys::new(cx.config.clone(), cx.topology.clone(), format!("{thread}-standby-consumer"));
+        let default_extractor = extractor_by_name(&cx.config.default_timestamp_extractor).ok_or_else(|| {
+            StreamsError::Topology(format!(
+                "default.timestamp.extractor={}: not a built-in extractor",
+                cx.config.default_timestamp_extractor
+            ))
+        })?;
         Ok(Self {
+            default_extractor,
+            paused: HashSet::new(),
             me,
             received,
             standby_wanted: BTreeSet::new(),
@@ -264,41 +284,18 @@ impl Thread {
                 drop(joining.take());
             }
             self.standbys.apply_fetched().await?;
-            for r in records {
-                let Some(sub) = self.cx.plan.subtopology(&r.topic) else { continue };
-                let id = TaskId { subtopology: sub, partition: r.partition };
-                let Some(owned) = self.tasks.get_mut(&id) else { continue };
-                if self.cx.config.exactly_once() && !self.in_txn {
-                    self.producer.begin_transaction()?;
-                    self.in_txn = true;
-                }
-                let rec = r.record;
-                let result = owned.task.process(
-                    &r.topic,
-                    r.partition,
-                    rec.offset,
-                    rec.key.as_deref(),
-                    rec.value.as_deref(),
-                    rec.timestamp,
-                    rec.headers.clone(),
-                );
-                // No allocation per record: the position's entry exists after a partition's first record.
-                match owned.positions.iter_mut().find(|((t, p), _)| t.as_str() == r.topic.as_ref() && *p == r.partition)
+            self.enqueue(records)?;
+            let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+            let now = Instant::now();
+            for id in ids {
+                while let Some((topic, partition, queued)) =
+                    self.tasks.get_mut(&id).and_then(|o| o.queues.next(self.cx.config.max_task_idle, now))
                 {
-                    Some((_, next)) => *next = rec.offset + 1,
-                    None => {
-                        owned.positions.insert((r.topic.to_string(), r.partition), rec.offset + 1);
-                    }
+                    self.process_one(id, &topic, partition, queued).await?;
                 }
-                // This task's stores hand over their changes; sinks already queued their records.
-                for store in owned.task.context().state_stores() {
-                    store.send_changelog(&mut self.outbox)?;
-                }
-                self.dirty = true;
-                if let Err(e) = result {
-                    self.handle_error(e, &r.topic, r.partition, &rec)?;
-                }
-                self.send_outbox().await?;
+            }
+            if !self.cx.config.max_task_idle.is_zero() {
+                self.pause_full_queues();
             }
             let now = wall_clock_ms();
             for owned in self.tasks.values_mut() {
@@ -318,6 +315,106 @@ impl Thread {
             self.commit().await?;
         }
         Ok(())
+    }
+
+    /// Tasks waiting for some partitions (`max.task.idle.ms`) keep what others delivered: stop
+    /// fetching a partition with more than `BUFFERED_PER_PARTITION` records waiting, and go on
+    /// once its queue is drained.
+    fn pause_full_queues(&mut self) {
+        let (mut pause, mut resume) = (Vec::new(), Vec::new());
+        for tp in self.consumer.assignment() {
+            let Some(sub) = self.cx.plan.subtopology(&tp.0) else { continue };
+            let waiting = self
+                .tasks
+                .get(&TaskId { subtopology: sub, partition: tp.1 })
+                .map_or(0, |o| o.queues.len_of(&tp.0, tp.1));
+            match (waiting > BUFFERED_PER_PARTITION, self.paused.contains(&tp)) {
+                (true, false) => pause.push(tp),
+                (false, true) => resume.push(tp),
+                _ => {}
+            }
+        }
+        for tp in &resume {
+            self.paused.remove(tp);
+        }
+        self.paused.extend(pause.iter().cloned());
+        self.consumer.pause(&pause);
+        self.consumer.resume(&resume);
+    }
+
+    /// Queue polled records in their tasks, with the timestamps their extractors give them.
+    fn enqueue(&mut self, records: Vec<crate::consumer::PolledRecord>) -> Result<()> {
+        for r in records {
+            let Some(sub) = self.cx.plan.subtopology(&r.topic) else { continue };
+            let id = TaskId { subtopology: sub, partition: r.partition };
+            let Some(owned) = self.tasks.get_mut(&id) else { continue };
+            let rec = r.record;
+            let view = RecordView {
+                topic: &r.topic,
+                partition: r.partition,
+                offset: rec.offset,
+                key: rec.key.as_deref(),
+                value: rec.value.as_deref(),
+                timestamp: rec.timestamp,
+            };
+            let time = owned.queues.partition_time(&r.topic, r.partition);
+            let extracted = match owned.task.extract_timestamp(&view, time) {
+                Some(ts) => ts,
+                None => self.default_extractor.extract(&view, time),
+            };
+            let ts = match extracted {
+                Ok(ts) => ts,
+                Err(e) => {
+                    self.handle_error(e, &r.topic, r.partition, &rec)?;
+                    -1
+                }
+            };
+            match self.tasks.get_mut(&id) {
+                Some(owned) => owned.queues.push(&r.topic, r.partition, ts, rec),
+                None => unreachable!("looked up above"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Process one queued record of task `id` (a negative timestamp: skip it) and send what it
+    /// produced.
+    async fn process_one(&mut self, id: TaskId, topic: &Arc<str>, partition: i32, queued: Queued) -> Result<()> {
+        let Some(owned) = self.tasks.get_mut(&id) else { return Ok(()) };
+        let rec = queued.record;
+        let result = if queued.timestamp < 0 {
+            Ok(())
+        } else {
+            if self.cx.config.exactly_once() && !self.in_txn {
+                self.producer.begin_transaction()?;
+                self.in_txn = true;
+            }
+            owned.task.process(
+                topic,
+                partition,
+                rec.offset,
+                rec.key.as_deref(),
+                rec.value.as_deref(),
+                queued.timestamp,
+                rec.headers.clone(),
+            )
+        };
+        // No allocation per record: the position's entry exists after a partition's first record.
+        match owned.positions.iter_mut().find(|((t, p), _)| t.as_str() == topic.as_ref() && *p == partition) {
+            Some((_, next)) => *next = rec.offset + 1,
+            None => {
+                owned.positions.insert((topic.to_string(), partition), rec.offset + 1);
+            }
+        }
+        // This task's stores hand over their changes; sinks already queued their records.
+        for store in owned.task.context().state_stores() {
+            store.send_changelog(&mut self.outbox)?;
+        }
+        self.dirty = true;
+        if let Err(e) = result {
+            self.handle_error(e, topic, partition, &rec)?;
+        }
+        self.send_outbox().await
     }
 
     /// A record failed in its task: fail the thread, or (as the handler for its kind says) log
@@ -537,6 +634,7 @@ impl Thread {
         if lost {
             for owned in self.tasks.values_mut() {
                 owned.positions.clear();
+                owned.queues.clear();
             }
             return Ok(Rewound::All);
         }
@@ -628,7 +726,16 @@ impl Thread {
         );
         task.init()?;
         tracing::info!(task = %id, "task running");
-        self.tasks.insert(id, Owned { task, positions: BTreeMap::new() });
+        let inputs = self
+            .cx
+            .plan
+            .subtopology_of
+            .iter()
+            .filter(|(t, s)| {
+                **s == id.subtopology && self.cx.plan.partitions.get(*t).is_some_and(|n| id.partition < *n)
+            })
+            .count();
+        self.tasks.insert(id, Owned { task, positions: BTreeMap::new(), queues: PartitionQueues::new(inputs) });
         Ok(())
     }
 
