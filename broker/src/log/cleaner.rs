@@ -36,10 +36,17 @@ use std::path::{Path, PathBuf};
 
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 
-use super::batch::{BatchError, BatchHeader, ATTR_LOG_APPEND_TIME, HEADER_LEN, LOG_OVERHEAD};
+use super::batch::{
+    BatchError, BatchHeader, ATTR_CONTROL, ATTR_DELETE_HORIZON, ATTR_LOG_APPEND_TIME, ATTR_TRANSACTIONAL, HEADER_LEN,
+    LOG_OVERHEAD,
+};
 use super::config::LogConfig;
 use super::partition_log::{Log, SealedSegment};
 use super::segment;
+
+mod txn;
+
+use txn::{MarkerFate, TxnPlan, TxnScan};
 
 /// Bytes read from a segment at a time.
 const READ_CHUNK: usize = 1 << 20;
@@ -48,7 +55,10 @@ const LENGTH_AT: usize = 8;
 const CRC_AT: usize = 17;
 const ATTRS_AT: usize = 21;
 const LAST_OFFSET_DELTA_AT: usize = 23;
+const BASE_TIMESTAMP_AT: usize = 27;
 const MAX_TIMESTAMP_AT: usize = 35;
+const PRODUCER_ID_AT: usize = 43;
+const PRODUCER_EPOCH_AT: usize = 51;
 const BASE_SEQUENCE_AT: usize = 53;
 const RECORD_COUNT_AT: usize = 57;
 /// Base sequence of batches from producers without idempotence.
@@ -108,6 +118,15 @@ pub struct CleanStats {
     pub records_removed: u64,
     /// Tombstones removed because they outlived `delete.retention.ms`.
     pub tombstones_removed: u64,
+    /// Transaction markers removed (their transaction had no data left and their delete
+    /// horizon had passed).
+    pub markers_removed: u64,
+    /// Transaction markers given a delete horizon because their transaction has no data left.
+    pub markers_stamped: u64,
+    /// From this time on a further pass would remove transaction markers (or stamp them),
+    /// whatever the dirty ratio: the earliest delete horizon of a stamped marker still kept, or
+    /// now when this pass removed transactional batches whose marker can be stamped next.
+    pub markers_due_ms: Option<i64>,
     /// Batches re-encoded because some, but not all, of their records survived.
     pub batches_reencoded: u64,
     /// Size of the rewritten segments before cleaning.
@@ -132,12 +151,17 @@ pub struct CleanStats {
 /// - records without a key, control batches, records of aborted transactions and anything at
 ///   or after the last stable offset (an open transaction may still abort) are never used as a
 ///   newer version; records of committed transactions are used like any other. Batches of
-///   aborted transactions are removed; control batches are always kept (so markers pile up in
-///   a compacted topic written by transactions: a known gap, see NOTES.md);
-/// - when every record of a batch goes, the batch is dropped, except that the last batch of an
-///   idempotent producer and the last batch of a segment that would otherwise be empty are kept
-///   as an empty batch header (61 bytes): producer sequence numbers, segment end offsets and
-///   segment timestamps then survive compaction.
+///   aborted transactions are removed;
+/// - a transaction marker stays while a data batch of its transaction is in the log; once none
+///   is, it gets a delete horizon of now + `delete.retention.ms` and a pass after that removes
+///   it, with its aborted-transaction index entry gone before (see the `txn` module for the
+///   rules, with a table);
+/// - when every record of a batch goes, the batch is dropped, except that the last data batch
+///   of each producer is kept as an empty batch header (61 bytes), as is its last batch when
+///   that is a marker: producer sequence numbers and epochs then survive compaction. A segment
+///   that would otherwise be empty keeps a header-only batch with no producer (the last batch's
+///   offsets and timestamps), so segment end offsets and timestamps survive too. Empty batches
+///   of producers left by earlier passes go once they are no longer their producer's last.
 ///
 /// Re-encoded batches keep their compression, producer id and epoch, partition leader epoch,
 /// transactional flag and timestamp type (with the original max timestamp under
@@ -158,24 +182,6 @@ pub fn clean_log(log: &Log, now_ms: i64) -> Result<CleanStats, CleanError> {
     clean_segments(log, &config, &log.sealed_segments(), now_ms)
 }
 
-/// What the cleaner must know of transactions.
-struct Txns {
-    /// Aborted transactions overlapping the sealed segments.
-    aborted: Vec<super::producer_state::AbortedTxn>,
-    /// The last stable offset.
-    stable: i64,
-}
-
-impl Txns {
-    fn aborted(&self, h: &BatchHeader) -> bool {
-        h.is_transactional()
-            && !h.is_control()
-            && self.aborted.iter().any(|a| {
-                a.producer_id == h.producer_id && a.first_offset <= h.base_offset && h.base_offset < a.last_offset
-            })
-    }
-}
-
 fn clean_segments(
     log: &Log,
     config: &LogConfig,
@@ -183,35 +189,47 @@ fn clean_segments(
     now_ms: i64,
 ) -> Result<CleanStats, CleanError> {
     let (Some(first), Some(last)) = (sealed.first(), sealed.last()) else { return Ok(CleanStats::default()) };
-    let txns =
-        Txns { aborted: log.aborted_txns(first.base_offset, last.next_offset), stable: log.last_stable_offset() };
-    let plan = Plan::build(sealed, config, &txns, now_ms)?;
+    let scan = TxnScan::new(log.aborted_txns(first.base_offset, last.next_offset));
+    let plan = Plan::build(sealed, config, scan, log.last_stable_offset(), now_ms)?;
     let mut stats = CleanStats { keys: plan.latest.len(), clean_horizon: plan.horizon, ..CleanStats::default() };
     for seg in sealed {
         let path = cleaned_path(log.dir(), seg.base_offset);
-        let outcome = match write_cleaned(seg, &plan, &path) {
+        let o = match write_cleaned(seg, &plan, &path) {
             Ok(o) => o,
             Err(e) => {
                 let _ = fs::remove_file(&path);
                 return Err(e);
             }
         };
-        let Some(o) = outcome else {
+        stats.markers_due_ms = earliest(stats.markers_due_ms, o.waiting);
+        if !o.rewritten {
             stats.segments_unchanged += 1;
             continue;
-        };
-        if log.swap_cleaned(seg.base_offset, seg.size, &path, now_ms)? {
+        }
+        let dropped = plan.txn.dataless_aborts(seg.base_offset, seg.next_offset);
+        if log.swap_cleaned(seg.base_offset, seg.size, &path, &dropped, now_ms)? {
             stats.segments_rewritten += 1;
             stats.records_removed += o.records_removed;
             stats.tombstones_removed += o.tombstones_removed;
+            stats.markers_removed += o.markers_removed;
+            stats.markers_stamped += o.markers_stamped;
             stats.batches_reencoded += o.batches_reencoded;
             stats.bytes_before += seg.size;
             stats.bytes_after += o.bytes_written;
+            stats.markers_due_ms = earliest(stats.markers_due_ms, o.due);
         } else {
             stats.segments_skipped += 1;
         }
     }
     Ok(stats)
+}
+
+/// The earlier of two optional times.
+fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// `<dir>/<20-digit base>.log.cleaned`, the name [`Log::swap_cleaned`] expects.
@@ -235,11 +253,14 @@ pub struct RunStats {
 /// The background cleaner: decides which logs are dirty enough and cleans them.
 ///
 /// It remembers, per partition directory and in memory only, the offset up to which it last
-/// cleaned (the first dirty offset). After a restart every log counts as wholly dirty, so each
-/// compacted log is cleaned once more than strictly needed.
+/// cleaned (the first dirty offset) and when a pass would next remove or stamp transaction
+/// markers ([`CleanStats::markers_due_ms`]); a log is cleaned once that time comes even if
+/// nothing new is dirty. After a restart every log counts as wholly dirty, so each compacted
+/// log is cleaned once more than strictly needed.
 #[derive(Debug, Default)]
 pub struct Cleaner {
     first_dirty: HashMap<PathBuf, i64>,
+    markers_due: HashMap<PathBuf, i64>,
 }
 
 impl Cleaner {
@@ -273,6 +294,7 @@ impl Cleaner {
             }
         }
         self.first_dirty.retain(|dir, _| seen.contains(dir));
+        self.markers_due.retain(|dir, _| seen.contains(dir));
         run
     }
 
@@ -280,7 +302,7 @@ impl Cleaner {
     pub fn clean_if_dirty(&mut self, log: &Log, now_ms: i64) -> Result<Option<CleanStats>, CleanError> {
         let config = log.config();
         if !config.cleanup_policy.compacts() {
-            self.first_dirty.remove(log.dir());
+            self.forget(log.dir());
             return Ok(None);
         }
         let sealed = log.sealed_segments();
@@ -291,11 +313,18 @@ impl Cleaner {
         }
         let lag_cutoff = lag_cutoff(&config, now_ms);
         let extents = sealed.iter().map(|s| (s.next_offset, s.size, s.max_timestamp));
-        if dirty_ratio(extents, first_dirty, lag_cutoff) < config.min_cleanable_dirty_ratio.max(f64::MIN_POSITIVE) {
+        let markers_due = self.markers_due.get(log.dir()).is_some_and(|&due| due <= now_ms);
+        if !markers_due
+            && dirty_ratio(extents, first_dirty, lag_cutoff) < config.min_cleanable_dirty_ratio.max(f64::MIN_POSITIVE)
+        {
             return Ok(None);
         }
         let stats = clean_segments(log, &config, &sealed, now_ms)?;
         self.first_dirty.insert(log.dir().to_path_buf(), stats.clean_horizon);
+        match stats.markers_due_ms {
+            Some(due) => self.markers_due.insert(log.dir().to_path_buf(), due),
+            None => self.markers_due.remove(log.dir()),
+        };
         Ok(Some(stats))
     }
 
@@ -308,6 +337,7 @@ impl Cleaner {
     /// is deleted (a topic re-created under the same name reuses the directory) or truncated.
     pub fn forget(&mut self, dir: &Path) {
         self.first_dirty.remove(dir);
+        self.markers_due.remove(dir);
     }
 }
 
@@ -365,46 +395,63 @@ struct Plan {
     hasher: KeyHasher,
     /// Key hash -> offset of the latest version that may supersede others.
     latest: HashMap<u128, i64>,
-    /// Producer id -> base offset of its last batch in the sealed segments.
-    producer_last: HashMap<i64, i64>,
     /// Batches starting at or after this offset are kept whole.
     horizon: i64,
     /// Tombstones in batches whose max timestamp is below this may go.
     tombstone_cutoff: i64,
-    /// Base offsets of the batches of aborted transactions.
-    aborted: std::collections::HashSet<i64>,
+    /// Transactions and producers: aborted data, markers, batches kept for producer state.
+    txn: TxnPlan,
+    /// The pass's clock.
+    now_ms: i64,
+    /// `delete.retention.ms`.
+    delete_retention_ms: i64,
 }
 
 /// The fate of one batch.
 enum Fate {
-    /// Copy the batch as it is.
-    Keep,
+    /// Copy the batch as it is; a marker waiting for its delete horizon names it.
+    Keep { waiting: Option<i64> },
     /// Write these bytes instead (possibly none).
-    Replace { bytes: Vec<u8>, removed: u64, tombstones: u64, reencoded: bool },
+    Replace { bytes: Vec<u8>, change: Change },
 }
 
+/// What replacing a batch changed.
+#[derive(Default)]
+struct Change {
+    removed: u64,
+    tombstones: u64,
+    reencoded: bool,
+    marker_removed: bool,
+    /// The delete horizon a marker was stamped with.
+    stamped: Option<i64>,
+    /// A whole transactional data batch went: its marker may be stamped by the next pass.
+    txn_batch_dropped: bool,
+}
+
+const KEEP: Fate = Fate::Keep { waiting: None };
+
 impl Plan {
-    fn build(sealed: &[SealedSegment], config: &LogConfig, txns: &Txns, now_ms: i64) -> Result<Self, CleanError> {
+    fn build(
+        sealed: &[SealedSegment],
+        config: &LogConfig,
+        mut txn: TxnScan,
+        stable: i64,
+        now_ms: i64,
+    ) -> Result<Self, CleanError> {
         let hasher = KeyHasher::new();
         let mut latest = HashMap::new();
-        let mut producer_last = HashMap::new();
-        let mut aborted = std::collections::HashSet::new();
         let mut horizon = None;
         let cutoff = lag_cutoff(config, now_ms);
         for seg in sealed {
             let mut reader = BatchReader::new(seg);
             while let Some(StoredBatch { header: h, raw, .. }) = reader.next()? {
-                if h.producer_id >= 0 {
-                    producer_last.insert(h.producer_id, h.base_offset);
-                }
-                if horizon.is_none() && (cutoff.is_some_and(|c| h.max_timestamp > c) || h.base_offset >= txns.stable) {
+                if horizon.is_none() && (cutoff.is_some_and(|c| h.max_timestamp > c) || h.base_offset >= stable) {
                     horizon = Some(h.base_offset);
                 }
-                if txns.aborted(&h) {
-                    aborted.insert(h.base_offset);
+                if txn.observe(&h, raw) {
                     continue;
                 }
-                if h.is_control() || h.record_count == 0 || h.base_offset >= txns.stable {
+                if h.is_control() || h.record_count == 0 || h.base_offset >= stable {
                     continue;
                 }
                 for r in decode(&h, raw)? {
@@ -418,22 +465,42 @@ impl Plan {
         Ok(Self {
             hasher,
             latest,
-            producer_last,
             horizon: horizon.unwrap_or(end),
             tombstone_cutoff: now_ms.saturating_sub(config.delete_retention_ms),
-            aborted,
+            txn: txn.finish(),
+            now_ms,
+            delete_retention_ms: config.delete_retention_ms,
         })
     }
 
     fn fate(&self, h: &BatchHeader, raw: &[u8]) -> Result<Fate, CleanError> {
-        if h.is_control() || h.base_offset >= self.horizon || h.record_count == 0 {
-            return Ok(Fate::Keep);
+        if h.base_offset >= self.horizon {
+            return Ok(KEEP);
+        }
+        if h.is_control() {
+            let change = match self.txn.marker_fate(h, raw, self.now_ms, self.delete_retention_ms) {
+                MarkerFate::Keep => return Ok(KEEP),
+                MarkerFate::Wait(horizon) => return Ok(Fate::Keep { waiting: Some(horizon) }),
+                MarkerFate::Stamp(bytes, horizon) => {
+                    return Ok(Fate::Replace { bytes, change: Change { stamped: Some(horizon), ..Change::default() } })
+                }
+                MarkerFate::Remove => Change { marker_removed: true, ..Change::default() },
+            };
+            return Ok(Fate::Replace { bytes: Vec::new(), change });
+        }
+        if h.record_count == 0 {
+            // Emptied by an earlier pass, or a placeholder keeping a segment's offsets.
+            if h.producer_id < 0 || self.txn.keep_empty(h) {
+                return Ok(KEEP);
+            }
+            let change = Change { txn_batch_dropped: h.is_transactional(), ..Change::default() };
+            return Ok(Fate::Replace { bytes: Vec::new(), change });
         }
         let records = decode(h, raw)?;
         let tombstones_expired = h.max_timestamp < self.tombstone_cutoff;
         let (mut removed, mut tombstones) = (0u64, 0u64);
         let mut survivors = Vec::with_capacity(records.len());
-        let aborted = self.aborted.contains(&h.base_offset);
+        let aborted = self.txn.is_aborted(h.base_offset);
         for r in records {
             if aborted {
                 removed += 1;
@@ -455,31 +522,44 @@ impl Plan {
             }
         }
         if removed == 0 {
-            return Ok(Fate::Keep);
+            return Ok(KEEP);
         }
         let (bytes, reencoded) = if !survivors.is_empty() {
             (reencode(h, survivors)?, true)
-        } else if h.producer_id >= 0 && self.producer_last.get(&h.producer_id) == Some(&h.base_offset) {
+        } else if self.txn.keep_empty(h) {
             (empty_batch(raw), false)
         } else {
             (Vec::new(), false)
         };
-        Ok(Fate::Replace { bytes, removed, tombstones, reencoded })
+        let txn_batch_dropped = bytes.is_empty() && h.is_transactional();
+        Ok(Fate::Replace {
+            bytes,
+            change: Change { removed, tombstones, reencoded, txn_batch_dropped, ..Change::default() },
+        })
     }
 }
 
 /// Per-segment result of the rewrite phase.
 #[derive(Default)]
 struct SegmentOutcome {
+    /// A cleaned copy was written (else nothing in the segment could change).
+    rewritten: bool,
     records_removed: u64,
     tombstones_removed: u64,
+    markers_removed: u64,
+    markers_stamped: u64,
     batches_reencoded: u64,
     bytes_written: u64,
+    /// The earliest delete horizon of a marker left waiting for it.
+    waiting: Option<i64>,
+    /// When a later pass can do more once this copy is swapped in (see
+    /// [`CleanStats::markers_due_ms`]).
+    due: Option<i64>,
 }
 
-/// Write the cleaned copy of `seg` to `path` and fsync it; `None` (and no file) when nothing in
-/// the segment can be removed.
-fn write_cleaned(seg: &SealedSegment, plan: &Plan, path: &Path) -> Result<Option<SegmentOutcome>, CleanError> {
+/// Write the cleaned copy of `seg` to `path` and fsync it; no file when nothing in the segment
+/// can change.
+fn write_cleaned(seg: &SealedSegment, plan: &Plan, path: &Path) -> Result<SegmentOutcome, CleanError> {
     let mut reader = BatchReader::new(seg);
     let mut out: Option<BufWriter<File>> = None;
     let mut o = SegmentOutcome::default();
@@ -487,13 +567,14 @@ fn write_cleaned(seg: &SealedSegment, plan: &Plan, path: &Path) -> Result<Option
     while let Some(StoredBatch { position: pos, header: h, raw }) = reader.next()? {
         last_header.copy_from_slice(&raw[..HEADER_LEN]);
         match plan.fate(&h, raw)? {
-            Fate::Keep => {
+            Fate::Keep { waiting } => {
                 if let Some(w) = out.as_mut() {
                     w.write_all(raw)?;
                 }
                 o.bytes_written += raw.len() as u64;
+                o.waiting = earliest(o.waiting, waiting);
             }
-            Fate::Replace { bytes, removed, tombstones, reencoded } => {
+            Fate::Replace { bytes, change: c } => {
                 if out.is_none() {
                     // Everything before the first change is kept as it is.
                     out = Some(open_with_prefix(path, &seg.file, pos)?);
@@ -501,22 +582,30 @@ fn write_cleaned(seg: &SealedSegment, plan: &Plan, path: &Path) -> Result<Option
                 let w = out.as_mut().expect("opened above");
                 w.write_all(&bytes)?;
                 o.bytes_written += bytes.len() as u64;
-                o.records_removed += removed;
-                o.tombstones_removed += tombstones;
-                o.batches_reencoded += u64::from(reencoded);
+                o.records_removed += c.removed;
+                o.tombstones_removed += c.tombstones;
+                o.batches_reencoded += u64::from(c.reencoded);
+                o.markers_removed += u64::from(c.marker_removed);
+                o.markers_stamped += u64::from(c.stamped.is_some());
+                o.due = earliest(o.due, c.stamped);
+                if c.txn_batch_dropped {
+                    o.due = earliest(o.due, Some(plan.now_ms));
+                }
             }
         }
     }
-    let Some(mut w) = out else { return Ok(None) };
+    let Some(mut w) = out else { return Ok(o) };
     if o.bytes_written == 0 {
-        // Keep the segment's end offset and timestamp: an empty header of its last batch.
-        let empty = empty_batch(&last_header);
+        // Keep the segment's end offset and timestamp: a header of its last batch, with no
+        // records and no producer.
+        let empty = placeholder_batch(&last_header);
         w.write_all(&empty)?;
         o.bytes_written = empty.len() as u64;
     }
     let file = w.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
-    Ok(Some(o))
+    o.rewritten = true;
+    Ok(o)
 }
 
 /// Create `path` and copy the first `len` bytes of `src` into it.
@@ -587,6 +676,25 @@ fn empty_batch(raw: &[u8]) -> Vec<u8> {
     let attrs = i16::from_be_bytes([b[ATTRS_AT], b[ATTRS_AT + 1]]) & !0x7;
     b[ATTRS_AT..ATTRS_AT + 2].copy_from_slice(&attrs.to_be_bytes());
     put_i32(&mut b, RECORD_COUNT_AT, 0);
+    seal_crc(&mut b);
+    b
+}
+
+/// A batch with the offsets and max timestamp of the batch `raw`, but no records, no producer
+/// and no flags: it keeps a segment's end offset and timestamps without meaning anything to
+/// producer state or transactions.
+fn placeholder_batch(raw: &[u8]) -> Vec<u8> {
+    let mut b = empty_batch(raw);
+    let attrs = i16::from_be_bytes([b[ATTRS_AT], b[ATTRS_AT + 1]]);
+    if attrs & ATTR_DELETE_HORIZON != 0 {
+        let max_ts: [u8; 8] = b[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].try_into().expect("8 bytes");
+        b[BASE_TIMESTAMP_AT..BASE_TIMESTAMP_AT + 8].copy_from_slice(&max_ts);
+    }
+    let attrs = attrs & !(ATTR_CONTROL | ATTR_TRANSACTIONAL | ATTR_DELETE_HORIZON);
+    b[ATTRS_AT..ATTRS_AT + 2].copy_from_slice(&attrs.to_be_bytes());
+    b[PRODUCER_ID_AT..PRODUCER_ID_AT + 8].copy_from_slice(&(-1i64).to_be_bytes());
+    b[PRODUCER_EPOCH_AT..PRODUCER_EPOCH_AT + 2].copy_from_slice(&(-1i16).to_be_bytes());
+    put_i32(&mut b, BASE_SEQUENCE_AT, NO_SEQUENCE);
     seal_crc(&mut b);
     b
 }
