@@ -242,11 +242,14 @@ mod tests {
         }
     }
 
+    /// A scripted log, its aborted transactions (pid, first, marker), a marker offset in it,
+    /// and that marker's fate.
+    type Case = (&'static [B], &'static [(i64, i64, i64)], i64, &'static str);
+
     #[test]
     fn marker_fates() {
         use B::*;
-        // (log, aborted (pid, first, marker), marker offset, fate)
-        let cases: &[(&[B], &[(i64, i64, i64)], i64, &str)] = &[
+        let cases: &[Case] = &[
             // Data of the transaction is still there: kept.
             (&[Txn(0, 7), Marker(1, 7, true), Idem(2, 7)], &[], 1, "keep"),
             (&[Txn(0, 7), Marker(1, 7, false), Idem(2, 7)], &[(7, 0, 1)], 1, "keep"),
