@@ -243,3 +243,107 @@ async fn read_all(client: &Client, topic: &str) -> Vec<(i64, (String, String))> 
         offset = next_batch.max(offset + 1);
     }
 }
+
+/// A compacted topic written by transactions (as an exactly-once changelog is) loses the markers
+/// of transactions whose records were all superseded, once `delete.retention.ms` (0 here) has
+/// passed, while read_committed still reads exactly the latest committed value of every key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_compaction_removes_markers_of_superseded_transactions() {
+    use rill_core::client::IsolationLevel;
+    use rill_core::producer::{Producer, ProducerConfig};
+    use rill_core::records::decode_fetched;
+
+    // Embedded: the broker is this checkout's code, whatever other checkout last linked the
+    // shared target directory's `rill` binary.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = rill_broker::BrokerConfig::new(dir.path());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.cleaner_backoff = Duration::from_millis(50);
+    let broker = Broker::start(config).await.unwrap();
+    let addr = broker.bootstrap();
+    let client = Client::connect(ClientConfig::new(&addr)).await.unwrap();
+    let configs = [
+        ("cleanup.policy", "compact"),
+        ("segment.bytes", "4096"),
+        ("min.cleanable.dirty.ratio", "0.01"),
+        ("delete.retention.ms", "0"),
+    ];
+    create(&client, "txn-table", &configs).await;
+    let props = [("bootstrap.servers", addr.as_str()), ("transactional.id", "table-writer"), ("linger.ms", "1")];
+    let p = Producer::new(ProducerConfig::from_properties(props).unwrap()).await.unwrap();
+    p.init_transactions().await.unwrap();
+    let rounds = 30;
+    for round in 0..rounds {
+        p.begin_transaction().unwrap();
+        for k in 0..5 {
+            let v = format!("round-{round}-{}", "x".repeat(400));
+            let _delivery = p.send("txn-table", Some(0), record(&format!("key-{k}"), Some(&v))).await.unwrap();
+        }
+        if round == rounds / 2 {
+            p.flush().await;
+            p.abort_transaction().await.unwrap();
+        } else {
+            p.commit_transaction().await.unwrap();
+        }
+    }
+    p.close().await;
+    // Every transaction has all its records superseded but the newest one in the sealed
+    // segments and those in the active segment (never cleaned; it holds one or two of these
+    // 2 KB transactions). The cleaner runs every 50 ms.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let markers = count_markers(&client, "txn-table").await;
+        if markers <= 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "markers not removed within 30 s: {markers} of {rounds} left");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // read_committed: every key ends at the last round's value, and nothing of the aborted
+    // round is read.
+    let (mut offset, mut values) = (0, BTreeMap::new());
+    loop {
+        let isolation = IsolationLevel::ReadCommitted;
+        let mut got = client.fetch_many_isolated("txn-table", &[(0, offset)], 1 << 20, 1 << 20, 0, isolation).await;
+        let f = got.as_mut().unwrap().pop().unwrap().1.unwrap();
+        if offset >= f.last_stable_offset {
+            break;
+        }
+        let fetched = decode_fetched(f.records, offset, &f.aborted_transactions).unwrap();
+        for r in fetched.records {
+            let text = |b: Bytes| String::from_utf8(b.to_vec()).unwrap();
+            let v = text(r.value.unwrap());
+            assert!(!v.starts_with(&format!("round-{}-", rounds / 2)), "aborted record read at {}", r.offset);
+            values.insert(text(r.key.unwrap()), v);
+        }
+        offset = fetched.next_offset.unwrap();
+    }
+    let last = format!("round-{}-{}", rounds - 1, "x".repeat(400));
+    assert_eq!(values.into_values().collect::<Vec<_>>(), vec![last; 5]);
+    broker.shutdown().await.unwrap();
+}
+
+/// Transaction markers (non-empty control batches) in partition 0 of `topic`.
+async fn count_markers(client: &Client, topic: &str) -> usize {
+    let (mut offset, mut markers) = (0, 0);
+    loop {
+        let f = client.fetch(topic, 0, offset, 1 << 20, 0).await.unwrap();
+        if offset >= f.high_watermark {
+            return markers;
+        }
+        let mut data = f.records;
+        while data.len() >= 61 {
+            let len = i32::from_be_bytes(data[8..12].try_into().unwrap()) as usize + 12;
+            if len > data.len() {
+                break;
+            }
+            let base = i64::from_be_bytes(data[0..8].try_into().unwrap());
+            let delta = i32::from_be_bytes(data[23..27].try_into().unwrap()) as i64;
+            let attributes = i16::from_be_bytes([data[21], data[22]]);
+            let count = i32::from_be_bytes(data[57..61].try_into().unwrap());
+            markers += usize::from(attributes & 0x20 != 0 && count > 0);
+            offset = offset.max(base + delta + 1);
+            let _ = data.split_to(len);
+        }
+    }
+}

@@ -24,6 +24,10 @@ pub const ATTR_TRANSACTIONAL: i16 = 1 << 4;
 pub const ATTR_CONTROL: i16 = 1 << 5;
 /// Attribute bit: timestamps are log-append time.
 pub const ATTR_LOG_APPEND_TIME: i16 = 1 << 3;
+/// Attribute bit: the base timestamp holds the batch's delete horizon (KIP-534), the time from
+/// which the log cleaner may remove it (set on transaction markers whose transaction has no
+/// data left; record timestamps stay what they were, as deltas from it).
+pub const ATTR_DELETE_HORIZON: i16 = 1 << 6;
 
 /// Why a batch was rejected. Each maps to one Kafka error code at the wire.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -169,6 +173,12 @@ impl BatchHeader {
     /// True for batches written inside a transaction.
     pub fn is_transactional(&self) -> bool {
         self.attributes & ATTR_TRANSACTIONAL != 0
+    }
+
+    /// The delete horizon (KIP-534): when the flag is set, the time from which the log cleaner
+    /// may remove the batch, kept in the base timestamp field.
+    pub fn delete_horizon_ms(&self) -> Option<i64> {
+        (self.attributes & ATTR_DELETE_HORIZON != 0).then_some(self.base_timestamp)
     }
 }
 

@@ -939,12 +939,24 @@ impl Log {
             .collect()
     }
 
-    /// Replace sealed segment `base` by the cleaned file at `cleaned` (already fsynced).
+    /// Replace sealed segment `base` by the cleaned file at `cleaned` (already fsynced), and
+    /// drop the aborted-transaction entries whose abort marker in that segment sits at one of
+    /// `dropped_aborts` (transactions with no data left).
     ///
     /// Crash-safe: the rename to `<base>.log.swap` is the commit point; a restart finishes any
-    /// swap it finds and rebuilds that segment's indexes. If the segment changed or went away
-    /// meanwhile (retention, DeleteRecords), the cleaned file is discarded and `false` returned.
-    pub fn swap_cleaned(&self, base: i64, expected_size: u64, cleaned: &Path, now_ms: i64) -> io::Result<bool> {
+    /// swap it finds and rebuilds that segment's indexes. The `.txnindex` is rewritten before
+    /// that rename, so an entry never outlives its marker; the entries dropped name no data, so
+    /// losing them early (a crash before the rename) changes no read. If the segment changed or
+    /// went away meanwhile (retention, DeleteRecords), the cleaned file is discarded and `false`
+    /// returned.
+    pub fn swap_cleaned(
+        &self,
+        base: i64,
+        expected_size: u64,
+        cleaned: &Path,
+        dropped_aborts: &[i64],
+        now_ms: i64,
+    ) -> io::Result<bool> {
         let mut g = self.lock();
         let n = g.segments.len();
         let is_sealed = g.segments.keys().take(n.saturating_sub(1)).any(|b| *b == base);
@@ -952,6 +964,9 @@ impl Log {
         if !is_sealed || !unchanged || self.closed.load(Ordering::Acquire) {
             let _ = fs::remove_file(cleaned);
             return Ok(false);
+        }
+        if !dropped_aborts.is_empty() {
+            g.aborted.remove_markers(&self.dir, base, dropped_aborts)?;
         }
         let interval = g.config.index_interval_bytes as u64;
         let swap = self.dir.join(format!("{}.swap", segment::file_name(base, "log")));

@@ -120,6 +120,19 @@ impl TxnIndex {
         self.entries[start..].iter().filter(|e| e.first_offset < upto).copied().collect()
     }
 
+    /// Remove the entries whose abort marker is at one of `markers`, all in the segment at
+    /// `segment_base`: from its `.txnindex` first (replaced atomically), then from memory.
+    pub fn remove_markers(&mut self, dir: &Path, segment_base: i64, markers: &[i64]) -> io::Result<()> {
+        let mut on_disk = read_segment(dir, segment_base)?;
+        let n = on_disk.len();
+        on_disk.retain(|e| !markers.contains(&e.last_offset));
+        if on_disk.len() != n {
+            write_segment(dir, segment_base, &on_disk)?;
+        }
+        self.entries.retain(|e| !markers.contains(&e.last_offset));
+        Ok(())
+    }
+
     /// Forget entries whose marker is below `offset` (their segments are gone).
     pub fn drop_below(&mut self, offset: i64) {
         let n = self.entries.partition_point(|e| e.last_offset < offset);
@@ -168,6 +181,21 @@ mod tests {
         assert_eq!(pids(idx.collect(6, 10)), vec![2]);
         assert_eq!(pids(idx.collect(10, 20)), Vec::<i64>::new());
         assert_eq!(pids(idx.collect(10, 21)), vec![3]);
+    }
+
+    #[test]
+    fn entries_of_removed_markers_go_from_file_and_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = TxnIndex::new();
+        idx.append(dir.path(), 0, t(1, 0, 5)).unwrap();
+        idx.append(dir.path(), 0, t(2, 3, 9)).unwrap();
+        idx.append(dir.path(), 10, t(1, 11, 14)).unwrap();
+        idx.remove_markers(dir.path(), 0, &[9]).unwrap();
+        assert_eq!(idx.entries, vec![t(1, 0, 5), t(1, 11, 14)]);
+        assert_eq!(read_segment(dir.path(), 0).unwrap(), vec![t(1, 0, 5)]);
+        idx.remove_markers(dir.path(), 0, &[5, 7]).unwrap();
+        assert!(!dir.path().join(file_name(0, "txnindex")).exists());
+        assert_eq!(TxnIndex::load(dir.path(), &[0, 10], i64::MAX).unwrap().entries, idx.entries);
     }
 
     #[test]

@@ -59,7 +59,7 @@ fn a_log_closed_for_delete_writes_nothing() {
     assert!(matches!(log.delete_records(3), Err(LogError::Deleted)), "delete_records");
     assert!(matches!(log.truncate_to(3), Err(LogError::Deleted)), "truncate_to");
     assert_eq!(log.apply_retention(1_000_000).unwrap(), 0, "retention");
-    assert!(!log.swap_cleaned(0, sent[0].bytes.len() as u64, &cleaned, 0).unwrap(), "swap_cleaned");
+    assert!(!log.swap_cleaned(0, sent[0].bytes.len() as u64, &cleaned, &[], 0).unwrap(), "swap_cleaned");
     log.close().unwrap();
     let mut after = listing();
     after.push(cleaned.file_name().unwrap().to_str().unwrap().to_string());
