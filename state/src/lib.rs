@@ -26,6 +26,7 @@ mod memory;
 mod merge;
 mod metered;
 mod rocks;
+mod segmented;
 mod staging;
 #[cfg(test)]
 mod suite;
@@ -40,6 +41,10 @@ pub use memory::InMemoryStore;
 pub use metered::{Metered, OpStats, StoreMetrics};
 pub use rocks::{
     RocksDbOptions, RocksDbStore, DEFAULT_BLOCK_CACHE_BYTES, DEFAULT_MAX_WRITE_BUFFERS, DEFAULT_WRITE_BUFFER_BYTES,
+};
+pub use segmented::{
+    default_segment_interval, window_changelog_configs, SegmentSpec, SegmentTime, SegmentedInMemoryStore,
+    SegmentedRocksDbStore, MIN_DEFAULT_SEGMENT_INTERVAL_MS, WINDOW_CHANGELOG_ADDITIONAL_RETENTION_MS,
 };
 pub use staging::Staging;
 pub use typed::TypedStore;
