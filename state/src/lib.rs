@@ -32,7 +32,7 @@ mod staging;
 mod suite;
 mod typed;
 
-pub use builder::{StoreBuilder, StoreContext};
+pub use builder::{StoreBuilder, StoreContext, StoreKind};
 pub use caching::{CacheFlushListener, Caching, ENTRY_OVERHEAD_BYTES};
 pub use config::{default_state_dir, store_dir, StateConfig, StateConfigError, DEFAULT_CACHE_MAX_BYTES};
 pub use layer::{Direct, KvLayer};
