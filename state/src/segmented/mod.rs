@@ -212,11 +212,10 @@ impl Iterator for MergeSorted<'_> {
             match self.iters[i].peek() {
                 None => {}
                 Some(Err(_)) => return self.iters[i].next(),
-                Some(Ok((key, _))) => {
-                    if best.as_ref().is_none_or(|(_, best_key)| key < best_key) {
-                        best = Some((i, key.clone()));
-                    }
+                Some(Ok((key, _))) if best.as_ref().is_none_or(|(_, best_key)| key < best_key) => {
+                    best = Some((i, key.clone()));
                 }
+                Some(Ok(_)) => {}
             }
         }
         best.and_then(|(i, _)| self.iters[i].next())
