@@ -120,7 +120,7 @@ where
                 (Some(p), Some((agg, _))) if ts - diff <= *p => Some((agg, ts)),
                 _ => None,
             };
-            pass.update_from(Window::new(ts - diff, ts), carried)?;
+            pass.update(Window::new(ts - diff, ts), carried)?;
         }
         // This record's right window, if later records fall in it.
         if !right_exists {
@@ -231,10 +231,6 @@ where
 
     /// Fold the record into `window` holding `current` (`None`: a new window).
     fn update(&mut self, window: Window, current: Option<Timestamped<VA>>) -> Result<()> {
-        self.update_from(window, current.map(|(a, t)| (a, t)))
-    }
-
-    fn update_from(&mut self, window: Window, current: Option<Timestamped<VA>>) -> Result<()> {
         let ts = self.record.timestamp;
         if window.end < self.close {
             tracing::debug!(
