@@ -241,3 +241,124 @@ fn windowed_keys_are_kafkas_bytes() {
     let bytes = rill_core::streams::serde::Serde::serialize(&TimeWindowedSerde::new(StringSerde, 60_000), &w).unwrap();
     assert_eq!(&bytes[..], &[b"k".as_slice(), &60_000i64.to_be_bytes()].concat()[..]);
 }
+
+mod suppress {
+    use super::*;
+    use rill_core::streams::serde::OptionSerde;
+    use rill_dsl::{BufferConfig, Suppressed};
+
+    fn windowed_counts(s: Suppressed) -> TopologyTestDriver {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, String>("in")
+            .group_by_key()
+            .windowed_by(TimeWindows::of_size_and_grace(ms(10), ms(5)))
+            .count()
+            .suppress(s)
+            .to_stream()
+            .to("out");
+        TopologyTestDriver::new(builder.build("app").unwrap()).unwrap()
+    }
+
+    fn read(driver: &TopologyTestDriver) -> Out {
+        let out = driver.create_output_topic("out", TimeWindowedSerde::new(StringSerde, 10), OptionSerde(I64Serde));
+        out.read_records()
+            .into_iter()
+            .map(|r| (r.key.key.clone(), r.key.window.start, r.key.window.end, r.value, r.timestamp))
+            .collect()
+    }
+
+    #[test]
+    fn until_window_closes_emits_one_final_result_per_window() {
+        let driver = windowed_counts(Suppressed::until_window_closes(BufferConfig::unbounded()));
+        let pipe = driver.create_input_topic("in", StringSerde, StringSerde);
+        for (k, t) in [("a", 1), ("a", 2), ("b", 3), ("a", 12), ("a", 14)] {
+            pipe.pipe_input_at(k.into(), "v".into(), t).unwrap();
+        }
+        assert!(read(&driver).is_empty(), "[0,10) closes at 10 + 5");
+        pipe.pipe_input_at("c".into(), "v".into(), 15).unwrap();
+        assert_eq!(read(&driver), vec![row("a", 0, 10, 2, 2), row("b", 0, 10, 1, 3)]);
+        pipe.pipe_input_at("c".into(), "v".into(), 40).unwrap();
+        assert_eq!(read(&driver), vec![row("a", 10, 20, 2, 14), row("c", 10, 20, 1, 15)]);
+    }
+
+    #[test]
+    fn a_full_buffer_stops_final_results_rather_than_emit_early() {
+        let driver = windowed_counts(Suppressed::until_window_closes(BufferConfig::max_records(1)));
+        let pipe = driver.create_input_topic("in", StringSerde, StringSerde);
+        pipe.pipe_input_at("a".into(), "v".into(), 1).unwrap();
+        let e = pipe.pipe_input_at("b".into(), "v".into(), 2).unwrap_err().to_string();
+        assert!(e.contains("suppression buffer full"), "{e}");
+    }
+
+    #[test]
+    fn emit_early_is_refused_for_final_results() {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, String>("in")
+            .group_by_key()
+            .windowed_by(TimeWindows::of_size_with_no_grace(ms(10)))
+            .count()
+            .suppress(Suppressed::until_window_closes(BufferConfig::max_records(1).emit_early_when_full()));
+        let e = builder.build("app").err().unwrap().to_string();
+        assert!(e.contains("cannot emit early"), "{e}");
+    }
+
+    fn limited(buffer: BufferConfig) -> TopologyTestDriver {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, String>("in")
+            .group_by_key()
+            .count()
+            .suppress(Suppressed::until_time_limit(ms(5), buffer))
+            .to_stream()
+            .to("out");
+        TopologyTestDriver::new(builder.build("app").unwrap()).unwrap()
+    }
+
+    fn read_plain(driver: &TopologyTestDriver) -> Vec<(String, Option<i64>, i64)> {
+        let out = driver.create_output_topic("out", StringSerde, OptionSerde(I64Serde));
+        out.read_records().into_iter().map(|r| (r.key, r.value, r.timestamp)).collect()
+    }
+
+    #[test]
+    fn until_time_limit_emits_a_keys_latest_value_once_the_limit_passed_since_its_first_update() {
+        let driver = limited(BufferConfig::unbounded());
+        let pipe = driver.create_input_topic("in", StringSerde, StringSerde);
+        for t in [0, 1, 2, 4] {
+            pipe.pipe_input_at("a".into(), "v".into(), t).unwrap();
+        }
+        assert!(read_plain(&driver).is_empty());
+        // Stream time 5 = a's first update (0) + 5: the latest count goes out, once.
+        pipe.pipe_input_at("b".into(), "v".into(), 5).unwrap();
+        assert_eq!(read_plain(&driver), vec![("a".to_string(), Some(4), 4)]);
+        pipe.pipe_input_at("a".into(), "v".into(), 6).unwrap();
+        pipe.pipe_input_at("c".into(), "v".into(), 11).unwrap();
+        assert_eq!(read_plain(&driver), vec![("b".to_string(), Some(1), 5), ("a".to_string(), Some(5), 6)]);
+    }
+
+    #[test]
+    fn a_full_time_limited_buffer_may_emit_early() {
+        let driver = limited(BufferConfig::max_records(1).emit_early_when_full());
+        let pipe = driver.create_input_topic("in", StringSerde, StringSerde);
+        pipe.pipe_input_at("a".into(), "v".into(), 0).unwrap();
+        pipe.pipe_input_at("b".into(), "v".into(), 1).unwrap();
+        assert_eq!(read_plain(&driver), vec![("a".to_string(), Some(1), 0)]);
+    }
+
+    #[test]
+    fn windows_can_close_on_the_wall_clock_when_records_stop() {
+        let driver = windowed_counts(
+            Suppressed::until_window_closes(BufferConfig::unbounded()).close_on_wall_clock(Duration::from_secs(1)),
+        );
+        let pipe = driver.create_input_topic("in", StringSerde, StringSerde);
+        pipe.pipe_input_at("a".into(), "v".into(), 1).unwrap();
+        driver.advance_wall_clock(Duration::from_millis(500)).unwrap();
+        assert!(read(&driver).is_empty());
+        // No record for 1 s of wall-clock time: time moves on and [0, 10) + 5 closes.
+        for _ in 0..3 {
+            driver.advance_wall_clock(Duration::from_millis(500)).unwrap();
+        }
+        assert_eq!(read(&driver), vec![row("a", 0, 10, 1, 1)]);
+    }
+}

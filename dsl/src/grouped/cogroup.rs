@@ -142,6 +142,15 @@ impl<K: Clone + 'static, VR: Clone + 'static> CogroupedKStream<K, VR> {
         let merge = st.name(None, "COGROUPKSTREAM-MERGE-");
         st.processor(&merge, nodes, supplier(|ctx, r: Record<K, Change<VR>>| ctx.forward(r)));
         drop(st);
-        KTable { state, node: merge, store: Some(store), keys, values, sources: all_sources, next_name: None }
+        KTable {
+            state,
+            node: merge,
+            store: Some(store),
+            keys,
+            values,
+            sources: all_sources,
+            next_name: None,
+            window_close: None,
+        }
     }
 }

@@ -120,6 +120,15 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedTable<K, V> {
             (Err(e), _) | (_, Err(e)) => st.fail(e),
         }
         drop(st);
-        KTable { state: self.state.clone(), node: name, store: Some(store), keys, values, sources, next_name: None }
+        KTable {
+            state: self.state.clone(),
+            node: name,
+            store: Some(store),
+            keys,
+            values,
+            sources,
+            next_name: None,
+            window_close: None,
+        }
     }
 }

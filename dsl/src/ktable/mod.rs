@@ -12,6 +12,7 @@ use crate::serdes::{ArcSerde, SerdeSlot};
 mod filter;
 mod group_by;
 mod map_values;
+mod suppress;
 mod table;
 mod to_stream;
 
@@ -35,6 +36,21 @@ pub struct KTable<K, V> {
     pub(crate) values: SerdeSlot<V>,
     pub(crate) sources: Vec<TopicRef>,
     pub(crate) next_name: Option<String>,
+    /// Tables of windowed aggregations: when a key's window closes (what
+    /// `suppress(until_window_closes)` waits for).
+    pub(crate) window_close: Option<WindowClose<K>>,
+}
+
+/// When the window of a windowed key closes: its end (from the key) plus the grace period.
+pub(crate) struct WindowClose<K> {
+    pub(crate) grace: i64,
+    pub(crate) end: std::sync::Arc<dyn Fn(&K) -> i64 + Send + Sync>,
+}
+
+impl<K> Clone for WindowClose<K> {
+    fn clone(&self) -> Self {
+        Self { grace: self.grace, end: self.end.clone() }
+    }
 }
 
 impl<K, V> Clone for KTable<K, V> {
@@ -47,6 +63,7 @@ impl<K, V> Clone for KTable<K, V> {
             values: self.values.clone(),
             sources: self.sources.clone(),
             next_name: self.next_name.clone(),
+            window_close: self.window_close.clone(),
         }
     }
 }
@@ -65,7 +82,16 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         keys: SerdeSlot<K>,
         values: SerdeSlot<V>,
     ) -> Self {
-        Self { state: from.state.clone(), node, store, keys, values, sources: from.sources.clone(), next_name: None }
+        Self {
+            state: from.state.clone(),
+            node,
+            store,
+            keys,
+            values,
+            sources: from.sources.clone(),
+            next_name: None,
+            window_close: None,
+        }
     }
 
     /// The same table; the next operator called on it is named `name`.
@@ -92,6 +118,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
             values,
             sources: self.sources.clone(),
             next_name: None,
+            window_close: self.window_close.clone(),
         }
     }
 }

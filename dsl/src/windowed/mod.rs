@@ -24,7 +24,7 @@ use rill_state::StoreBuilder;
 use crate::config::Materialized;
 use crate::grouped::KGroupedStream;
 use crate::kstream::KStream;
-use crate::ktable::KTable;
+use crate::ktable::{KTable, WindowClose};
 use crate::serdes::{choose, require, ArcSerde, SerdeSlot, SharedSerde};
 use crate::windows::{EmitStrategy, SessionWindows, SlidingWindows, TimeWindows};
 
@@ -280,7 +280,12 @@ impl<K: Clone + PartialEq + 'static, V: Clone + 'static> TimeWindowedKStream<K, 
             (Err(e), _) | (_, Err(e)) => st.fail(e),
         }
         drop(st);
-        KTable::new(&input, name, Some(store), windowed_keys, values)
+        let grace = match self.kind {
+            TimeKind::Fixed(w) => w.grace,
+            TimeKind::Sliding(w) => w.grace,
+        };
+        let window_close = Some(WindowClose { grace, end: Arc::new(|k: &Windowed<K>| k.window.end) });
+        KTable { window_close, ..KTable::new(&input, name, Some(store), windowed_keys, values) }
     }
 }
 
@@ -397,7 +402,9 @@ impl<K: Clone + PartialEq + 'static, V: Clone + 'static> SessionWindowedKStream<
             (Err(e), _) | (_, Err(e)) => st.fail(e),
         }
         drop(st);
-        KTable::new(&input, name, Some(store), windowed_keys, values)
+        let window_close =
+            Some(WindowClose { grace: self.windows.grace, end: Arc::new(|k: &Windowed<K>| k.window.end) });
+        KTable { window_close, ..KTable::new(&input, name, Some(store), windowed_keys, values) }
     }
 }
 
