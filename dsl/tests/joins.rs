@@ -186,7 +186,7 @@ fn table_table_joins_match_the_developer_guide() {
 
 #[test]
 fn a_table_table_result_takes_the_later_of_its_rows_timestamps() {
-    // (side, timestamp, value) -> expected (timestamp, result) per record, `-` for none.
+    // Per record: (left side?, timestamp, value) and the one result expected (timestamp, value).
     let builder = StreamsBuilder::new();
     let l = builder.table::<String, String>("left");
     let r = builder.table::<String, String>("right");
@@ -195,7 +195,8 @@ fn a_table_table_result_takes_the_later_of_its_rows_timestamps() {
     let left = driver.create_input_topic("left", StringSerde, OptionSerde(StringSerde));
     let right = driver.create_input_topic("right", StringSerde, OptionSerde(StringSerde));
     let out = driver.create_output_topic("out", StringSerde, OptionSerde(StringSerde));
-    let steps: &[(bool, i64, Option<&str>, i64, Option<&str>)] = &[
+    type Step = (bool, i64, Option<&'static str>, i64, Option<&'static str>);
+    let steps: &[Step] = &[
         (true, 100, Some("A"), 100, Some("[A, null]")),
         (false, 50, Some("a"), 100, Some("[A, a]")), // the right row is older: the left's time
         (false, 150, Some("b"), 150, Some("[A, b]")),

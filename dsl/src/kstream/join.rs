@@ -30,6 +30,9 @@ use crate::kstream::KStream;
 use crate::ktable::KTable;
 use crate::nulls::{is_null, null_test, NullTest};
 
+/// Picks the global table's key for a stream record.
+type KeySelector<K, V, KG> = Arc<dyn Fn(&K, &V) -> KG + Send + Sync>;
+
 /// The joiner, made total: `None` when the pair makes no result (an inner join with no row).
 type StreamJoiner<V, VT, VR> = Arc<dyn Fn(V, Option<VT>) -> Option<VR> + Send + Sync>;
 
@@ -77,7 +80,7 @@ struct StreamGlobalJoin<K, V, KG, VG, VR> {
     store: String,
     reader: Option<GlobalStoreReader<KG, VG>>,
     left: bool,
-    select: Arc<dyn Fn(&K, &V) -> KG + Send + Sync>,
+    select: KeySelector<K, V, KG>,
     joiner: StreamJoiner<V, VG, VR>,
     key_null: NullTest<K>,
     value_null: NullTest<V>,
@@ -300,7 +303,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KStream<K, V> {
     ) -> KStream<K, VR> {
         let name = self.name_for(prefix);
         let store = global.store_name().to_string();
-        let select: Arc<dyn Fn(&K, &V) -> KG + Send + Sync> = Arc::new(key_selector);
+        let select: KeySelector<K, V, KG> = Arc::new(key_selector);
         let joiner: StreamJoiner<V, VG, VR> = Arc::new(joiner);
         let (key_null, value_null) = (null_test(&self.keys), null_test(&self.values));
         let selected_null = null_test(&global.key_serde());
