@@ -76,7 +76,7 @@ pub fn repartition_topic(application_id: &str, name: &str) -> String {
 
 enum InternalSpec {
     Repartition { name: String, partitions: Option<i32>, upstream: Vec<TopicRef> },
-    Changelog { store: String, upstream: Vec<TopicRef> },
+    Changelog { store: String, upstream: Vec<TopicRef>, configs: Vec<(String, String)> },
 }
 
 /// What a [`StreamsBuilder`] and its streams and tables share while the program is written.
@@ -226,15 +226,27 @@ impl State {
         processors: Vec<String>,
         upstream: Vec<TopicRef>,
     ) {
-        let mut decl = StoreBuilder::key_value(name).with_logging(mat.logging);
-        decl = if mat.persistent { decl.persistent() } else { decl.in_memory() };
-        if let Some(max) = mat.cache_max_bytes {
-            decl = decl.with_caching(max);
+        let decl = mat.declare(StoreBuilder::key_value(name));
+        self.store_with(decl, keys, values, processors, upstream);
+    }
+
+    /// The store `decl` declares (any kind: key-value, window, session), with `keys` and
+    /// `values` as its serdes, connected to `processors`; its changelog (if logged) has as many
+    /// partitions as the `upstream` topics and the configs its kind needs.
+    pub(crate) fn store_with<K: 'static, V: 'static>(
+        &mut self,
+        decl: StoreBuilder,
+        keys: ArcSerde<K>,
+        values: ArcSerde<V>,
+        processors: Vec<String>,
+        upstream: Vec<TopicRef>,
+    ) {
+        let logged = decl.logging_enabled();
+        if logged {
+            let configs = decl.changelog_configs();
+            self.internal.push(InternalSpec::Changelog { store: decl.name().to_string(), upstream, configs });
         }
-        if mat.logging {
-            self.internal.push(InternalSpec::Changelog { store: name.to_string(), upstream });
-        }
-        let (name, logged) = (name.to_string(), mat.logging);
+        let name = decl.name().to_string();
         self.op(move |t, env| {
             let driver = env.driver.clone();
             let factory = move |init: &StoreInit| -> Result<Box<dyn TaskStore<K, V>>> {
@@ -256,7 +268,7 @@ impl State {
     /// Connect store `store` to `processor` (added before this call), which reads `upstream`.
     pub(crate) fn connect(&mut self, store: &str, processor: &str, upstream: &[TopicRef]) {
         for spec in &mut self.internal {
-            if let InternalSpec::Changelog { store: s, upstream: u } = spec {
+            if let InternalSpec::Changelog { store: s, upstream: u, .. } = spec {
                 if s == store {
                     u.extend(upstream.iter().cloned());
                 }
@@ -443,14 +455,11 @@ impl StreamsBuilder {
                         ("message.timestamp.type".into(), "CreateTime".into()),
                     ],
                 },
-                InternalSpec::Changelog { store, upstream } => InternalTopic {
+                InternalSpec::Changelog { store, upstream, configs } => InternalTopic {
                     name: rill_state::changelog_topic(app, store),
                     kind: InternalTopicKind::Changelog,
                     partitions: Partitions::MaxOf(resolve(upstream)),
-                    configs: vec![
-                        ("cleanup.policy".into(), "compact".into()),
-                        ("message.timestamp.type".into(), "CreateTime".into()),
-                    ],
+                    configs: configs.clone(),
                 },
             })
             .collect();

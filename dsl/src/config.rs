@@ -10,6 +10,7 @@ use std::sync::Arc;
 use rill_core::streams::serde::Serde;
 use rill_core::streams::timestamp::TimestampExtractor;
 use rill_core::streams::Partitioner;
+use rill_state::StoreBuilder;
 
 use crate::serdes::{ArcSerde, SerdeSlot};
 
@@ -149,11 +150,21 @@ pub struct Materialized<K, V> {
     pub(crate) persistent: bool,
     pub(crate) cache_max_bytes: Option<usize>,
     pub(crate) logging: bool,
+    /// Window and session stores: how long windows are kept behind stream time.
+    pub(crate) retention_ms: Option<i64>,
 }
 
 impl<K, V> Default for Materialized<K, V> {
     fn default() -> Self {
-        Self { name: None, keys: None, values: None, persistent: true, cache_max_bytes: None, logging: true }
+        Self {
+            name: None,
+            keys: None,
+            values: None,
+            persistent: true,
+            cache_max_bytes: None,
+            logging: true,
+            retention_ms: None,
+        }
     }
 }
 
@@ -196,6 +207,24 @@ impl<K: 'static, V: 'static> Materialized<K, V> {
     pub fn with_logging(mut self, enabled: bool) -> Self {
         self.logging = enabled;
         self
+    }
+    /// Window and session stores: keep windows this long behind stream time (at least the
+    /// window size plus grace, the default), for interactive queries of older windows.
+    pub fn with_retention(mut self, retention: std::time::Duration) -> Self {
+        self.retention_ms = Some(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+        self
+    }
+}
+
+impl<K, V> Materialized<K, V> {
+    /// `decl` with this declaration's choices: RocksDB or memory, caching, logging.
+    pub(crate) fn declare(&self, decl: StoreBuilder) -> StoreBuilder {
+        let mut decl = decl.with_logging(self.logging);
+        decl = if self.persistent { decl.persistent() } else { decl.in_memory() };
+        match self.cache_max_bytes {
+            Some(max) => decl.with_caching(max),
+            None => decl,
+        }
     }
 }
 

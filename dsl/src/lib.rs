@@ -47,6 +47,8 @@ mod processors;
 pub mod serdes;
 mod tap;
 mod test_driver;
+mod windowed;
+mod windows;
 
 pub use builder::{repartition_topic, BuiltTopology, InternalTopic, InternalTopicKind, Partitions, StreamsBuilder};
 pub use config::{Consumed, Grouped, Materialized, Produced, Repartitioned};
@@ -55,3 +57,5 @@ pub use grouped::{CogroupedKStream, KGroupedStream, KGroupedTable};
 pub use kstream::{Branches, KStream, SplitStream};
 pub use ktable::{Change, ChangeSerde, KTable};
 pub use test_driver::{TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
+pub use windowed::{SessionWindowedKStream, TimeWindowedKStream, Windowing};
+pub use windows::{EmitStrategy, JoinWindows, SessionWindows, SlidingWindows, TimeWindows};

@@ -241,6 +241,12 @@ impl TopologyTestDriver {
         &self.built
     }
 
+    /// Records processors dropped on purpose so far (late records for closed windows, ...):
+    /// Kafka Streams' `dropped-records-total`.
+    pub fn dropped_records(&self) -> u64 {
+        self.inner.borrow_mut().tasks.iter_mut().map(|t| t.context().dropped_records()).sum()
+    }
+
     /// A handle to pipe records into `topic`, serialized with `keys` and `values`.
     pub fn create_input_topic<K: 'static, V: 'static>(
         &self,

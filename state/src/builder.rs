@@ -2,6 +2,13 @@
 //! `Metered(Caching(ChangeLogging(Staging(RocksDB | in-memory))))` with the optional layers left
 //! out as declared.
 //!
+//! Window and session stores ([`StoreBuilder::window`], [`StoreBuilder::session`]) are the same
+//! stack over a time-segmented bytes store ([`crate::SegmentedRocksDbStore`] or its in-memory
+//! twin), seen as a `KeyValueStore<Windowed<K>, V>` through `TimeWindowedSerde` or
+//! `SessionWindowedSerde` and read with `rill_core::streams::window::{fetch_key_range,
+//! find_sessions}`. Their changelogs need `cleanup.policy=compact,delete` and
+//! `retention.ms = retention + 1 day` ([`StoreBuilder::changelog_configs`]).
+//!
 //! ```
 //! use rill_core::streams::serde::{I64Serde, StringSerde};
 //! use rill_core::streams::store::{KeyValueStore, RecordTimestamp};
@@ -29,6 +36,9 @@ use crate::logging::{changelog_topic, ChangeLogging};
 use crate::memory::InMemoryStore;
 use crate::metered::Metered;
 use crate::rocks::RocksDbStore;
+use crate::segmented::{
+    default_segment_interval, window_changelog_configs, SegmentSpec, SegmentedInMemoryStore, SegmentedRocksDbStore,
+};
 use crate::staging::Staging;
 use crate::typed::TypedStore;
 
@@ -75,11 +85,48 @@ impl StoreContext {
     }
 }
 
-/// A key-value store declaration (see the module docs). By default: in-memory, change-logged,
-/// staged (exactly-once), metered, no cache.
+/// What a store holds, and so which bytes store is at the bottom of its stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// Plain keys ([`crate::RocksDbStore`], [`crate::InMemoryStore`]).
+    KeyValue,
+    /// Time-windowed keys (`key ++ start`), segmented by window start.
+    Window {
+        /// How long windows are kept behind stream time, in ms.
+        retention_ms: i64,
+        /// Segment width, in ms.
+        segment_interval_ms: i64,
+    },
+    /// Session keys (`key ++ end ++ start`), segmented by session end.
+    Session {
+        /// How long sessions are kept behind stream time, in ms.
+        retention_ms: i64,
+        /// Segment width, in ms (Kafka's `max(retention / 2, 60 s)`).
+        segment_interval_ms: i64,
+    },
+}
+
+impl StoreKind {
+    /// The segmented store's shape, for window and session stores.
+    pub fn segment_spec(&self) -> Option<SegmentSpec> {
+        match *self {
+            StoreKind::KeyValue => None,
+            StoreKind::Window { retention_ms, segment_interval_ms } => {
+                Some(SegmentSpec::window(retention_ms, segment_interval_ms))
+            }
+            StoreKind::Session { retention_ms, segment_interval_ms } => {
+                Some(SegmentSpec::session_with_interval(retention_ms, segment_interval_ms))
+            }
+        }
+    }
+}
+
+/// A store declaration (see the module docs). By default: in-memory, change-logged, staged
+/// (exactly-once), metered, no cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreBuilder {
     name: String,
+    kind: StoreKind,
     persistent: bool,
     cache_max_bytes: Option<usize>,
     logging: bool,
@@ -90,11 +137,36 @@ pub struct StoreBuilder {
 impl StoreBuilder {
     /// A key-value store called `name`.
     pub fn key_value(name: impl Into<String>) -> Self {
-        Self { name: name.into(), persistent: false, cache_max_bytes: None, logging: true, staged: true, metered: true }
+        Self {
+            name: name.into(),
+            kind: StoreKind::KeyValue,
+            persistent: false,
+            cache_max_bytes: None,
+            logging: true,
+            staged: true,
+            metered: true,
+        }
+    }
+    /// A window store called `name`: time-windowed keys (`TimeWindowedSerde`) kept `retention_ms`
+    /// behind stream time in segments `segment_interval_ms` wide
+    /// ([`default_segment_interval`] gives Kafka's choice). Kafka Streams sizes the retention as
+    /// `max(window size + grace, retention)`; stream-stream joins keep both sides in such stores.
+    pub fn window(name: impl Into<String>, retention_ms: i64, segment_interval_ms: i64) -> Self {
+        Self { kind: StoreKind::Window { retention_ms, segment_interval_ms }, ..Self::key_value(name) }
+    }
+    /// A session store called `name`: session keys (`SessionWindowedSerde`) kept `retention_ms`
+    /// behind stream time (by session end), in Kafka's `max(retention / 2, 60 s)` segments.
+    pub fn session(name: impl Into<String>, retention_ms: i64) -> Self {
+        let segment_interval_ms = default_segment_interval(retention_ms);
+        Self { kind: StoreKind::Session { retention_ms, segment_interval_ms }, ..Self::key_value(name) }
     }
     /// The store's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+    /// What the store holds.
+    pub fn kind(&self) -> StoreKind {
+        self.kind
     }
     /// Keep the store in RocksDB under `<state.dir>/<application.id>/<task>/<name>`.
     pub fn persistent(mut self) -> Self {
@@ -140,14 +212,32 @@ impl StoreBuilder {
     pub fn changelog_topic(&self, application_id: &str) -> Option<String> {
         self.logging.then(|| changelog_topic(application_id, &self.name))
     }
+    /// Topic configs the changelog needs (for the application's internal topic list):
+    /// `cleanup.policy=compact` for key-value stores; for window and session stores
+    /// `cleanup.policy=compact,delete` and `retention.ms = retention + 1 day` (Kafka Streams'
+    /// `windowstore.changelog.additional.retention.ms`), so expired windows leave the changelog
+    /// too, after the store dropped them. Record create times in both.
+    pub fn changelog_configs(&self) -> Vec<(String, String)> {
+        match self.kind {
+            StoreKind::KeyValue => vec![
+                ("cleanup.policy".into(), "compact".into()),
+                ("message.timestamp.type".into(), "CreateTime".into()),
+            ],
+            StoreKind::Window { retention_ms, .. } | StoreKind::Session { retention_ms, .. } => {
+                window_changelog_configs(retention_ms)
+            }
+        }
+    }
 
     /// Open the bytes store and stack the declared layers over it.
     pub fn build(&self, ctx: &StoreContext) -> StoreResult<Box<dyn KvLayer>> {
-        let bytes: Box<dyn BytesStore> = if self.persistent {
-            let dir = ctx.config.store_dir(&ctx.application_id, &ctx.task, &self.name);
-            Box::new(RocksDbStore::open_with(self.name.clone(), dir, &ctx.config.rocksdb)?)
-        } else {
-            Box::new(InMemoryStore::new(self.name.clone()))
+        let dir = || ctx.config.store_dir(&ctx.application_id, &ctx.task, &self.name);
+        let name = self.name.clone();
+        let bytes: Box<dyn BytesStore> = match (self.kind.segment_spec(), self.persistent) {
+            (None, true) => Box::new(RocksDbStore::open_with(name, dir(), &ctx.config.rocksdb)?),
+            (None, false) => Box::new(InMemoryStore::new(name)),
+            (Some(spec), true) => Box::new(SegmentedRocksDbStore::open_with(name, dir(), spec, &ctx.config.rocksdb)?),
+            (Some(spec), false) => Box::new(SegmentedInMemoryStore::new(name, spec)?),
         };
         let mut layer: Box<dyn KvLayer> =
             if self.staged { Box::new(Staging::new(bytes)) } else { Box::new(Direct::new(bytes)) };
@@ -190,6 +280,10 @@ impl StoreBuilder {
         keys: impl Serde<K>,
         values: impl Serde<V>,
     ) -> StoreResult<TypedStore<K, V, Box<dyn KvLayer + Sync>>> {
+        if self.kind != StoreKind::KeyValue {
+            let cause = format!("global stores are key-value stores, not {:?}", self.kind);
+            return Err(rill_core::streams::store::StoreError::IllegalState { store: self.name.clone(), cause });
+        }
         let layer: Box<dyn KvLayer + Sync> = if self.persistent {
             let dir = crate::store_dir(&init.state_dir, &init.application_id, "global", &self.name);
             Box::new(Direct::new(RocksDbStore::open_with(self.name.clone(), dir, &config.rocksdb)?))
@@ -375,3 +469,7 @@ mod tests {
         assert!(s.metrics().is_none());
     }
 }
+
+#[cfg(test)]
+#[path = "builder_window_tests.rs"]
+mod window_tests;

@@ -178,6 +178,9 @@ impl<L: KvLayer> KvLayer for Caching<L> {
         self.inner.clear()
     }
 
+    fn expired_records(&self) -> u64 {
+        self.inner.expired_records()
+    }
     fn approximate_len(&self) -> u64 {
         self.inner.approximate_len()
     }

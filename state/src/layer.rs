@@ -48,6 +48,9 @@ pub trait KvLayer: Send {
     fn metrics(&self) -> Option<StoreMetrics> {
         None
     }
+    /// Writes the bytes store dropped as past its retention (window and session stores; see
+    /// [`BytesStore::expired_records`]).
+    fn expired_records(&self) -> u64;
 }
 
 impl<L: KvLayer + ?Sized> KvLayer for Box<L> {
@@ -92,6 +95,9 @@ impl<L: KvLayer + ?Sized> KvLayer for Box<L> {
     }
     fn metrics(&self) -> Option<StoreMetrics> {
         (**self).metrics()
+    }
+    fn expired_records(&self) -> u64 {
+        (**self).expired_records()
     }
 }
 
@@ -154,6 +160,9 @@ impl<S: BytesStore> KvLayer for Direct<S> {
     }
     fn flush(&mut self) -> StoreResult<()> {
         self.inner.flush()
+    }
+    fn expired_records(&self) -> u64 {
+        self.inner.expired_records()
     }
 }
 

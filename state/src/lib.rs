@@ -26,12 +26,13 @@ mod memory;
 mod merge;
 mod metered;
 mod rocks;
+mod segmented;
 mod staging;
 #[cfg(test)]
 mod suite;
 mod typed;
 
-pub use builder::{StoreBuilder, StoreContext};
+pub use builder::{StoreBuilder, StoreContext, StoreKind};
 pub use caching::{CacheFlushListener, Caching, ENTRY_OVERHEAD_BYTES};
 pub use config::{default_state_dir, store_dir, StateConfig, StateConfigError, DEFAULT_CACHE_MAX_BYTES};
 pub use layer::{Direct, KvLayer};
@@ -40,6 +41,10 @@ pub use memory::InMemoryStore;
 pub use metered::{Metered, OpStats, StoreMetrics};
 pub use rocks::{
     RocksDbOptions, RocksDbStore, DEFAULT_BLOCK_CACHE_BYTES, DEFAULT_MAX_WRITE_BUFFERS, DEFAULT_WRITE_BUFFER_BYTES,
+};
+pub use segmented::{
+    default_segment_interval, window_changelog_configs, SegmentSpec, SegmentTime, SegmentedInMemoryStore,
+    SegmentedRocksDbStore, MIN_DEFAULT_SEGMENT_INTERVAL_MS, WINDOW_CHANGELOG_ADDITIONAL_RETENTION_MS,
 };
 pub use staging::Staging;
 pub use typed::TypedStore;

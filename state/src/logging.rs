@@ -101,6 +101,9 @@ impl<L: KvLayer> KvLayer for ChangeLogging<L> {
         self.pending.clear();
         self.inner.clear()
     }
+    fn expired_records(&self) -> u64 {
+        self.inner.expired_records()
+    }
     fn approximate_len(&self) -> u64 {
         self.inner.approximate_len()
     }

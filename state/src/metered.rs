@@ -53,6 +53,10 @@ pub struct StoreMetrics {
     pub commit: OpStats,
     /// Restored batches.
     pub restore: OpStats,
+    /// Writes dropped as past the store's retention (window and session stores; Kafka's
+    /// `expired-window-record-drop`). Under exactly-once they are dropped, and counted, when
+    /// their commit reaches the store.
+    pub expired_records: u64,
 }
 
 /// Metering over `L` (see the module docs).
@@ -70,7 +74,8 @@ impl<L: KvLayer> Metered<L> {
     }
     /// The counts and latencies so far.
     pub fn snapshot(&self) -> StoreMetrics {
-        StoreMetrics { get: self.get.get(), range: self.range.get(), ..self.rest }
+        let expired_records = self.inner.expired_records();
+        StoreMetrics { get: self.get.get(), range: self.range.get(), expired_records, ..self.rest }
     }
 }
 
@@ -122,6 +127,9 @@ impl<L: KvLayer> KvLayer for Metered<L> {
     }
     fn clear(&mut self) -> StoreResult<()> {
         self.inner.clear()
+    }
+    fn expired_records(&self) -> u64 {
+        self.inner.expired_records()
     }
     fn approximate_len(&self) -> u64 {
         self.inner.approximate_len()

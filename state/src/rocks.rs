@@ -62,7 +62,7 @@ impl Default for RocksDbOptions {
 }
 
 impl RocksDbOptions {
-    fn db_options(&self) -> Options {
+    pub(crate) fn db_options(&self) -> Options {
         let mut table = BlockBasedOptions::default();
         table.set_block_size(4096);
         table.set_block_cache(&Cache::new_lru_cache(self.block_cache_bytes));

@@ -101,6 +101,9 @@ impl<S: BytesStore> KvLayer for Staging<S> {
         self.inner.clear()
     }
 
+    fn expired_records(&self) -> u64 {
+        self.inner.expired_records()
+    }
     fn approximate_len(&self) -> u64 {
         self.inner.approximate_len()
     }

@@ -31,6 +31,11 @@ impl<K: 'static, V: 'static, L: KvLayer> TypedStore<K, V, L> {
     pub fn metrics(&self) -> Option<StoreMetrics> {
         self.inner.metrics()
     }
+    /// Writes dropped as past the store's retention (window and session stores), metered or
+    /// not.
+    pub fn expired_records(&self) -> u64 {
+        self.inner.expired_records()
+    }
 
     fn entry(&self, (key, value): (Bytes, Bytes)) -> StoreResult<(K, V)> {
         Ok((self.keys.deserialize(&key)?, self.values.deserialize(&value)?))

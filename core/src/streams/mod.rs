@@ -1,5 +1,5 @@
 //! The streams side of rill-core: serdes, records, the Processor API ([`processor`]), topologies
-//! and tasks, and the store traits the runtime talks to.
+//! and tasks, the store traits the runtime talks to, and windowed keys ([`window`]).
 //!
 //! Store implementations (RocksDB, in-memory) and their layers live in `rill-state`; the DSL in
 //! `rill-dsl`. Dependencies run `dsl -> state -> core`.
@@ -15,5 +15,6 @@ pub mod store;
 pub mod task;
 pub mod timestamp;
 pub mod topology;
+pub mod window;
 
 pub use node::{Partitioner, TopicChoice, TopicNamer};

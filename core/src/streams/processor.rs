@@ -73,6 +73,12 @@ pub struct ProcessorContext<'a, K, V> {
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> ProcessorContext<'_, K, V> {
+    /// Count a record this processor dropped on purpose (late for its window, null key where
+    /// one is needed): Kafka Streams' `dropped-records` metric, per task.
+    pub fn record_dropped(&mut self) {
+        self.task.dropped_records += 1;
+    }
+
     /// Send `record` to every processor after this one.
     pub fn forward(&mut self, record: Record<K, V>) -> Result<()> {
         let Some(((_, last), rest)) = self.children.split_last() else { return Ok(()) };

@@ -89,6 +89,12 @@ pub trait BytesStore: Send {
     /// Remove every entry and the checkpoint (a wipe before a full restore). A crash part way
     /// leaves no checkpoint, so the store is wiped again.
     fn clear(&mut self) -> StoreResult<()>;
+    /// Writes dropped because they fell outside the store's retention (time-segmented window
+    /// and session stores: Kafka's `expired-window-record-drop`); 0 for stores that keep
+    /// everything.
+    fn expired_records(&self) -> u64 {
+        0
+    }
 }
 
 impl<S: BytesStore + ?Sized> BytesStore for Box<S> {
@@ -115,6 +121,9 @@ impl<S: BytesStore + ?Sized> BytesStore for Box<S> {
     }
     fn clear(&mut self) -> StoreResult<()> {
         (**self).clear()
+    }
+    fn expired_records(&self) -> u64 {
+        (**self).expired_records()
     }
 }
 

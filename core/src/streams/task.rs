@@ -117,6 +117,7 @@ pub struct TaskContext {
     schedules: Vec<Schedule>,
     next_punctuation: u64,
     skipped_nulls: u64,
+    pub(crate) dropped_records: u64,
     record_ts: RecordTimestamp,
     globals: GlobalStores,
 }
@@ -134,6 +135,7 @@ impl TaskContext {
             schedules: Vec::new(),
             next_punctuation: 0,
             skipped_nulls: 0,
+            dropped_records: 0,
             record_ts: RecordTimestamp::default(),
             globals: GlobalStores::default(),
         }
@@ -245,6 +247,12 @@ impl TaskContext {
 
     pub(crate) fn note_skipped_null(&mut self) {
         self.skipped_nulls += 1;
+    }
+
+    /// Records processors dropped on purpose (late records, null keys): Kafka Streams'
+    /// `dropped-records` metric.
+    pub fn dropped_records(&self) -> u64 {
+        self.dropped_records
     }
 
     /// Records dropped at a source because their key or value was null and the serde cannot

@@ -31,6 +31,18 @@ pub struct KGroupedStream<K, V> {
     pub(crate) values: SerdeSlot<V>,
 }
 
+impl<K, V> Clone for KGroupedStream<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            stream: self.stream.clone(),
+            repartition: self.repartition,
+            name: self.name.clone(),
+            keys: self.keys.clone(),
+            values: self.values.clone(),
+        }
+    }
+}
+
 /// A table re-grouped by a new key, ready to aggregate with an adder and a subtractor.
 pub struct KGroupedTable<K, V> {
     pub(crate) state: Shared,
@@ -55,12 +67,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KGroupedStream<K, V> {
         let (proc_prefix, store_prefix) = prefixes;
         let store = self.stream.state.borrow_mut().name(materialized.name.clone(), store_prefix);
         let name = self.stream.name_for(proc_prefix);
-        let input = if self.repartition {
-            let topic = self.name.clone().unwrap_or_else(|| store.clone());
-            self.stream.through_topic(&topic, &self.keys, &self.values, None, "Grouped::with(keys, values)")
-        } else {
-            self.stream.clone()
-        };
+        let input = self.input(&store);
         let keys = choose(&materialized.keys, &self.keys);
         let values = choose(&materialized.values, &carried);
         let how = "Materialized::with(keys, values)";
