@@ -42,6 +42,7 @@ mod global_ktable;
 mod grouped;
 mod kstream;
 mod ktable;
+mod nulls;
 mod processors;
 pub mod serdes;
 mod suppressed;

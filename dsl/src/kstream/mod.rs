@@ -14,6 +14,7 @@ mod flat_map;
 mod flat_map_values;
 mod foreach;
 mod group_by;
+mod join;
 mod join_windowed;
 mod map;
 mod map_values;

@@ -11,6 +11,7 @@ use crate::serdes::{ArcSerde, SerdeSlot};
 
 mod filter;
 mod group_by;
+mod join;
 mod map_values;
 mod suppress;
 mod table;

@@ -98,12 +98,15 @@ impl TopicPlan {
 }
 
 /// Work out partition counts and internal topics, reading external topics' metadata;
-/// `settings` override internal topics' partition counts and configs by name.
+/// `settings` override internal topics' partition counts and configs by name. A repartition
+/// topic in a `copartition` group with external topics (a stream-table join after a key change)
+/// gets their partition count unless `settings` fix it, as Kafka Streams does.
 pub async fn plan(
     client: &Client,
     topology: &Topology,
     application_id: &str,
     settings: &HashMap<String, InternalTopicSettings>,
+    copartition: &[std::collections::BTreeSet<String>],
 ) -> Result<TopicPlan> {
     let subs = topology.subtopologies().len() as u32;
     let mut plan = TopicPlan { tasks: vec![0; subs as usize], ..Default::default() };
@@ -157,6 +160,15 @@ pub async fn plan(
     for (t, n) in settings.iter().filter_map(|(t, x)| Some((t, x.partitions?))) {
         if written_by.contains_key(t) && plan.subtopology_of.contains_key(t) {
             plan.partitions.insert(t.clone(), n);
+        }
+    }
+    for group in copartition {
+        let external =
+            group.iter().filter(|t| !written_by.contains_key(*t)).filter_map(|t| plan.partitions.get(t)).max();
+        if let Some(&n) = external {
+            for t in group.iter().filter(|t| written_by.contains_key(*t) && plan.subtopology_of.contains_key(*t)) {
+                plan.partitions.entry(t.clone()).or_insert(n);
+            }
         }
     }
     // Repartition topics take the task count of the sub-topology writing them (unless fixed

@@ -328,8 +328,14 @@ impl KafkaStreams {
         }
         self.config.validate()?;
         let client = Client::connect(ClientConfig::new(self.config.bootstrap_servers.clone())).await?;
-        let plan =
-            internal::plan(&client, &self.topology, &self.config.application_id, &self.internal_settings).await?;
+        let plan = internal::plan(
+            &client,
+            &self.topology,
+            &self.config.application_id,
+            &self.internal_settings,
+            &self.copartition_groups,
+        )
+        .await?;
         internal::check_copartitioned(&plan, &self.copartition_groups)?;
         internal::create_internal(&client, &plan, self.config.replication_factor).await?;
         let plan = Arc::new(plan);
