@@ -284,7 +284,16 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         st.connect(&this_store, &other_name, &other.sources);
         st.copartition(sources.clone());
         drop(st);
-        KTable { state: self.state.clone(), node: merge, store: None, keys, values: None, sources, next_name: None }
+        KTable {
+            state: self.state.clone(),
+            node: merge,
+            store: None,
+            keys,
+            values: None,
+            sources,
+            next_name: None,
+            window_close: None,
+        }
     }
 
     /// The name of a store holding this table: its own, or a new one kept up to date by a
