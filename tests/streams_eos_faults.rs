@@ -6,6 +6,10 @@
 //! changelog ends at the model's counts. Under at_least_once the same run may repeat counts and
 //! overshoot (work redone after a crash counts again), but never loses one.
 //!
+//! The same faults run over two more applications under exactly-once: a tumbling-window count
+//! through a repartition topic (every window's counts exactly once), and a windowed
+//! stream-stream join of two co-partitioned topics (every pair of records exactly once).
+//!
 //! The seed is printed; `RILL_TEST_SEED=<seed>` replays one (where a kill lands depends on
 //! timing). `RILL_STREAMS_SEEDS=<n>` sets how many seeds the exactly-once test covers (default 2).
 //!
@@ -28,31 +32,98 @@ use rill_core::producer::{Producer, ProducerConfig};
 use rill_core::records::ProducerRecord;
 use rill_core::streams::runtime::StreamsConfig;
 use rill_core::streams::serde::{I64Serde, Serde, StringSerde};
-use rill_dsl::{Materialized, StreamsBuilder};
+use rill_dsl::{JoinWindows, Materialized, StreamsBuilder, TimeWindows};
 
 const CHILD_ENV: &str = "RILL_STREAMS_CHILD";
 const PARTITIONS: i32 = 8;
 const ITEMS: usize = 40;
 const APP: &str = "eos-faults";
 
-/// The application: count input values (items) through a repartition topic.
+/// Event times of the windowed and join applications start here (fixed, so windows are too).
+const BASE_TIME: i64 = 1_700_000_000_000;
+/// Window size of the windowed count.
+const WINDOW_MS: i64 = 5_000;
+
+/// Which application the instances run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    /// Count items through a repartition topic.
+    Count,
+    /// Count items per 5-second tumbling window through a repartition topic.
+    Windowed,
+    /// Join two streams within an hour of each other.
+    Join,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Count => "count",
+            Kind::Windowed => "windowed",
+            Kind::Join => "join",
+        }
+    }
+    fn parse(s: &str) -> Self {
+        match s {
+            "count" => Kind::Count,
+            "windowed" => Kind::Windowed,
+            "join" => Kind::Join,
+            other => panic!("unknown kind {other}"),
+        }
+    }
+}
+
+fn build(builder: &StreamsBuilder, kind: Kind) {
+    match kind {
+        Kind::Count => {
+            builder
+                .stream::<String, String>("items-in")
+                .group_by(|_, item| item.clone())
+                .count_with(Materialized::as_("counts").persistent())
+                .to_stream()
+                .to("counts-out");
+        }
+        Kind::Windowed => {
+            builder
+                .stream::<String, String>("items-in")
+                .group_by(|_, item| item.clone())
+                .windowed_by(TimeWindows::of_size_and_grace(
+                    Duration::from_millis(WINDOW_MS as u64),
+                    Duration::from_secs(3600),
+                ))
+                .count_with(Materialized::as_("window-counts").persistent())
+                .to_stream()
+                .map(|w, n| (format!("{}@{}", w.key, w.window.start), n))
+                .to("counts-out");
+        }
+        Kind::Join => {
+            let left = builder.stream::<String, String>("left-in");
+            let right = builder.stream::<String, String>("right-in");
+            left.join_windowed(
+                &right,
+                |_, l, r| format!("{l}+{r}"),
+                JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(3600)),
+            )
+            .to("joined-out");
+        }
+    }
+}
+
+/// The application: `kind`, as an instance of a group of two.
 #[test]
 fn instance_process() {
     let Ok(spec) = std::env::var(CHILD_ENV) else { return };
     let parts: Vec<&str> = spec.split('|').collect();
-    let [bootstrap, state_dir, guarantee] = parts[..] else { panic!("bad {CHILD_ENV}: {spec}") };
+    let [bootstrap, state_dir, guarantee, kind] = parts[..] else { panic!("bad {CHILD_ENV}: {spec}") };
+    let kind = Kind::parse(kind);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         let builder = StreamsBuilder::new();
-        builder
-            .stream::<String, String>("items-in")
-            .group_by(|_, item| item.clone())
-            .count_with(Materialized::as_("counts").persistent())
-            .to_stream()
-            .to("counts-out");
-        let built = builder.build(&app_id(guarantee)).unwrap();
+        build(&builder, kind);
+        let app = app_id(guarantee, kind);
+        let built = builder.build(&app).unwrap();
         let config = StreamsConfig::from_properties([
-            ("application.id", app_id(guarantee).as_str()),
+            ("application.id", app.as_str()),
             ("bootstrap.servers", bootstrap),
             ("processing.guarantee", guarantee),
             ("num.stream.threads", "2"),
@@ -76,8 +147,8 @@ fn instance_process() {
     });
 }
 
-fn app_id(guarantee: &str) -> String {
-    format!("{APP}-{guarantee}")
+fn app_id(guarantee: &str, kind: Kind) -> String {
+    format!("{APP}-{}-{guarantee}", kind.name())
 }
 
 struct Instance {
@@ -86,8 +157,8 @@ struct Instance {
 }
 
 impl Instance {
-    fn start(bootstrap: &str, state: std::path::PathBuf, guarantee: &str) -> Self {
-        let spec = format!("{bootstrap}|{}|{guarantee}", state.display());
+    fn start(bootstrap: &str, state: std::path::PathBuf, guarantee: &str, kind: Kind) -> Self {
+        let spec = format!("{bootstrap}|{}|{guarantee}|{}", state.display(), kind.name());
         let mut i = Self { child: None, spec };
         i.spawn();
         i
@@ -174,32 +245,63 @@ async fn read_until(
     }
 }
 
-async fn run(seed: u64, guarantee: &str) {
-    eprintln!("streams_eos_faults: {guarantee} seed {seed} (replay with RILL_TEST_SEED={seed})");
+async fn run(seed: u64, guarantee: &str, kind: Kind) {
+    let what = format!("{guarantee} {}", kind.name());
+    eprintln!("streams_eos_faults: {what} seed {seed} (replay with RILL_TEST_SEED={seed})");
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::embedded(dir.path().join("broker")).await.unwrap();
     let bootstrap = broker.bootstrap();
-    common::create_topics(&bootstrap, &[("items-in", PARTITIONS), ("counts-out", PARTITIONS)]).await;
+    common::create_topics(
+        &bootstrap,
+        &[
+            ("items-in", PARTITIONS),
+            ("counts-out", PARTITIONS),
+            ("left-in", PARTITIONS),
+            ("right-in", PARTITIONS),
+            ("joined-out", PARTITIONS),
+        ],
+    )
+    .await;
 
     let mut instances: Vec<Instance> =
-        (0..2).map(|i| Instance::start(&bootstrap, dir.path().join(format!("state-{i}")), guarantee)).collect();
+        (0..2).map(|i| Instance::start(&bootstrap, dir.path().join(format!("state-{i}")), guarantee, kind)).collect();
     let producer = Producer::new(ProducerConfig::new(&bootstrap)).await.unwrap();
     let mut model: BTreeMap<String, i64> = BTreeMap::new();
+    let mut pairs = Pairs::default();
     let rounds = 12;
     let mut kills = 0;
+    let mut seq = 0i64;
     for round in 0..rounds {
         let mut sent = Vec::new();
         for i in 0..rng.gen_range(50..200) {
-            let item = format!("item-{}", rng.gen_range(0..ITEMS));
-            *model.entry(item.clone()).or_insert(0) += 1;
-            let rec = ProducerRecord {
-                key: Some(Bytes::from(format!("user-{round}-{i}"))),
-                value: Some(Bytes::from(item)),
-                headers: Vec::new(),
-                timestamp: None,
+            seq += 1;
+            let time = BASE_TIME + seq * 37;
+            let (topic, key, value) = match kind {
+                Kind::Count | Kind::Windowed => {
+                    let item = format!("item-{}", rng.gen_range(0..ITEMS));
+                    let counted = match kind {
+                        Kind::Windowed => format!("{item}@{}", (time / WINDOW_MS) * WINDOW_MS),
+                        _ => item.clone(),
+                    };
+                    *model.entry(counted).or_insert(0) += 1;
+                    ("items-in", format!("user-{round}-{i}"), item)
+                }
+                Kind::Join => {
+                    let key = format!("k{}", rng.gen_range(0..ITEMS));
+                    let left = rng.gen_bool(0.5);
+                    let value = format!("{}{seq}", if left { "L" } else { "R" });
+                    pairs.add(&key, left, &value);
+                    (if left { "left-in" } else { "right-in" }, key, value)
+                }
             };
-            sent.push(producer.send("items-in", None, rec).await.unwrap());
+            let rec = ProducerRecord {
+                key: Some(Bytes::from(key)),
+                value: Some(Bytes::from(value)),
+                headers: Vec::new(),
+                timestamp: Some(time),
+            };
+            sent.push(producer.send(topic, None, rec).await.unwrap());
         }
         for d in sent {
             d.await.unwrap();
@@ -216,6 +318,16 @@ async fn run(seed: u64, guarantee: &str) {
     }
     producer.close().await;
     let exact = guarantee == "exactly_once_v2";
+    if kind == Kind::Join {
+        let got = read_joined(&bootstrap, pairs.total()).await;
+        assert_eq!(got, pairs.expected, "seed {seed}: every pair of records joined exactly once");
+        for i in &mut instances {
+            i.stop();
+        }
+        eprintln!("streams_eos_faults: {what} seed {seed}: {kills} kills, {} pairs: ok", pairs.total());
+        broker.shutdown().await.unwrap();
+        return;
+    }
     let seen = read_until(&bootstrap, "counts-out", &model, exact).await;
     for (item, want) in &model {
         let got = &seen[item];
@@ -229,21 +341,106 @@ async fn run(seed: u64, guarantee: &str) {
         }
     }
     // The store, through its changelog (compacted, read committed), ends at the model.
-    let changelog = format!("{}-counts-changelog", app_id(guarantee));
-    let store = read_until(&bootstrap, &changelog, &model, exact).await;
-    if exact {
-        let last: BTreeMap<String, i64> = store.iter().map(|(k, v)| (k.clone(), *v.last().unwrap())).collect();
-        assert_eq!(last, model, "seed {seed}: the store's changelog");
+    let changelog = format!("{}-counts-changelog", app_id(guarantee, kind));
+    if kind == Kind::Count {
+        let store = read_until(&bootstrap, &changelog, &model, exact).await;
+        if exact {
+            let last: BTreeMap<String, i64> = store.iter().map(|(k, v)| (k.clone(), *v.last().unwrap())).collect();
+            assert_eq!(last, model, "seed {seed}: the store's changelog");
+        }
     }
     for i in &mut instances {
         i.stop();
     }
     eprintln!(
-        "streams_eos_faults: {guarantee} seed {seed}: {kills} kills, {} items, {} inputs: ok",
+        "streams_eos_faults: {what} seed {seed}: {kills} kills, {} items, {} inputs: ok",
         model.len(),
         model.values().sum::<i64>()
     );
     broker.shutdown().await.unwrap();
+}
+
+/// The join's model: every left and right value per key, and the pairs they make.
+#[derive(Default)]
+struct Pairs {
+    sides: BTreeMap<String, (Vec<String>, Vec<String>)>,
+    expected: BTreeMap<(String, String), usize>,
+}
+
+impl Pairs {
+    fn add(&mut self, key: &str, left: bool, value: &str) {
+        let (l, r) = self.sides.entry(key.to_string()).or_default();
+        let partners: Vec<String> = if left { r.clone() } else { l.clone() };
+        for p in partners {
+            let joined = if left { format!("{value}+{p}") } else { format!("{p}+{value}") };
+            *self.expected.entry((key.to_string(), joined)).or_insert(0) += 1;
+        }
+        if left {
+            l.push(value.to_string());
+        } else {
+            r.push(value.to_string());
+        }
+    }
+    fn total(&self) -> usize {
+        self.expected.values().sum()
+    }
+}
+
+/// Read `joined-out` read_committed until `n` results came, then to the end: each (key, value)
+/// with how often it came.
+async fn read_joined(bootstrap: &str, n: usize) -> BTreeMap<(String, String), usize> {
+    let mut c = Consumer::new(
+        ConsumerConfig::from_properties([("bootstrap.servers", bootstrap), ("isolation.level", "read_committed")])
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let parts: Vec<(String, i32)> = (0..PARTITIONS).map(|p| ("joined-out".to_string(), p)).collect();
+    c.assign(parts.clone()).unwrap();
+    c.seek_to(&parts, true).await.unwrap();
+    let mut got: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut count = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count < n {
+        for r in c.poll(Duration::from_millis(200)).await.unwrap() {
+            let k = StringSerde.deserialize(r.key.as_deref().unwrap()).unwrap();
+            let v = StringSerde.deserialize(r.value.as_deref().unwrap()).unwrap();
+            *got.entry((k, v)).or_insert(0) += 1;
+            count += 1;
+        }
+        assert!(Instant::now() < deadline, "joined-out: {count} of {n} results after 120 s");
+    }
+    // Anything past the expected count is a duplicate: read to the committed end to see it.
+    let client = Client::connect(ClientConfig::new(bootstrap)).await.unwrap();
+    let mut ends = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        let end = client
+            .list_offset_isolated(
+                "joined-out",
+                p,
+                rill_core::client::LATEST,
+                rill_core::client::IsolationLevel::ReadCommitted,
+            )
+            .await
+            .unwrap();
+        ends.insert(p, end);
+    }
+    loop {
+        let mut behind = false;
+        for tp in &parts {
+            behind |= c.position(tp).await.unwrap_or(0) < ends[&tp.1];
+        }
+        if !behind {
+            break;
+        }
+        for r in c.poll(Duration::from_millis(200)).await.unwrap() {
+            let k = StringSerde.deserialize(r.key.as_deref().unwrap()).unwrap();
+            let v = StringSerde.deserialize(r.value.as_deref().unwrap()).unwrap();
+            *got.entry((k, v)).or_insert(0) += 1;
+        }
+        assert!(Instant::now() < deadline, "joined-out: not at its end after 120 s");
+    }
+    got
 }
 
 fn seeds(default: u64) -> Vec<u64> {
@@ -263,9 +460,13 @@ fn exactly_once_and_at_least_once_with_killed_instances() {
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     for seed in seeds(2) {
-        rt.block_on(run(seed, "exactly_once_v2"));
+        rt.block_on(run(seed, "exactly_once_v2", Kind::Count));
     }
     for seed in seeds(1) {
-        rt.block_on(run(seed, "at_least_once"));
+        rt.block_on(run(seed, "at_least_once", Kind::Count));
+    }
+    for seed in seeds(1) {
+        rt.block_on(run(seed, "exactly_once_v2", Kind::Windowed));
+        rt.block_on(run(seed, "exactly_once_v2", Kind::Join));
     }
 }
