@@ -5,7 +5,11 @@
 //! - the hand-written loop: Rill consumer and producer, the map and filter in plain code;
 //! - stateless: the DSL's `map_values` + `filter` -> `to`, under at_least_once and exactly_once_v2;
 //! - count: `group_by_key().count()` into a RocksDB store (change-logged, no cache: one output per
-//!   input), under at_least_once and exactly_once_v2.
+//!   input), under at_least_once and exactly_once_v2;
+//! - windowed count: the same per one-hour tumbling window (a RocksDB window store), exactly once;
+//! - join: a second input topic with the same keys, joined record by record with
+//!   `join_windowed` (one-hour windows; every key once on each side, so one output per pair),
+//!   exactly once. No latency phase (a record alone has no partner).
 //!
 //! A run pre-produces its input (100 B values by default, keys spread over `--keys`), starts the
 //! application, and watches the output's last stable offsets (what a read_committed consumer
@@ -25,7 +29,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use rill_core::client::{Admin, Client, ClientConfig, NewTopic};
 use rill_core::streams::runtime::{KafkaStreams, StreamsConfig};
-use rill_dsl::{Materialized, StreamsBuilder};
+use rill_dsl::{JoinWindows, Materialized, StreamsBuilder, TimeWindows};
 
 use super::bench_streams_io::{self as io, HandLoop, Reader};
 
@@ -56,18 +60,24 @@ pub struct StreamsBenchArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Workload {
+    /// A tumbling-window count, exactly once.
+    Windowed,
+    /// A stream-stream windowed join of two topics, exactly once.
+    Join,
     HandWritten,
     Stateless { eos: bool },
     Count { eos: bool },
 }
 
 impl Workload {
-    const ALL: [Workload; 5] = [
+    const ALL: [Workload; 7] = [
         Workload::HandWritten,
         Workload::Stateless { eos: false },
         Workload::Stateless { eos: true },
         Workload::Count { eos: false },
         Workload::Count { eos: true },
+        Workload::Windowed,
+        Workload::Join,
     ];
 
     fn label(self) -> &'static str {
@@ -77,6 +87,8 @@ impl Workload {
             Workload::Stateless { eos: true } => "stateless map+filter, exactly_once_v2",
             Workload::Count { eos: false } => "count (RocksDB), at_least_once",
             Workload::Count { eos: true } => "count (RocksDB), exactly_once_v2",
+            Workload::Windowed => "tumbling windowed count (RocksDB window store), exactly_once_v2",
+            Workload::Join => "stream-stream windowed join, exactly_once_v2",
         }
     }
 
@@ -87,13 +99,15 @@ impl Workload {
             Workload::Stateless { eos: true } => "map-eos",
             Workload::Count { eos: false } => "count-alos",
             Workload::Count { eos: true } => "count-eos",
+            Workload::Windowed => "window-eos",
+            Workload::Join => "join-eos",
         }
     }
 
     /// Output records for input sequence numbers `from..to`.
     fn outputs(self, from: u64, to: u64) -> u64 {
         match self {
-            Workload::Count { .. } => to - from,
+            Workload::Count { .. } | Workload::Windowed | Workload::Join => to - from,
             _ => io::kept(from, to),
         }
     }
@@ -130,7 +144,7 @@ pub async fn run(a: StreamsBenchArgs) -> anyhow::Result<()> {
     for (pass, &w) in order.iter().enumerate() {
         let workload = Workload::ALL[w];
         let half = match workload {
-            Workload::Count { .. } => a.count_records / 2,
+            Workload::Count { .. } | Workload::Windowed | Workload::Join => a.count_records / 2,
             _ => a.records / 2,
         };
         let r = run_one(&a, &client, state.path(), workload, pass, half)
@@ -160,6 +174,7 @@ pub async fn run(a: StreamsBenchArgs) -> anyhow::Result<()> {
             Workload::Count { eos: true } => {
                 format!(", {:.2}x at_least_once (target >= 0.85x)", r / count_alos)
             }
+            Workload::Windowed | Workload::Join => format!(", {:.2}x the loop", r / baseline),
         };
         t.latencies.sort_unstable();
         println!(
@@ -210,16 +225,22 @@ async fn run_one(
     // The workload first: thread names (as perf shows them) start with the application.id.
     let app_id = format!("{}-{pass}-bench-streams-{}", workload.short(), std::process::id());
     let (input, output) = (format!("{app_id}-in"), format!("{app_id}-out"));
-    let topics = [&input, &output].map(|t| NewTopic {
+    let right = format!("{app_id}-right");
+    let topics = [&input, &output, &right].map(|t| NewTopic {
         name: t.clone(),
         partitions: a.partitions,
         replication_factor: -1,
         configs: Default::default(),
     });
     Admin::new(client).create_topics(&topics, false).await?;
-    io::produce_input(&a.bootstrap, &input, 0, records, a.keys, a.record_size).await?;
+    // The join: every key once on each side.
+    let keys = if workload == Workload::Join { records } else { a.keys };
+    io::produce_input(&a.bootstrap, &input, 0, records, keys, a.record_size).await?;
+    if workload == Workload::Join {
+        io::produce_input(&a.bootstrap, &right, 0, records, keys, a.record_size).await?;
+    }
 
-    let count_keys = matches!(workload, Workload::Count { .. }).then_some(a.keys);
+    let count_keys = matches!(workload, Workload::Count { .. } | Workload::Windowed).then_some(a.keys);
     let mut reader = Reader::new(&a.bootstrap, &output, a.partitions, count_keys).await?;
     let deadline = Instant::now() + RUN_TIMEOUT;
     let started = Instant::now();
@@ -234,15 +255,17 @@ async fn run_one(
         io::watch_end(client, &output, a.partitions, [1, expected / 5, expected * 4 / 5], deadline).await?;
     reader.read_until(expected, deadline, None).await?;
 
-    // Latency: the application is caught up; records come at a steady rate.
+    // Latency: the application is caught up; records come at a steady rate (not for the join:
+    // a record alone has no partner).
+    let latency_records = if workload == Workload::Join { 0 } else { LATENCY_RECORDS };
     let feeder = {
         let (bootstrap, input, size, keys) = (a.bootstrap.clone(), input.clone(), a.record_size, a.keys);
         tokio::spawn(async move {
-            io::produce_paced(&bootstrap, &input, records, LATENCY_RECORDS, LATENCY_RATE, keys, size).await
+            io::produce_paced(&bootstrap, &input, records, latency_records, LATENCY_RATE, keys, size).await
         })
     };
-    let mut latencies = Vec::with_capacity(LATENCY_RECORDS as usize);
-    let target = workload.outputs(0, records + LATENCY_RECORDS);
+    let mut latencies = Vec::with_capacity(latency_records as usize);
+    let target = workload.outputs(0, records + latency_records);
     let read = reader.read_until(target, deadline, Some(&mut latencies)).await;
     feeder.await??;
     read?;
@@ -257,11 +280,12 @@ async fn run_one(
         }
         App::Loop(l) => l.stop().await?,
     }
-    if let Some(sum) = reader.counted() {
+    // (Windowed counts add up to the inputs too unless the run crossed an hour boundary.)
+    if let Some(sum) = reader.counted().filter(|_| workload != Workload::Windowed) {
         anyhow::ensure!(
-            sum == (records + LATENCY_RECORDS) as i64,
+            sum == (records + latency_records) as i64,
             "the last counts per key add up to {sum}, expected {}",
-            records + LATENCY_RECORDS
+            records + latency_records
         );
     }
     anyhow::ensure!(reader.seen() == target, "read {} output records, expected {target}", reader.seen());
@@ -295,13 +319,29 @@ async fn start(
             return Ok(App::Loop(l));
         }
         Workload::Stateless { eos } | Workload::Count { eos } => eos,
+        Workload::Windowed | Workload::Join => true,
     };
     let builder = StreamsBuilder::new();
     let source = builder.stream::<String, Bytes>(input);
-    if let Workload::Count { .. } = workload {
-        source.group_by_key().count_with(Materialized::as_("counts").persistent()).to_stream().to(output);
-    } else {
-        source.map_values(|v: Bytes| io::transform(&v)).filter(|_, v| io::keep(v)).to(output);
+    let hour = Duration::from_secs(3600);
+    match workload {
+        Workload::Count { .. } => {
+            source.group_by_key().count_with(Materialized::as_("counts").persistent()).to_stream().to(output)
+        }
+        Workload::Windowed => source
+            .group_by_key()
+            .windowed_by(TimeWindows::of_size_and_grace(hour, hour))
+            .count_with(Materialized::as_("window-counts").persistent())
+            .to_stream()
+            .map(|w, n| (w.key, n))
+            .to(output),
+        Workload::Join => {
+            let other = builder.stream::<String, Bytes>(&format!("{app_id}-right"));
+            source
+                .join_windowed(&other, |_, l: Bytes, _r: Bytes| l, JoinWindows::of_time_difference_with_no_grace(hour))
+                .to(output)
+        }
+        _ => source.map_values(|v: Bytes| io::transform(&v)).filter(|_, v| io::keep(v)).to(output),
     }
     let built = builder.build(app_id)?;
     let state_dir = state.join(app_id);
