@@ -13,6 +13,10 @@
 //!           RocksDbStore | InMemoryStore
 //! ```
 //!
+//! Window and session stores are the same stack over a time-segmented bytes store,
+//! [`SegmentedRocksDbStore`] or [`SegmentedInMemoryStore`] (segments by window time, dropped
+//! whole once past retention; see [`SegmentSpec`]).
+//!
 //! [`StoreBuilder`] builds such a stack from a declaration. Where restoration from the changelog
 //! starts given a store's checkpoint is planned in core
 //! ([`rill_core::streams::store::restore`], so the runtime can use it).
