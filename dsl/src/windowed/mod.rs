@@ -285,7 +285,9 @@ impl<K: Clone + PartialEq + 'static, V: Clone + 'static> TimeWindowedKStream<K, 
             TimeKind::Sliding(w) => w.grace,
         };
         let window_close = Some(WindowClose { grace, end: Arc::new(|k: &Windowed<K>| k.window.end) });
-        KTable { window_close, ..KTable::new(&input, name, Some(store), windowed_keys, values) }
+        // The window store holds values with their timestamps, not a table's plain values: joins
+        // and other readers of `store` materialize this table instead.
+        KTable { window_close, ..KTable::new(&input, name, None, windowed_keys, values) }
     }
 }
 
@@ -404,7 +406,9 @@ impl<K: Clone + PartialEq + 'static, V: Clone + 'static> SessionWindowedKStream<
         drop(st);
         let window_close =
             Some(WindowClose { grace: self.windows.grace, end: Arc::new(|k: &Windowed<K>| k.window.end) });
-        KTable { window_close, ..KTable::new(&input, name, Some(store), windowed_keys, values) }
+        // The window store holds values with their timestamps, not a table's plain values: joins
+        // and other readers of `store` materialize this table instead.
+        KTable { window_close, ..KTable::new(&input, name, None, windowed_keys, values) }
     }
 }
 
