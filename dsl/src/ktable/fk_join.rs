@@ -380,3 +380,6 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         result
     }
 }
+
+#[cfg(test)]
+mod tests;
