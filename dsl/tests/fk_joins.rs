@@ -24,6 +24,7 @@ struct Case {
     left: Rows,
 }
 
+#[allow(clippy::ptr_arg)] // a foreign-key extractor takes the table's value type
 fn product_of(order: &String) -> String {
     order.split(':').next().unwrap_or_default().to_string()
 }
@@ -144,7 +145,7 @@ const CASES: &[Case] = &[
             Product("p1", Some("tea"), 1),
             Order("o1", Some("p1:1"), 2),
             Order("o1", None, 3),
-            Order("o2", None, 4), // never existed: nothing
+            Order("o2", None, 4),                // never existed: nothing
             Product("p1", Some("green tea"), 5), // o1 no longer subscribes
             Order("o3", Some("p9:1"), 6),
             Order("o3", None, 7), // had no inner result: no tombstone
@@ -283,7 +284,10 @@ fn internal_topics_are_co_partitioned_with_their_side_only() {
         built.copartition_groups.iter().map(|g| g.iter().map(String::as_str).collect()).collect();
     assert_eq!(
         groups,
-        vec![vec!["products", "shop-fk-subscription-registration-topic"], vec!["orders", "shop-fk-subscription-response-topic"]]
+        vec![
+            vec!["products", "shop-fk-subscription-registration-topic"],
+            vec!["orders", "shop-fk-subscription-response-topic"]
+        ]
     );
     let described = built.topology.describe().to_string();
     assert!(described.contains("fk-subscription-receive"), "{described}");

@@ -348,7 +348,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
         st.store(&n.store, &Materialized::default(), raw.clone(), raw, both.clone(), right_upstream.clone());
         let i64s = default_serde::<i64>().expect("i64 has a default serde");
         st.store(&times, &Materialized::default(), ko.clone(), i64s, both, right_upstream);
-        st.connect(&right_store, &n.receive, &[registration.clone()]);
+        st.connect(&right_store, &n.receive, std::slice::from_ref(&registration));
         let response_keys: ArcSerde<Bytes> = Arc::new(BytesSerde);
         let responses: ArcSerde<Response<VO>> = Arc::new(ResponseSerde(vo));
         // The sink writes the left key's bytes as they came; the source reads them as `K`.
@@ -370,7 +370,7 @@ impl<K: Clone + 'static, V: Clone + 'static> KTable<K, V> {
                 _types: PhantomData,
             }
         });
-        st.connect(&left_store, &n.result, &[response.clone()]);
+        st.connect(&left_store, &n.result, std::slice::from_ref(&response));
         st.processor(&n.output, vec![n.result.clone()], upsert(&n.output_store, true, |_: &K, r: Option<VR>, _| Ok(r)));
         let left_upstream: Vec<TopicRef> = self.sources.iter().cloned().chain([response.clone()]).collect();
         st.store(&n.output_store, &materialized, k, vr, vec![n.output.clone()], left_upstream);

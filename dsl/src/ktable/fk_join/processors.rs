@@ -67,7 +67,11 @@ where
     V: Clone + 'static,
     KO: Clone + 'static,
 {
-    fn process(&mut self, ctx: &mut ProcessorContext<'_, Option<KO>, Subscription>, r: Record<K, Change<V>>) -> Result<()> {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Option<KO>, Subscription>,
+        r: Record<K, Change<V>>,
+    ) -> Result<()> {
         use Instruction::*;
         if is_null(&self.key_null, &r.key) {
             ctx.record_dropped();
@@ -201,7 +205,11 @@ where
         Ok(())
     }
 
-    fn process(&mut self, ctx: &mut ProcessorContext<'_, Bytes, Response<VO>>, r: Record<KO, Change<VO>>) -> Result<()> {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Bytes, Response<VO>>,
+        r: Record<KO, Change<VO>>,
+    ) -> Result<()> {
         let [subscriptions, times] = self.ids.expect("init ran");
         if is_null(&self.key_null, &r.key) {
             ctx.record_dropped();
@@ -221,12 +229,18 @@ where
         let end = wire::prefix_end(&prefix);
         let subscribers = ctx.store_by_id::<Bytes, Bytes>(subscriptions)?.range(Some(&prefix), end.as_ref())?;
         for (combined, stored) in subscribers {
-            let (Some(primary_key), Some((partition, hash))) = (wire::primary_key_of(&combined), wire::read_stored(&stored))
+            let (Some(primary_key), Some((partition, hash))) =
+                (wire::primary_key_of(&combined), wire::read_stored(&stored))
             else {
                 continue;
             };
             let response = Response { hash, foreign: r.value.new.clone(), partition };
-            ctx.forward(Record { key: primary_key, value: response, timestamp: r.timestamp, headers: r.headers.clone() })?;
+            ctx.forward(Record {
+                key: primary_key,
+                value: response,
+                timestamp: r.timestamp,
+                headers: r.headers.clone(),
+            })?;
         }
         Ok(())
     }

@@ -12,7 +12,11 @@ use crate::{StreamsBuilder, TopologyTestDriver};
 
 fn answer(for_value: Option<&str>, product: Option<&str>) -> Bytes {
     let serde = ResponseSerde::<String>(Arc::new(StringSerde));
-    let r = Response { hash: for_value.map(|v| value_hash(v.as_bytes())), foreign: product.map(str::to_string), partition: 0 };
+    let r = Response {
+        hash: for_value.map(|v| value_hash(v.as_bytes())),
+        foreign: product.map(str::to_string),
+        partition: 0,
+    };
     serde.serialize(&r).unwrap()
 }
 

@@ -94,17 +94,25 @@ fn bad(serde: &'static str, what: &str) -> SerdeError {
     SerdeError { serde, op: "deserialize", what: what.to_string() }
 }
 
-/// Reads `[flags][partition][hash?]` after the version byte (and the instruction byte, if any).
-fn read_head<'a>(serde: &'static str, bytes: &'a [u8]) -> Result<(u8, i32, Option<Hash>, &'a [u8]), SerdeError> {
+/// A record's `[flags][partition][hash?]` and the bytes after them.
+struct Head<'a> {
+    flags: u8,
+    partition: i32,
+    hash: Option<Hash>,
+    rest: &'a [u8],
+}
+
+/// Reads the head after the version byte (and the instruction byte, if any).
+fn read_head<'a>(serde: &'static str, bytes: &'a [u8]) -> Result<Head<'a>, SerdeError> {
     let (&flags, rest) = bytes.split_first().ok_or_else(|| bad(serde, "a truncated record"))?;
     let partition: [u8; 4] =
         rest.get(..4).and_then(|p| p.try_into().ok()).ok_or_else(|| bad(serde, "a truncated record"))?;
-    let rest = &rest[4..];
+    let (partition, rest) = (i32::from_be_bytes(partition), &rest[4..]);
     if flags & 1 == 0 {
-        return Ok((flags, i32::from_be_bytes(partition), None, rest));
+        return Ok(Head { flags, partition, hash: None, rest });
     }
     let hash: Hash = rest.get(..16).and_then(|h| h.try_into().ok()).ok_or_else(|| bad(serde, "a truncated hash"))?;
-    Ok((flags, i32::from_be_bytes(partition), Some(hash), &rest[16..]))
+    Ok(Head { flags, partition, hash: Some(hash), rest: &rest[16..] })
 }
 
 fn put_head(b: &mut BytesMut, flags: u8, partition: i32, hash: &Option<Hash>) {
@@ -141,7 +149,7 @@ impl Serde<Subscription> for SubscriptionSerde {
         let rest = check_version(NAME, bytes)?;
         let (&i, rest) = rest.split_first().ok_or_else(|| bad(NAME, "a truncated record"))?;
         let instruction = Instruction::from_byte(i).ok_or_else(|| bad(NAME, &format!("instruction {i}")))?;
-        let (_, partition, hash, key) = read_head(NAME, rest)?;
+        let Head { partition, hash, rest: key, .. } = read_head(NAME, rest)?;
         Ok(Subscription { hash, instruction, primary_key: Bytes::copy_from_slice(key), partition })
     }
 }
@@ -163,7 +171,7 @@ impl<VO: 'static> Serde<Response<VO>> for ResponseSerde<VO> {
 
     fn deserialize(&self, bytes: &[u8]) -> Result<Response<VO>, SerdeError> {
         let rest = check_version("ResponseSerde", bytes)?;
-        let (flags, partition, hash, value) = read_head("ResponseSerde", rest)?;
+        let Head { flags, partition, hash, rest: value } = read_head("ResponseSerde", rest)?;
         let foreign = if flags & 2 != 0 { Some(self.0.deserialize(value)?) } else { None };
         Ok(Response { hash, foreign, partition })
     }
@@ -249,7 +257,9 @@ mod tests {
             assert_eq!(SubscriptionSerde.deserialize(&SubscriptionSerde.serialize(&s).unwrap()).unwrap(), s);
         }
         let serde = ResponseSerde::<String>(Arc::new(StringSerde));
-        for (hash, foreign) in [(hash, Some("tea".to_string())), (None, None), (hash, Some(String::new())), (hash, None)] {
+        for (hash, foreign) in
+            [(hash, Some("tea".to_string())), (None, None), (hash, Some(String::new())), (hash, None)]
+        {
             let r = Response { hash, foreign, partition: 3 };
             let bytes = serde.serialize(&r).unwrap();
             assert_eq!(serde.deserialize(&bytes).unwrap(), r);
