@@ -58,6 +58,9 @@ pub(crate) enum TopicRef {
     User(String),
     /// The repartition topic named `<application.id>-<name>-repartition`.
     Repartition(String),
+    /// Another internal topic written and read by the application, named
+    /// `<application.id>-<name>` (foreign-key joins' `...-subscription-registration-topic`).
+    Internal(String),
 }
 
 impl TopicRef {
@@ -65,6 +68,7 @@ impl TopicRef {
         match self {
             Self::User(t) => t.clone(),
             Self::Repartition(n) => repartition_topic(app, n),
+            Self::Internal(n) => format!("{app}-{n}"),
         }
     }
 }
@@ -75,7 +79,7 @@ pub fn repartition_topic(application_id: &str, name: &str) -> String {
 }
 
 enum InternalSpec {
-    Repartition { name: String, partitions: Option<i32>, upstream: Vec<TopicRef> },
+    Repartition { topic: TopicRef, partitions: Option<i32>, upstream: Vec<TopicRef> },
     Changelog { store: String, upstream: Vec<TopicRef>, configs: Vec<(String, String)> },
 }
 
@@ -207,12 +211,36 @@ impl State {
         upstream: Vec<TopicRef>,
     ) -> String {
         let topic = TopicRef::Repartition(topic_name.to_string());
-        let sink = format!("{topic_name}-repartition-sink");
-        self.sink(&sink, parent, SinkTopic::Fixed(topic.clone()), keys.clone(), values.clone(), None);
-        let source = format!("{topic_name}-repartition-source");
-        self.source(&source, vec![topic], keys, values, None);
-        self.internal.push(InternalSpec::Repartition { name: topic_name.to_string(), partitions, upstream });
+        let nodes = [format!("{topic_name}-repartition-sink"), format!("{topic_name}-repartition-source")];
+        self.through(parent, topic, nodes, (keys, values), None, partitions, upstream)
+    }
+
+    /// Records of `parent` through the internal topic `topic` (a repartition topic, created as
+    /// one): a sink `nodes[0]` after `parent` writing it, with `partitioner` if given, and a
+    /// source `nodes[1]` reading it back. Returns the source's name.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn through<K: Clone + 'static, V: Clone + 'static>(
+        &mut self,
+        parent: &str,
+        topic: TopicRef,
+        nodes: [String; 2],
+        serdes: (ArcSerde<K>, ArcSerde<V>),
+        partitioner: Option<Partitioner>,
+        partitions: Option<i32>,
+        upstream: Vec<TopicRef>,
+    ) -> String {
+        let [sink, source] = nodes;
+        let (keys, values) = serdes;
+        self.sink(&sink, parent, SinkTopic::Fixed(topic.clone()), keys.clone(), values.clone(), partitioner);
+        self.source(&source, vec![topic.clone()], keys, values, None);
+        self.internal_topic(topic, partitions, upstream);
         source
+    }
+
+    /// Declare the internal topic `topic`, written and read by the application and created as
+    /// a repartition topic: `partitions` of them, else as many as the `upstream` topics have.
+    pub(crate) fn internal_topic(&mut self, topic: TopicRef, partitions: Option<i32>, upstream: Vec<TopicRef>) {
+        self.internal.push(InternalSpec::Repartition { topic, partitions, upstream });
     }
 
     /// A key-value store declared by `mat` (named `name`), connected to `processors`; its
@@ -443,8 +471,8 @@ impl StreamsBuilder {
             .internal
             .iter()
             .map(|spec| match spec {
-                InternalSpec::Repartition { name, partitions, upstream } => InternalTopic {
-                    name: repartition_topic(app, name),
+                InternalSpec::Repartition { topic, partitions, upstream } => InternalTopic {
+                    name: topic.resolve(app),
                     kind: InternalTopicKind::Repartition,
                     partitions: match partitions {
                         Some(n) => Partitions::Fixed(*n),

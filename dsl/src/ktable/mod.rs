@@ -10,6 +10,7 @@ use crate::kstream::KStream;
 use crate::serdes::{ArcSerde, SerdeSlot};
 
 mod filter;
+mod fk_join;
 mod group_by;
 mod join;
 mod map_values;

@@ -564,13 +564,14 @@ impl Thread {
         Ok(())
     }
 
-    /// Delete what this thread committed past in repartition topics (in the background: a
-    /// failure only leaves the records for the next purge or retention).
+    /// Delete what this thread committed past in repartition topics (foreign-key joins'
+    /// subscription topics too: every internal topic it reads) in the background: a failure
+    /// only leaves the records for the next purge or retention.
     fn purge_repartition(&self, committed: &BTreeMap<TopicPartition, i64>) {
         let app = &self.cx.config.application_id;
         let purge: Vec<(TopicPartition, i64)> = committed
             .iter()
-            .filter(|((t, _), _)| t.starts_with(app.as_str()) && t.ends_with("-repartition"))
+            .filter(|((t, _), _)| t.starts_with(app.as_str()) && !t.ends_with("-changelog"))
             .filter(|((t, _), _)| self.cx.plan.internal.iter().any(|i| &i.name == t))
             .map(|(tp, o)| (tp.clone(), *o))
             .collect();
