@@ -454,12 +454,15 @@ impl Consumer {
         tokio::spawn(async move { commit(&shared, &offsets).await })
     }
 
-    /// The committed offsets of `partitions` (`None` where nothing is committed).
+    /// The committed offsets of `partitions` (`None` where nothing is committed). A
+    /// read_committed consumer waits (up to `request.timeout.ms`) for offsets still pending in a
+    /// transaction to be committed or aborted (KIP-447), as Kafka's does.
     pub async fn committed(&self, partitions: &[TopicPartition]) -> Result<BTreeMap<TopicPartition, Option<i64>>> {
         let group =
             self.shared.config.group_id.clone().ok_or_else(|| Error::Config("committed needs a group.id".into()))?;
         let conn = self.shared.coordinator().await?;
-        protocol::fetch_offsets(&conn, &group, partitions, self.shared.config.request_timeout).await
+        let stable = self.shared.config.isolation_level == crate::client::IsolationLevel::ReadCommitted;
+        protocol::fetch_offsets(&conn, &group, partitions, self.shared.config.request_timeout, stable).await
     }
 
     /// Commit positions (with auto commit on), give up the partitions, leave the group and stop

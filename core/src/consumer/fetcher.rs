@@ -160,7 +160,8 @@ async fn committed_for(
         return Ok(BTreeMap::new());
     }
     let conn = shared.coordinator().await?;
-    protocol::fetch_offsets(&conn, group, &wanted, shared.config.request_timeout).await
+    let stable = shared.config.isolation_level == crate::client::IsolationLevel::ReadCommitted;
+    protocol::fetch_offsets(&conn, group, &wanted, shared.config.request_timeout, stable).await
 }
 
 /// The `auto.offset.reset` position; `None` for `none`.

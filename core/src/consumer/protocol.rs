@@ -255,36 +255,56 @@ pub async fn commit_offsets(
     Ok(())
 }
 
-/// OffsetFetch: the committed offset of each partition, `None` where nothing is committed.
+/// OffsetFetch of `partitions` in `group`: each one's committed offset (`None`: none yet).
+///
+/// With `require_stable` (read_committed consumers, KIP-447; OffsetFetch v7+) the coordinator
+/// answers UNSTABLE_OFFSET_COMMIT for a partition whose offsets are still part of an open or
+/// committing transaction; the fetch is retried every 50 ms until they are stable or `timeout`
+/// passed, so a new owner never starts from an offset a transaction is about to replace.
 pub async fn fetch_offsets(
     conn: &Connection,
     group: &str,
     partitions: &[(String, i32)],
     timeout: Duration,
+    require_stable: bool,
 ) -> Result<BTreeMap<(String, i32), Option<i64>>> {
+    let version = conn.version::<OffsetFetchRequest>(7)?;
     let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for (t, p) in partitions {
         topics.entry(t).or_default().push(*p);
     }
-    let req = OffsetFetchRequest::default().with_group_id(GroupId(str(group))).with_topics(Some(
+    let mut req = OffsetFetchRequest::default().with_group_id(GroupId(str(group))).with_topics(Some(
         topics
             .into_iter()
             .map(|(t, ps)| OffsetFetchRequestTopic::default().with_name(TopicName(str(t))).with_partition_indexes(ps))
             .collect(),
     ));
-    let resp = timed(timeout, "OffsetFetch", conn.call(req, 7)).await?;
-    if let Some(e) = Error::from_code(resp.error_code, format!("OffsetFetch of group '{group}'"), None) {
-        return Err(e);
+    if version >= 7 {
+        req.require_stable = require_stable;
     }
-    let mut out = BTreeMap::new();
-    for t in &resp.topics {
-        for p in &t.partitions {
-            let what = format!("OffsetFetch of {}-{} in group '{group}'", t.name.0, p.partition_index);
-            if let Some(e) = Error::from_code(p.error_code, what, None) {
-                return Err(e);
-            }
-            out.insert((t.name.0.to_string(), p.partition_index), Some(p.committed_offset).filter(|&o| o >= 0));
+    let deadline = tokio::time::Instant::now() + timeout;
+    'retry: loop {
+        let resp = timed(timeout, "OffsetFetch", conn.call_at(req.clone(), version)).await?;
+        if let Some(e) = Error::from_code(resp.error_code, format!("OffsetFetch of group '{group}'"), None) {
+            return Err(e);
         }
+        let mut out = BTreeMap::new();
+        for t in &resp.topics {
+            for p in &t.partitions {
+                let what = format!("OffsetFetch of {}-{} in group '{group}'", t.name.0, p.partition_index);
+                if p.error_code == UNSTABLE_OFFSET_COMMIT && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue 'retry;
+                }
+                if let Some(e) = Error::from_code(p.error_code, what, None) {
+                    return Err(e);
+                }
+                out.insert((t.name.0.to_string(), p.partition_index), Some(p.committed_offset).filter(|&o| o >= 0));
+            }
+        }
+        return Ok(out);
     }
-    Ok(out)
 }
+
+/// Kafka's UNSTABLE_OFFSET_COMMIT: offsets pending in a transaction.
+const UNSTABLE_OFFSET_COMMIT: i16 = 88;
