@@ -65,8 +65,12 @@ enum Workload {
     /// A stream-stream windowed join of two topics, exactly once.
     Join,
     HandWritten,
-    Stateless { eos: bool },
-    Count { eos: bool },
+    Stateless {
+        eos: bool,
+    },
+    Count {
+        eos: bool,
+    },
 }
 
 impl Workload {
@@ -177,14 +181,19 @@ pub async fn run(a: StreamsBenchArgs) -> anyhow::Result<()> {
             Workload::Windowed | Workload::Join => format!(", {:.2}x the loop", r / baseline),
         };
         t.latencies.sort_unstable();
+        let latency = match t.latencies.last() {
+            None => "no latency phase".to_string(),
+            Some(max) => format!(
+                "latency p50 {} ms, p99 {} ms, max {max} ms",
+                percentile(&t.latencies, 0.50),
+                percentile(&t.latencies, 0.99)
+            ),
+        };
         println!(
-            "{}: {:.0} records/s{ratio}; first output after {:.0} ms; latency p50 {} ms, p99 {} ms, max {} ms",
+            "{}: {:.0} records/s{ratio}; first output after {:.0} ms; {latency}",
             w.label(),
             r,
             t.startup.as_secs_f64() * 1e3 / t.runs as f64,
-            percentile(&t.latencies, 0.50),
-            percentile(&t.latencies, 0.99),
-            t.latencies.last().copied().unwrap_or(0),
         );
     }
     Ok(())

@@ -67,6 +67,22 @@ impl PartitionQueues {
         q.records.push_back(Queued { timestamp, record });
     }
 
+    /// Whether a record of `topic`-`partition` at `timestamp` may skip the queue: the task
+    /// reads one partition and has nothing buffered, so nothing can come before it. Its time
+    /// counts for the partition either way.
+    pub(crate) fn bypass(&mut self, topic: &Arc<str>, partition: i32, timestamp: i64) -> bool {
+        if self.expected > 1 || self.queues.iter().any(|q| !q.records.is_empty()) {
+            return false;
+        }
+        match self.find(topic, partition) {
+            Some(i) => self.queues[i].time = self.queues[i].time.max(timestamp),
+            None => {
+                self.queues.push(Queue { topic: topic.clone(), partition, records: VecDeque::new(), time: timestamp })
+            }
+        }
+        true
+    }
+
     /// The next record to process: a record to skip first, else the head with the smallest
     /// timestamp (the earliest queue on ties). `None` when nothing is buffered, or while the task
     /// waits (`idle`) for partitions with nothing buffered.
@@ -152,6 +168,18 @@ mod tests {
         }
         assert_eq!(drain(&mut q).iter().map(|(_, t)| *t).collect::<Vec<_>>(), [30, 10, 20]);
         assert_eq!(q.partition_time("a", 0), 30);
+    }
+
+    #[test]
+    fn a_single_partition_task_with_nothing_buffered_bypasses_its_queue() {
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+        let mut one = PartitionQueues::new(1);
+        assert!(one.bypass(&a, 0, 5));
+        assert_eq!(one.partition_time("a", 0), 5);
+        one.push(&a, 0, 6, rec(1));
+        assert!(!one.bypass(&a, 0, 7), "something is buffered: keep the order");
+        let mut two = PartitionQueues::new(2);
+        assert!(!two.bypass(&b, 0, 5), "two partitions: order by time");
     }
 
     #[test]

@@ -284,7 +284,7 @@ impl Thread {
                 drop(joining.take());
             }
             self.standbys.apply_fetched().await?;
-            self.enqueue(records)?;
+            self.route(records).await?;
             let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
             let now = Instant::now();
             for id in ids {
@@ -342,8 +342,9 @@ impl Thread {
         self.consumer.resume(&resume);
     }
 
-    /// Queue polled records in their tasks, with the timestamps their extractors give them.
-    fn enqueue(&mut self, records: Vec<crate::consumer::PolledRecord>) -> Result<()> {
+    /// Hand polled records to their tasks, with the timestamps their extractors give them: at
+    /// once when the task reads one partition and has nothing waiting, else through its queues.
+    async fn route(&mut self, records: Vec<crate::consumer::PolledRecord>) -> Result<()> {
         for r in records {
             let Some(sub) = self.cx.plan.subtopology(&r.topic) else { continue };
             let id = TaskId { subtopology: sub, partition: r.partition };
@@ -369,9 +370,11 @@ impl Thread {
                     -1
                 }
             };
-            match self.tasks.get_mut(&id) {
-                Some(owned) => owned.queues.push(&r.topic, r.partition, ts, rec),
-                None => unreachable!("looked up above"),
+            let Some(owned) = self.tasks.get_mut(&id) else { continue };
+            if owned.queues.bypass(&r.topic, r.partition, ts) {
+                self.process_one(id, &r.topic, r.partition, Queued { timestamp: ts, record: rec }).await?;
+            } else {
+                owned.queues.push(&r.topic, r.partition, ts, rec);
             }
         }
         Ok(())
