@@ -40,6 +40,9 @@ async fn produce(bootstrap: &str, topic: &str, records: &[(String, Option<String
 }
 
 /// Apply `records` to `table` (a tombstone deletes).
+/// Keyed rows to produce (`None`: a tombstone).
+type Rows = Vec<(String, Option<String>)>;
+
 fn apply(table: &mut Table, records: &[(String, Option<String>)]) {
     for (k, v) in records {
         match v {
@@ -91,7 +94,7 @@ async fn reader(bootstrap: &str, topic: &str) -> Consumer {
     c
 }
 
-fn rows(pairs: impl IntoIterator<Item = (String, Option<String>)>) -> Vec<(String, Option<String>)> {
+fn rows(pairs: impl IntoIterator<Item = (String, Option<String>)>) -> Rows {
     pairs.into_iter().collect()
 }
 
@@ -142,7 +145,7 @@ async fn foreign_key_joins_settle_on_the_join_of_the_final_tables_across_partiti
     let mut left = reader(&bootstrap, "left-out").await;
     let (mut got_inner, mut got_left) = (Table::new(), Table::new());
     // Products p0..p4; orders reference p0..p5 (p5 never exists).
-    let phases: Vec<(&str, Vec<(String, Option<String>)>)> = vec![
+    let phases: Vec<(&str, Rows)> = vec![
         ("products", rows((0..5).map(|i| (format!("p{i}"), Some(format!("product {i}")))))),
         ("orders", rows((0..30).map(|i| (format!("o{i}"), Some(format!("p{}:{i}", i % 6)))))),
         ("products", rows([("p1".to_string(), Some("renamed".to_string())), ("p0".to_string(), None)])),
