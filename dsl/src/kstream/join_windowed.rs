@@ -365,14 +365,10 @@ where
             }
         }
         let key = record.key.clone();
-        let windowed = |t: i64| Windowed::new(key.clone(), Window::new(t, t));
         match record.value {
             Side::Left(v) => {
                 if stored {
-                    let s = ctx.store_by_id::<Windowed<K>, Vec<V1>>(this_id)?;
-                    let mut list = s.get(&windowed(ts))?.unwrap_or_default();
-                    list.push(v.clone());
-                    s.put(&windowed(ts), &list)?;
+                    append(ctx, this_id, &key, ts, v.clone())?;
                 }
                 let (from, to) = ((ts - w.before).max(0), (ts + w.after).max(0));
                 let partners = fetch_key_range(ctx.store_by_id::<Windowed<K>, Vec<V2>>(other_id)?, &key, from, to)?;
@@ -396,10 +392,7 @@ where
             }
             Side::Right(v) => {
                 if stored {
-                    let s = ctx.store_by_id::<Windowed<K>, Vec<V2>>(other_id)?;
-                    let mut list = s.get(&windowed(ts))?.unwrap_or_default();
-                    list.push(v.clone());
-                    s.put(&windowed(ts), &list)?;
+                    append(ctx, other_id, &key, ts, v.clone())?;
                 }
                 let (from, to) = ((ts - w.after).max(0), (ts + w.before).max(0));
                 let partners = fetch_key_range(ctx.store_by_id::<Windowed<K>, Vec<V1>>(this_id)?, &key, from, to)?;
@@ -424,6 +417,22 @@ where
         }
         Ok(())
     }
+}
+
+/// Keep `value` in the window store `id` under `key` at `ts` (beside the values already there).
+fn append<K: Clone + PartialEq + 'static, V: Clone + 'static, VR: Clone + 'static>(
+    ctx: &mut Ctx<'_, K, VR>,
+    id: StoreId,
+    key: &K,
+    ts: i64,
+    value: V,
+) -> Result<()> {
+    let at = Windowed::new(key.clone(), Window::new(ts, ts));
+    let store = ctx.store_by_id::<Windowed<K>, Vec<V>>(id)?;
+    let mut list = store.get(&at)?.unwrap_or_default();
+    list.push(value);
+    store.put(&at, &list)?;
+    Ok(())
 }
 
 impl<K, V1, V2, VR> JoinProcessor<K, V1, V2, VR>
