@@ -8,6 +8,7 @@
 //! - [`txn`]: the transaction coordinator, a state machine without I/O.
 
 pub mod alloc;
+pub mod cluster;
 pub mod config;
 pub mod group;
 pub mod log;
