@@ -64,6 +64,16 @@ pub struct BrokerConfig {
     pub producer_id_expiration: Duration,
     /// `producer.id.expiration.check.interval.ms`.
     pub producer_id_expiration_check: Duration,
+    /// The metadata quorum (`controller.quorum.voters`, heartbeats, sessions). With no voters
+    /// the broker runs alone.
+    pub cluster: crate::cluster::ClusterConfig,
+    /// `default.replication.factor` for auto-created topics and CreateTopics without one.
+    pub default_replication_factor: i16,
+    /// `offsets.topic.replication.factor` and `transaction.state.log.replication.factor`
+    /// (capped at the number of live brokers when the internal topics are created).
+    pub internal_topic_replication_factor: i16,
+    /// `replica.lag.time.max.ms`: a follower that has not caught up for this long leaves the ISR.
+    pub replica_lag_time_max: Duration,
 }
 
 impl BrokerConfig {
@@ -89,6 +99,10 @@ impl BrokerConfig {
             transaction_state_partitions: crate::txn::DEFAULT_TRANSACTION_STATE_PARTITIONS,
             producer_id_expiration: Duration::from_millis(86_400_000),
             producer_id_expiration_check: Duration::from_millis(600_000),
+            cluster: crate::cluster::ClusterConfig::default(),
+            default_replication_factor: 1,
+            internal_topic_replication_factor: 3,
+            replica_lag_time_max: Duration::from_millis(30_000),
         }
     }
 
@@ -98,6 +112,14 @@ impl BrokerConfig {
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
         let invalid = |why| ConfigError::Invalid { name: name.into(), value: value.into(), why };
         let ms = |v: &str| v.trim().parse::<u64>().map(Duration::from_millis).map_err(|_| invalid("milliseconds"));
+        let positive_ms = |v: &str| {
+            v.trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(Duration::from_millis)
+                .ok_or_else(|| invalid("milliseconds > 0"))
+        };
         match name {
             "node.id" | "broker.id" => self.node_id = value.trim().parse().map_err(|_| invalid("an integer"))?,
             "auto.create.topics.enable" => {
@@ -151,6 +173,29 @@ impl BrokerConfig {
                 self.queued_max_request_bytes =
                     value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("a positive integer"))?
             }
+            "controller.quorum.voters" => {
+                self.cluster.voters = crate::cluster::node::parse_voters(value)
+                    .map_err(|_| invalid("ID@HOST:PORT entries separated by commas, each node id once"))?
+            }
+            "broker.heartbeat.interval.ms" => self.cluster.heartbeat_interval = positive_ms(value)?,
+            "broker.session.timeout.ms" => self.cluster.session_timeout = positive_ms(value)?,
+            "controller.quorum.election.timeout.ms" => self.cluster.election_timeout = positive_ms(value)?,
+            "auto.leader.rebalance.enable" => {
+                self.cluster.auto_leader_rebalance = value.trim().parse().map_err(|_| invalid("true or false"))?
+            }
+            "leader.imbalance.check.interval.seconds" => {
+                let s: u64 = value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("seconds > 0"))?;
+                self.cluster.leader_imbalance_check = Duration::from_secs(s)
+            }
+            "default.replication.factor" => {
+                self.default_replication_factor =
+                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("a positive integer"))?
+            }
+            "offsets.topic.replication.factor" | "transaction.state.log.replication.factor" => {
+                self.internal_topic_replication_factor =
+                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("a positive integer"))?
+            }
+            "replica.lag.time.max.ms" => self.replica_lag_time_max = positive_ms(value)?,
             "log.retention.check.interval.ms" => self.retention_check_interval = ms(value)?,
             "producer.id.expiration.ms" => self.producer_id_expiration = ms(value)?,
             "producer.id.expiration.check.interval.ms" => self.producer_id_expiration_check = ms(value)?,

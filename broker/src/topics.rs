@@ -277,6 +277,31 @@ impl Topics {
     ) -> Result<Arc<Topic>, TopicError> {
         let _m = self.meta_lock.lock().expect("meta lock");
         let config = self.validate_new(name, partitions, replication, &overrides)?;
+        self.create_locked(name, Uuid::new_v4(), partitions, overrides, config)
+    }
+
+    /// Create a topic as the cluster's metadata describes it: with its id, whatever its
+    /// replication factor (the controller checked that).
+    pub fn create_with_id(
+        &self,
+        name: &str,
+        id: Uuid,
+        partitions: i32,
+        overrides: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let _m = self.meta_lock.lock().expect("meta lock");
+        let config = self.validate_new(name, partitions, 1, &overrides)?;
+        self.create_locked(name, id, partitions, overrides, config)
+    }
+
+    fn create_locked(
+        &self,
+        name: &str,
+        id: Uuid,
+        partitions: i32,
+        overrides: BTreeMap<String, String>,
+        config: LogConfig,
+    ) -> Result<Arc<Topic>, TopicError> {
         let now = now_ms();
         let mut logs = Vec::new();
         for p in 0..partitions {
@@ -289,7 +314,7 @@ impl Topics {
         }
         // The partition directories' names must be durable before topics.json names them.
         checkpoint::sync_dir(&self.data_dir)?;
-        let topic = Arc::new(Topic { name: name.into(), id: Uuid::new_v4(), overrides, partitions: logs });
+        let topic = Arc::new(Topic { name: name.into(), id, overrides, partitions: logs });
         self.persist(&self.records_with(name, Some(&topic)))?;
         self.topics.write().expect("topics lock").insert(name.into(), topic.clone());
         Ok(topic)
@@ -377,6 +402,15 @@ impl Topics {
         }
         self.topics.write().expect("topics lock").insert(name.into(), new);
         Ok(())
+    }
+
+    /// Replace a topic's config overrides in full (the cluster's metadata changed them).
+    pub fn replace_configs(&self, name: &str, overrides: &BTreeMap<String, String>) -> Result<(), TopicError> {
+        let topic = self.get(name).ok_or_else(|| TopicError::Unknown(name.into()))?;
+        let mut changes: Vec<(String, Option<String>)> =
+            overrides.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+        changes.extend(topic.overrides.keys().filter(|k| !overrides.contains_key(*k)).map(|k| (k.clone(), None)));
+        self.alter_configs(name, &changes, false)
     }
 
     /// The defaults new topics get.

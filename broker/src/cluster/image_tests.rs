@@ -31,7 +31,8 @@ fn epoch_of(img: &ClusterImage, id: i32) -> u64 {
 #[test]
 fn fencing_moves_leadership_within_the_isr() {
     // (replicas, isr before, fenced broker, leader after, isr after, leader epoch after)
-    let cases: &[(&[i32], &[i32], i32, i32, &[i32], i32)] = &[
+    type Case<'a> = (&'a [i32], &'a [i32], i32, i32, &'a [i32], i32);
+    let cases: &[Case] = &[
         (&[1, 2, 3], &[1, 2, 3], 1, 2, &[2, 3], 1),
         (&[1, 2, 3], &[1, 2, 3], 2, 1, &[1, 3], 0),
         (&[1, 2, 3], &[1, 3], 1, 3, &[3], 1),

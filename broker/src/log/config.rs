@@ -26,7 +26,7 @@ pub const DEFAULT_FLUSH_MS: i64 = i64::MAX;
 pub const DEFAULT_MIN_CLEANABLE_DIRTY_RATIO: f64 = 0.5;
 /// `min.compaction.lag.ms`.
 pub const DEFAULT_MIN_COMPACTION_LAG_MS: i64 = 0;
-/// `min.insync.replicas` (kept for clients; enforced once replication exists).
+/// `min.insync.replicas`: acks=all writes need this many in-sync replicas.
 pub const DEFAULT_MIN_INSYNC_REPLICAS: i64 = 1;
 
 /// `cleanup.policy`.
@@ -114,6 +114,9 @@ pub struct LogConfig {
     pub timestamp_type: TimestampType,
     /// `min.insync.replicas`.
     pub min_insync_replicas: i64,
+    /// `unclean.leader.election.enable`: a replica out of the ISR may lead (losing data) when
+    /// no ISR member is alive.
+    pub unclean_leader_election_enable: bool,
 }
 
 impl Default for LogConfig {
@@ -133,6 +136,7 @@ impl Default for LogConfig {
             min_compaction_lag_ms: DEFAULT_MIN_COMPACTION_LAG_MS,
             timestamp_type: TimestampType::CreateTime,
             min_insync_replicas: DEFAULT_MIN_INSYNC_REPLICAS,
+            unclean_leader_election_enable: false,
         }
     }
 }
@@ -156,7 +160,7 @@ pub enum ConfigError {
 }
 
 /// Every topic config name this broker accepts.
-pub const TOPIC_CONFIG_NAMES: [&str; 14] = [
+pub const TOPIC_CONFIG_NAMES: [&str; 15] = [
     "cleanup.policy",
     "delete.retention.ms",
     "flush.messages",
@@ -171,6 +175,7 @@ pub const TOPIC_CONFIG_NAMES: [&str; 14] = [
     "retention.ms",
     "segment.bytes",
     "segment.ms",
+    "unclean.leader.election.enable",
 ];
 
 impl LogConfig {
@@ -222,6 +227,13 @@ impl LogConfig {
                 }
             }
             "min.insync.replicas" => self.min_insync_replicas = int(1)?,
+            "unclean.leader.election.enable" => {
+                self.unclean_leader_election_enable = match value.trim() {
+                    v if v.eq_ignore_ascii_case("true") => true,
+                    v if v.eq_ignore_ascii_case("false") => false,
+                    _ => return Err(invalid("true or false")),
+                }
+            }
             _ => return Err(ConfigError::Unknown(name.into())),
         }
         Ok(())
@@ -259,6 +271,7 @@ impl LogConfig {
                 TimestampType::LogAppendTime => "LogAppendTime".into(),
             },
             "min.insync.replicas" => self.min_insync_replicas.to_string(),
+            "unclean.leader.election.enable" => self.unclean_leader_election_enable.to_string(),
             _ => return None,
         })
     }

@@ -194,6 +194,9 @@ async fn dispatch(state: &Arc<BrokerState>, frame: Bytes, peer: SocketAddr) -> R
     let key = peek.get_i16();
     let version = peek.get_i16();
     let correlation_id = peek.get_i32();
+    if key == crate::cluster::rpc::API_KEY {
+        return super::cluster::serve(state, frame).await;
+    }
     let api = ApiKey::try_from(key).map_err(|_| format!("unknown API key {key}"))?;
     let Some((lo, hi)) = versions::range(api) else {
         return Err(format!("unsupported API {api:?}"));

@@ -1,5 +1,6 @@
 //! The network server: a tokio TCP listener speaking the Kafka protocol.
 
+pub mod cluster;
 mod conn;
 pub mod groups;
 pub(crate) mod handlers;
@@ -48,6 +49,10 @@ pub struct BrokerState {
     pub groups: groups::GroupHandle,
     /// The transaction coordinator and the producer id allocator.
     pub txns: txn::TxnHandle,
+    /// This broker's node of the metadata quorum; `None` for a broker running alone.
+    pub cluster: Option<Arc<crate::cluster::ClusterNode>>,
+    /// Serialises bringing local topics in step with the cluster metadata.
+    pub topic_sync: std::sync::Mutex<()>,
 }
 
 /// Errors starting a broker.
@@ -61,6 +66,9 @@ pub enum StartError {
         /// Why (in the message, not chained, so it is printed once).
         cause: std::io::Error,
     },
+    /// The metadata quorum could not start.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::node::ClusterError),
     /// The data directory could not be opened or recovered.
     #[error("cannot open data directory {dir}: {cause}")]
     Storage {
@@ -83,6 +91,21 @@ pub struct Broker {
 impl Broker {
     /// Open the data directory (recovering it if needed) and start serving.
     pub async fn start(config: BrokerConfig) -> Result<Self, StartError> {
+        let listener =
+            TcpListener::bind(config.listen).await.map_err(|cause| StartError::Bind { addr: config.listen, cause })?;
+        Self::start_listening(config, listener).await
+    }
+
+    /// [`Broker::start`] on a listener bound already (`config.listen` is ignored): a test can
+    /// learn every broker's port before any starts, to give them all `controller.quorum.voters`.
+    pub async fn start_on(config: BrokerConfig, listener: std::net::TcpListener) -> Result<Self, StartError> {
+        let addr = config.listen;
+        listener.set_nonblocking(true).map_err(|cause| StartError::Bind { addr, cause })?;
+        let listener = TcpListener::from_std(listener).map_err(|cause| StartError::Bind { addr, cause })?;
+        Self::start_listening(config, listener).await
+    }
+
+    async fn start_listening(config: BrokerConfig, listener: TcpListener) -> Result<Self, StartError> {
         let dir = config.data_dir.clone();
         let defaults = config.log_defaults.clone();
         let d = dir.clone();
@@ -90,8 +113,6 @@ impl Broker {
             .await
             .map_err(|e| StartError::Storage { dir: dir.clone(), cause: TopicError::Storage(e.to_string()) })?
             .map_err(|cause| StartError::Storage { dir: dir.clone(), cause })?;
-        let listener =
-            TcpListener::bind(config.listen).await.map_err(|cause| StartError::Bind { addr: config.listen, cause })?;
         let addr = listener.local_addr().map_err(|cause| StartError::Bind { addr: config.listen, cause })?;
         let advertised_host = config.advertised_host.clone().unwrap_or_else(|| addr.ip().to_string());
         let cluster_id = cluster_id(&config.data_dir);
@@ -100,11 +121,28 @@ impl Broker {
         let ids = producer_ids::ProducerIds::open(&config.data_dir)
             .map_err(|e| StartError::Storage { dir: dir.clone(), cause: TopicError::Storage(e.to_string()) })?;
         let (txn_handle, txn_inbox) = txn::channel(Arc::new(ids));
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let cluster = if config.cluster.voters.is_empty() {
+            None
+        } else {
+            let endpoint = (advertised_host.clone(), addr.port());
+            let node = crate::cluster::ClusterNode::start(
+                config.node_id,
+                &config.data_dir,
+                config.cluster.clone(),
+                endpoint,
+                shutdown.clone(),
+                &mut tasks,
+            )
+            .await?;
+            Some(node)
+        };
         let state = Arc::new(BrokerState {
             config,
             topics,
             data_arrived: Notify::new(),
-            shutdown: CancellationToken::new(),
+            shutdown,
             cluster_id,
             advertised_host,
             advertised_port: addr.port(),
@@ -112,9 +150,11 @@ impl Broker {
             fetches_waiting: std::sync::atomic::AtomicUsize::new(0),
             groups: group_handle,
             txns: txn_handle,
+            cluster,
+            topic_sync: std::sync::Mutex::new(()),
         });
-        let mut tasks = JoinSet::new();
         tasks.spawn(accept_loop(state.clone(), listener));
+        tasks.spawn(cluster::sync_loop(state.clone()));
         tasks.spawn(maintenance(state.clone()));
         tasks.spawn(groups::run(
             state.clone(),
@@ -146,6 +186,14 @@ impl Broker {
     /// `host:port` for clients' `bootstrap.servers`.
     pub fn bootstrap(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// Wait until this broker has registered with the cluster's controller and applied its
+    /// registration (at once for a broker running alone).
+    pub async fn wait_registered(&self) {
+        if let Some(node) = &self.state.cluster {
+            node.wait_registered().await;
+        }
     }
 
     /// Shared state (topics, config).

@@ -30,6 +30,9 @@ fn msg(s: impl Into<String>) -> Option<StrBytes> {
 }
 
 pub async fn create_topics(state: &Arc<BrokerState>, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    if state.cluster.is_some() {
+        return super::admin_cluster::create_topics(state, req, version).await;
+    }
     let state = state.clone();
     blocking(move || {
         let mut resp = CreateTopicsResponse::default();
@@ -123,6 +126,9 @@ fn single_node_assignment(
 }
 
 pub async fn delete_topics(state: &Arc<BrokerState>, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+    if state.cluster.is_some() {
+        return super::admin_cluster::delete_topics(state, req, version).await;
+    }
     let state = state.clone();
     blocking(move || {
         let mut names: Vec<TopicName> = req.topic_names.clone();
@@ -164,6 +170,9 @@ pub async fn delete_topics(state: &Arc<BrokerState>, req: DeleteTopicsRequest, v
 }
 
 pub async fn create_partitions(state: &Arc<BrokerState>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    if state.cluster.is_some() {
+        return super::admin_cluster::create_partitions(state, req).await;
+    }
     let state = state.clone();
     blocking(move || {
         let mut resp = CreatePartitionsResponse::default();
@@ -251,6 +260,9 @@ pub async fn alter_configs(
     state: &Arc<BrokerState>,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
+    if state.cluster.is_some() {
+        return super::admin_cluster::alter_configs(state, req).await;
+    }
     let state = state.clone();
     blocking(move || {
         let mut resp = IncrementalAlterConfigsResponse::default();

@@ -16,6 +16,9 @@ use crate::topics::{validate_topic_name, Topic, TopicError};
 const INTERNAL_TOPICS: [&str; 2] = ["__consumer_offsets", "__transaction_state"];
 
 pub async fn handle(state: &Arc<BrokerState>, req: MetadataRequest, version: i16) -> MetadataResponse {
+    if state.cluster.is_some() {
+        return cluster_handle(state, req, version).await;
+    }
     let node = state.config.node_id;
     let mut resp = MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()
@@ -24,12 +27,7 @@ pub async fn handle(state: &Arc<BrokerState>, req: MetadataRequest, version: i16
             .with_port(state.advertised_port as i32)])
         .with_cluster_id((version >= 2).then(|| StrBytes::from_string(state.cluster_id.clone())))
         .with_controller_id(BrokerId(if version >= 1 { node } else { -1 }));
-    // v0 has no way to ask for "all topics" except an empty list; later versions use null.
-    let names: Option<Vec<String>> = match &req.topics {
-        None => None,
-        Some(ts) if ts.is_empty() && version == 0 => None,
-        Some(ts) => Some(ts.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect()),
-    };
+    let names = requested(&req, version);
     let auto_create = state.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
     match names {
         None => {
@@ -70,6 +68,110 @@ pub async fn handle(state: &Arc<BrokerState>, req: MetadataRequest, version: i16
             }
         }
     }
+    resp
+}
+
+/// The topic names asked for; `None` for all (v0 asks for all with an empty list).
+fn requested(req: &MetadataRequest, version: i16) -> Option<Vec<String>> {
+    match &req.topics {
+        None => None,
+        Some(ts) if ts.is_empty() && version == 0 => None,
+        Some(ts) => Some(ts.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect()),
+    }
+}
+
+/// Metadata in a cluster: from the metadata image. Auto-creation goes through the controller.
+async fn cluster_handle(state: &Arc<BrokerState>, req: MetadataRequest, version: i16) -> MetadataResponse {
+    let node = state.cluster.as_ref().expect("checked by the caller");
+    let mut image = node.image();
+    let auto_create = state.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    let names = requested(&req, version);
+    if let (Some(names), true) = (&names, auto_create) {
+        let missing: Vec<&String> =
+            names.iter().filter(|n| !image.topics.contains_key(*n) && validate_topic_name(n).is_ok()).collect();
+        for name in missing {
+            let live = image.brokers.values().filter(|b| !b.fenced).count().max(1);
+            let cmd = crate::cluster::command::Command::CreateTopic {
+                name: name.clone(),
+                partitions: state.config.num_partitions,
+                replication_factor: state.config.default_replication_factor.min(live as i16),
+                assignments: None,
+                configs: Default::default(),
+            };
+            match crate::server::cluster::propose(state, cmd).await {
+                Ok(_) | Err((codes::TOPIC_ALREADY_EXISTS, _)) => {}
+                Err((_, e)) => tracing::warn!(topic = %name, error = %e, "auto-creating topic failed"),
+            }
+        }
+        let n = names.clone();
+        crate::server::cluster::wait_and_sync(state, move |img| {
+            n.iter().all(|t| img.topics.contains_key(t) || validate_topic_name(t).is_err())
+        })
+        .await;
+        image = node.image();
+    }
+    let mut brokers: Vec<MetadataResponseBroker> = image
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(StrBytes::from_string(b.host.clone()))
+                .with_port(i32::from(b.port))
+        })
+        .collect();
+    if brokers.is_empty() {
+        // Not registered yet: clients still need somewhere to send the next request.
+        brokers.push(
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(state.config.node_id))
+                .with_host(StrBytes::from_string(state.advertised_host.clone()))
+                .with_port(state.advertised_port as i32),
+        );
+    }
+    let mut resp = MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_cluster_id((version >= 2).then(|| StrBytes::from_string(state.cluster_id.clone())))
+        .with_controller_id(BrokerId(if version >= 1 { node.controller().unwrap_or(-1) } else { -1 }));
+    let entry = |name: &str| -> MetadataResponseTopic {
+        let Some(t) = image.topics.get(name) else {
+            let code = if validate_topic_name(name).is_err() {
+                codes::INVALID_TOPIC_EXCEPTION
+            } else {
+                codes::UNKNOWN_TOPIC_OR_PARTITION
+            };
+            return MetadataResponseTopic::default()
+                .with_error_code(code)
+                .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))));
+        };
+        let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
+        MetadataResponseTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))
+            .with_topic_id(if version >= 10 { t.id } else { Default::default() })
+            .with_is_internal(version >= 1 && INTERNAL_TOPICS.contains(&name))
+            .with_partitions(
+                t.partitions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| {
+                        let offline: Vec<i32> = p.replicas.iter().copied().filter(|r| !image.is_live(*r)).collect();
+                        MetadataResponsePartition::default()
+                            .with_error_code(if p.leader < 0 { codes::LEADER_NOT_AVAILABLE } else { 0 })
+                            .with_partition_index(i as i32)
+                            .with_leader_id(BrokerId(p.leader))
+                            .with_leader_epoch(if version >= 7 { p.leader_epoch } else { -1 })
+                            .with_replica_nodes(ids(&p.replicas))
+                            .with_isr_nodes(ids(&p.isr))
+                            .with_offline_replicas(if version >= 5 { ids(&offline) } else { Vec::new() })
+                    })
+                    .collect(),
+            )
+    };
+    resp.topics = match names {
+        None => image.topics.keys().map(|n| entry(n)).collect(),
+        Some(names) => names.iter().map(|n| entry(n)).collect(),
+    };
     resp
 }
 

@@ -1,6 +1,7 @@
 //! One module per API family; each turns a decoded request into a response.
 
 mod admin;
+mod admin_cluster;
 mod fetch;
 mod groups;
 mod list_offsets;
@@ -166,6 +167,14 @@ pub mod codes {
     pub const CORRUPT_MESSAGE: i16 = 2;
     /// UNKNOWN_TOPIC_OR_PARTITION.
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    /// LEADER_NOT_AVAILABLE.
+    pub const LEADER_NOT_AVAILABLE: i16 = 5;
+    /// TOPIC_ALREADY_EXISTS.
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    /// INVALID_PARTITIONS.
+    pub const INVALID_PARTITIONS: i16 = 37;
+    /// INVALID_REPLICATION_FACTOR.
+    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
     /// MESSAGE_TOO_LARGE.
     pub const MESSAGE_TOO_LARGE: i16 = 10;
     /// INVALID_TOPIC_EXCEPTION.
