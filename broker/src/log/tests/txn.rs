@@ -6,7 +6,7 @@ use crate::log::producer_state::{AbortedTxn, ProducerError};
 use crate::log::ReadLimit;
 
 /// `batch` re-stamped as producer `pid`'s batch at `seq`, transactional or not.
-fn idem(b: &Bytes, pid: i64, epoch: i16, seq: i32, txn: bool) -> Bytes {
+pub(super) fn idem(b: &Bytes, pid: i64, epoch: i16, seq: i32, txn: bool) -> Bytes {
     let mut v = b.to_vec();
     let attrs = i16::from_be_bytes([v[21], v[22]]) | if txn { batch::ATTR_TRANSACTIONAL } else { 0 };
     v[21..23].copy_from_slice(&attrs.to_be_bytes());
@@ -18,7 +18,7 @@ fn idem(b: &Bytes, pid: i64, epoch: i16, seq: i32, txn: bool) -> Bytes {
     Bytes::from(v)
 }
 
-fn recs(n: usize) -> Bytes {
+pub(super) fn recs(n: usize) -> Bytes {
     batch(n, 1_000, Compression::None)
 }
 
