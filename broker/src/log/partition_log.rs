@@ -317,28 +317,12 @@ impl Log {
         let next_offset = segments.values().next_back().map(|s| s.next_offset()).unwrap_or(0);
         let first_base = *segments.keys().next().expect("non-empty");
         log_start = log_start.max(first_base).min(next_offset);
-        // A new log starts in epoch 0. A cache emptied by `truncate_fully_and_start_at` stays
-        // empty; entries past the end (a torn tail) go, from the file too.
-        let (epochs, rewrite) = match checkpoint::read_epochs(&dir.join(LEADER_EPOCH_FILE))? {
-            None => (vec![(0, log_start)], true),
-            Some(mut epochs) => {
-                let n = epochs.len();
-                epochs.retain(|&(_, start)| start <= next_offset);
-                let changed = epochs.len() != n;
-                (epochs, changed)
-            }
-        };
-        if rewrite {
-            // This fsyncs the directory too, which covers `dir_changed`.
-            checkpoint::write_epochs(&dir.join(LEADER_EPOCH_FILE), &epochs)?;
-        } else if dir_changed {
+        let epochs = replica::load_epochs(dir, log_start, next_offset)?;
+        if dir_changed {
             checkpoint::sync_dir(dir)?;
         }
         let leader_epoch = epochs.last().map(|e| e.0).unwrap_or(0);
-        // Without a checkpoint nothing is known to be replicated: a replicated log must not
-        // expose records a crash may have left unreplicated.
-        let stored_hw = checkpoint::read_i64(&dir.join(HIGH_WATERMARK_FILE))?;
-        let high_watermark = stored_hw.unwrap_or(log_start).clamp(log_start, next_offset);
+        let (stored_hw, high_watermark) = replica::load_high_watermark(dir, log_start, next_offset)?;
         let (producers, aborted) = txn::load(dir, &segments, next_offset, now_ms)?;
         let stable_offset = producers.first_unstable_offset().unwrap_or(next_offset);
         let log = Self {

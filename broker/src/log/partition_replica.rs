@@ -5,6 +5,7 @@
 //! contents and durable. Nothing here wakes waiting fetches: the caller notifies.
 
 use std::io::{self, IoSlice};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use super::{
@@ -55,6 +56,34 @@ pub fn end_offset_for(epochs: &[(i32, i64)], requested: i32, log_end: i64) -> (i
         Some(floor) => (epochs[floor].0, next_start),
         None => (requested, next_start),
     }
+}
+
+/// The epoch cache of a log opening with `[log_start, next_offset)`. A new log starts in epoch 0;
+/// a cache emptied by [`Log::truncate_fully_and_start_at`] stays empty; entries past the end (a
+/// torn tail) go, from the file too.
+pub(super) fn load_epochs(dir: &Path, log_start: i64, next_offset: i64) -> io::Result<Vec<(i32, i64)>> {
+    let (epochs, rewrite) = match checkpoint::read_epochs(&dir.join(LEADER_EPOCH_FILE))? {
+        None => (vec![(0, log_start)], true),
+        Some(mut epochs) => {
+            let n = epochs.len();
+            epochs.retain(|&(_, start)| start <= next_offset);
+            let changed = epochs.len() != n;
+            (epochs, changed)
+        }
+    };
+    if rewrite {
+        checkpoint::write_epochs(&dir.join(LEADER_EPOCH_FILE), &epochs)?;
+    }
+    Ok(epochs)
+}
+
+/// The checkpointed high watermark (if any) and the one a log opening with
+/// `[log_start, next_offset)` starts with: the checkpoint clamped to that range. Without a
+/// checkpoint nothing is known to be replicated: the log start, so that a replicated log never
+/// exposes records a crash may have left unreplicated.
+pub(super) fn load_high_watermark(dir: &Path, log_start: i64, next_offset: i64) -> io::Result<(Option<i64>, i64)> {
+    let stored = checkpoint::read_i64(&dir.join(HIGH_WATERMARK_FILE))?;
+    Ok((stored, stored.unwrap_or(log_start).clamp(log_start, next_offset)))
 }
 
 /// Record that `epoch` starts at `start`, as Kafka's `LeaderEpochFileCache.assign` does: entries

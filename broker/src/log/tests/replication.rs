@@ -6,6 +6,9 @@ use super::*;
 use crate::log::producer_state::ProducerError;
 use crate::log::{end_offset_for, ReadLimit, HIGH_WATERMARK_FILE, LEADER_EPOCH_FILE};
 
+/// A leader-epoch cache: (epoch, start offset).
+type Epochs<'a> = &'a [(i32, i64)];
+
 /// Base offsets of the batches a read from `from` returns under `limit`.
 fn bases(log: &Log, from: i64, limit: ReadLimit) -> Vec<i64> {
     let r = log.read_upto(from, u64::MAX, limit).unwrap();
@@ -57,7 +60,8 @@ fn set_high_watermark_clamps_and_only_moves_forward() {
     let dir = tempdir();
     let log = log_of(dir.path(), 10, true);
     assert_eq!(log.high_watermark(), 0, "no checkpoint: a replicated log starts at its log start");
-    let cases = [(4, true, 4), (4, false, 4), (3, false, 4), (-7, false, 4), (9, true, 9), (50, true, 10), (11, false, 10)];
+    let cases =
+        [(4, true, 4), (4, false, 4), (3, false, 4), (-7, false, 4), (9, true, 9), (50, true, 10), (11, false, 10)];
     for (hw, moved, after) in cases {
         assert_eq!(log.set_high_watermark(hw), moved, "set_high_watermark({hw})");
         assert_eq!(log.high_watermark(), after, "after set_high_watermark({hw})");
@@ -124,7 +128,7 @@ fn consumers_read_below_the_high_watermark_and_followers_to_the_end() {
     log.append(&idem(&recs(2), 1, 0, 0, true), 0).unwrap(); // 1-2: open transaction
     log.append(&recs(1), 0).unwrap(); // 3
     log.append(&recs(1), 0).unwrap(); // 4
-    // (high watermark, what uncommitted reads see, what committed reads see, reported LSO)
+                                      // (high watermark, what uncommitted reads see, what committed reads see, reported LSO)
     let cases: [(i64, &[i64], &[i64], i64); 4] =
         [(0, &[], &[], 0), (1, &[0], &[0], 1), (4, &[0, 1, 3], &[0], 1), (5, &[0, 1, 3, 4], &[0], 1)];
     for (hw, uncommitted, committed, lso) in cases {
@@ -275,16 +279,13 @@ fn replicated_batches_must_not_overlap_the_log() {
     let (follower, _) = open(dir.path(), &config(&[]), true);
     follower.append_replicated(&batches[..3].concat(), 0).unwrap();
     let refused = [
-        (batches[2].clone(), 3, 2),                                    // already there
+        (batches[2].clone(), 3, 2),                                       // already there
         ([batches[3].clone(), batches[3].clone()].concat().into(), 4, 3), // repeats itself
         ([batches[4].clone(), batches[3].clone()].concat().into(), 5, 3), // goes backwards
     ];
     for (records, expected, got) in refused {
         let err = follower.append_replicated(&records, 0).unwrap_err();
-        assert!(
-            matches!(err, LogError::NonContiguous { expected: e, got: g } if (e, g) == (expected, got)),
-            "{err}"
-        );
+        assert!(matches!(err, LogError::NonContiguous { expected: e, got: g } if (e, g) == (expected, got)), "{err}");
         assert_eq!(follower.log_end_offset(), 3, "nothing was written");
     }
     let mut corrupt = batches[3].to_vec();
@@ -313,7 +314,7 @@ fn truncation_drops_later_epochs_and_clamps_the_high_watermark() {
         assert_eq!(log.leader_epochs(), vec![(0, 0), (2, 4), (5, 8)]);
         log.set_high_watermark(11);
         // (truncate to, end after, epochs after, high watermark after)
-        let cases: [(i64, i64, &[(i32, i64)], i64); 4] = [
+        let cases: [(i64, i64, Epochs, i64); 4] = [
             (12, 12, &[(0, 0), (2, 4), (5, 8)], 11),
             (9, 8, &[(0, 0), (2, 4)], 8),
             (6, 6, &[(0, 0), (2, 4)], 6),
@@ -437,11 +438,8 @@ fn truncate_fully_and_start_at_is_crash_safe_at_every_step() {
         let ctx = format!("crash after step {steps}");
         let first = *segment_bases(p).first().unwrap();
         assert!(first <= start && start <= end, "{ctx}: start {start}, end {end}, first segment {first}");
-        let served: i64 = read_all(&log, u64::MAX)
-            .iter()
-            .map(|b| BatchHeader::parse(b).unwrap().next_offset())
-            .max()
-            .unwrap_or(end);
+        let served: i64 =
+            read_all(&log, u64::MAX).iter().map(|b| BatchHeader::parse(b).unwrap().next_offset()).max().unwrap_or(end);
         assert_eq!(served, end, "{ctx}: the log reads to its end");
         if steps == 4 {
             assert_eq!((start, end), (5, 5), "{ctx}");
