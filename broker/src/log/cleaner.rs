@@ -168,9 +168,9 @@ pub struct CleanStats {
 /// `LogAppendTime`), their last offset and, for idempotent batches, the sequence numbers of every
 /// surviving record; their base offset becomes that of the first survivor.
 ///
-/// Offsets are only bounded by the active segment: once followers exist, the horizon must also
-/// stay below the high watermark, or a truncation could remove the newer version of a record
-/// this pass removed.
+/// The horizon never passes the high watermark: the last stable offset the log reports is
+/// capped by it, so a truncation of a replicated log can never remove the newer version of a
+/// record this pass removed.
 ///
 /// At most one pass may run on a log at a time (both would write the same `.cleaned` files);
 /// [`Cleaner`] runs them one after the other.

@@ -2,7 +2,7 @@
 //!
 //! A partition directory `<topic>-<partition>/` holds `<base>.log` files of magic-v2 record
 //! batches stored as received, each with a sparse `.index` and `.timeindex`, plus
-//! `leader-epoch-checkpoint`, `recovery-point` and `log-start-offset`. Names for the transaction
+//! `leader-epoch-checkpoint`, `recovery-point`, `log-start-offset` and `high-watermark`. Names for the transaction
 //! index (`.txnindex`) and producer-state snapshots (`.snapshot`) are reserved per segment.
 
 pub mod batch;
@@ -25,8 +25,8 @@ mod tests;
 pub use cleaner::{clean_log, CleanError, CleanStats, Cleaner, RunStats};
 pub use config::{CleanupPolicy, ConfigError, LogConfig};
 pub use partition_log::{
-    AppendInfo, Log, LogError, OpenStats, ReadResult, SealedSegment, LEADER_EPOCH_FILE, LOG_START_FILE,
-    RECOVERY_POINT_FILE,
+    end_offset_for, AppendInfo, Log, LogError, OpenStats, ReadLimit, ReadResult, SealedSegment, HIGH_WATERMARK_FILE,
+    LEADER_EPOCH_FILE, LOG_START_FILE, RECOVERY_POINT_FILE,
 };
 pub use segment::FileSlice;
 

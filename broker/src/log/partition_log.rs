@@ -7,6 +7,16 @@
 //! rolled segments durable and checkpoints the recovery point, so an unclean start re-validates
 //! little more than the active segment. A failed data write or fsync fails the log: it takes no
 //! more appends or flushes until a restart recovers it.
+//!
+//! Replication (in `partition_replica.rs`): the log keeps a high watermark (HW). Unreplicated, it
+//! follows the log end offset; once [`Log::set_replicated`] is on, the replica code sets it and
+//! consumers read below it ([`ReadLimit`]), read_committed ones below min(LSO, HW), followers up
+//! to the end. It is checkpointed to `high-watermark` with the recovery point. The leader-epoch
+//! cache (`leader-epoch-checkpoint`) gets an entry when this replica becomes leader
+//! ([`Log::begin_epoch`]) or when a follower appends the first batch of a newer epoch
+//! ([`Log::append_replicated`], which stores the leader's batches unchanged); it answers
+//! OffsetForLeaderEpoch ([`Log::end_offset_for_epoch`]). A follower that diverged truncates
+//! ([`Log::truncate_to`], [`Log::truncate_fully_and_start_at`]).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -23,8 +33,12 @@ use super::segment::{self, FileSlice, RecoveryStats, Segment};
 use super::txn_index::TxnIndex;
 use super::validate;
 
+#[path = "partition_replica.rs"]
+mod replica;
 #[path = "partition_txn.rs"]
 mod txn;
+
+pub use replica::{end_offset_for, ReadLimit};
 
 /// Bytes of a batch the broker stamps: base offset, length (unchanged), partition leader epoch.
 const HEAD_LEN: usize = 16;
@@ -35,6 +49,8 @@ pub const RECOVERY_POINT_FILE: &str = "recovery-point";
 pub const LOG_START_FILE: &str = "log-start-offset";
 /// Name of the leader epoch checkpoint.
 pub const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
+/// Name of the file holding the high watermark.
+pub const HIGH_WATERMARK_FILE: &str = "high-watermark";
 
 /// Errors from a partition log. Each maps to one Kafka error code in the server.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +88,23 @@ pub enum LogError {
     /// Producer state refused a batch (idempotence and transaction checks).
     #[error(transparent)]
     Producer(#[from] ProducerError),
+    /// Replicated batches that do not continue the log: a batch starting below the log end
+    /// offset or below the end of the batch before it (the follower must truncate or refetch).
+    #[error("replicated batch starts at offset {got}, below the expected {expected}")]
+    NonContiguous {
+        /// The lowest base offset that would have been accepted.
+        expected: i64,
+        /// Base offset of the batch.
+        got: i64,
+    },
+    /// A leader epoch older than the latest this log knows (FENCED_LEADER_EPOCH).
+    #[error("leader epoch {epoch} is older than the latest epoch {latest} of this log")]
+    StaleEpoch {
+        /// The epoch asked for.
+        epoch: i32,
+        /// The latest cached epoch.
+        latest: i32,
+    },
 }
 
 /// Where an append landed.
@@ -94,9 +127,9 @@ pub struct AppendInfo {
 pub struct ReadResult {
     /// Whole batches starting with the one holding the requested offset; `None` at the end.
     pub slice: Option<FileSlice>,
-    /// Offset consumers may read below (the log end offset on one node).
+    /// The high watermark: consumers read below it (the log end offset when unreplicated).
     pub high_watermark: i64,
-    /// The last stable offset: read_committed consumers read below it.
+    /// min(last stable offset, high watermark): read_committed consumers read below it.
     pub last_stable_offset: i64,
     /// First offset still in the log.
     pub log_start_offset: i64,
@@ -172,6 +205,14 @@ pub struct Log {
     /// (an append holds it across a large write).
     config: RwLock<Arc<LogConfig>>,
     leader_epoch: AtomicI32,
+    /// The high watermark the replica code manages; unreplicated, every change of the log end
+    /// offset moves it along. Changes under the log lock.
+    high_watermark: AtomicI64,
+    /// Whether the high watermark is managed ([`Log::set_replicated`]) rather than the end.
+    replicated: AtomicBool,
+    /// The high watermark last written to `high-watermark` (-1: none); changes under the flush
+    /// lock.
+    hw_checkpointed: AtomicI64,
 }
 
 impl std::fmt::Debug for Log {
@@ -276,16 +317,12 @@ impl Log {
         let next_offset = segments.values().next_back().map(|s| s.next_offset()).unwrap_or(0);
         let first_base = *segments.keys().next().expect("non-empty");
         log_start = log_start.max(first_base).min(next_offset);
-        let mut epochs = checkpoint::read_epochs(&dir.join(LEADER_EPOCH_FILE))?.unwrap_or_default();
-        epochs.retain(|&(_, start)| start <= next_offset);
-        if epochs.is_empty() {
-            epochs.push((0, log_start));
-            // This fsyncs the directory too, which covers `dir_changed`.
-            checkpoint::write_epochs(&dir.join(LEADER_EPOCH_FILE), &epochs)?;
-        } else if dir_changed {
+        let epochs = replica::load_epochs(dir, log_start, next_offset)?;
+        if dir_changed {
             checkpoint::sync_dir(dir)?;
         }
         let leader_epoch = epochs.last().map(|e| e.0).unwrap_or(0);
+        let (stored_hw, high_watermark) = replica::load_high_watermark(dir, log_start, next_offset)?;
         let (producers, aborted) = txn::load(dir, &segments, next_offset, now_ms)?;
         let stable_offset = producers.first_unstable_offset().unwrap_or(next_offset);
         let log = Self {
@@ -312,6 +349,9 @@ impl Log {
             dir_dirty: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            high_watermark: AtomicI64::new(high_watermark),
+            replicated: AtomicBool::new(false),
+            hw_checkpointed: AtomicI64::new(stored_hw.unwrap_or(-1)),
         };
         if stats.truncated_bytes > 0 || stats.recovered_segments > 0 {
             log.flush()?;
@@ -485,6 +525,7 @@ impl Log {
         }
         self.stable_offset.store(txn::stable(inner), Ordering::Release);
         self.end_offset.store(next, Ordering::Release);
+        self.follow_end(next);
         inner.unflushed_messages += messages;
         let flush_to = (inner.unflushed_messages >= inner.config.flush_messages).then_some(next);
         Ok(AppendInfo {
@@ -668,6 +709,7 @@ impl Log {
             self.sync_dir_if_dirty()?;
             self.flushed.store(active_base, Ordering::Release);
         }
+        self.checkpoint_high_watermark()?;
         let recovery_point = self.flushed.load(Ordering::Acquire);
         if recovery_point <= self.checkpointed.load(Ordering::Acquire) {
             return Ok(false);
@@ -686,9 +728,15 @@ impl Log {
         self.closed.store(true, Ordering::Release);
     }
 
-    /// Flush everything, indexes included (clean shutdown).
+    /// Flush everything, indexes included, and checkpoint the high watermark (clean shutdown).
     pub fn close(&self) -> io::Result<()> {
         self.flush()?;
+        {
+            let _f = self.flush_lock.lock().expect("flush lock poisoned");
+            if !self.closed.load(Ordering::Acquire) {
+                self.checkpoint_high_watermark()?;
+            }
+        }
         let g = self.lock();
         if self.closed.load(Ordering::Acquire) {
             return Ok(());
@@ -723,21 +771,29 @@ impl Log {
         Ok(())
     }
 
-    /// Read whole batches from `offset`, at most `max_bytes` (but at least one batch).
+    /// Read whole batches from `offset`, at most `max_bytes` (but at least one batch), up to the
+    /// log end offset: what followers and the coordinators replaying their topics read
+    /// ([`ReadLimit::LogEnd`]).
     pub fn read(&self, offset: i64, max_bytes: u64) -> Result<ReadResult, LogError> {
-        self.read_upto(offset, max_bytes, false)
+        self.read_upto(offset, max_bytes, ReadLimit::LogEnd)
     }
 
-    /// [`Log::read`]; with `committed`, only batches below the last stable offset
-    /// (read_committed).
-    pub fn read_upto(&self, offset: i64, max_bytes: u64, committed: bool) -> Result<ReadResult, LogError> {
+    /// [`Log::read`] of the batches whose base offset is below `limit`: the log end offset,
+    /// the high watermark (read_uncommitted consumers) or min(LSO, HW) (read_committed).
+    /// `offset` may lie anywhere in `[log start, log end]`; above the limit nothing is served.
+    pub fn read_upto(&self, offset: i64, max_bytes: u64, limit: ReadLimit) -> Result<ReadResult, LogError> {
         let g = self.lock();
         let (start, end) = (g.log_start_offset, g.next_offset);
         if offset < start || offset > end {
             return Err(LogError::OffsetOutOfRange { offset, start, end });
         }
-        let lso = txn::stable(&g);
-        let limit = if committed { lso } else { end };
+        let hw = self.hw_locked(&g);
+        let lso = txn::stable(&g).min(hw);
+        let limit = match limit {
+            ReadLimit::LogEnd => end,
+            ReadLimit::HighWatermark => hw,
+            ReadLimit::Committed => lso,
+        };
         let mut slice = None;
         if offset < limit {
             let first = g.segments.range(..=offset).next_back().map(|(b, _)| *b).unwrap_or(offset);
@@ -748,7 +804,7 @@ impl Log {
                 }
             }
         }
-        Ok(ReadResult { slice, high_watermark: end, last_stable_offset: lso, log_start_offset: start })
+        Ok(ReadResult { slice, high_watermark: hw, last_stable_offset: lso, log_start_offset: start })
     }
 
     /// Call `f` with every batch from the log start to the current end, in order, with `from`:
@@ -810,7 +866,8 @@ impl Log {
         if self.closed.load(Ordering::Acquire) {
             return Err(LogError::Deleted);
         }
-        let end = g.next_offset;
+        // Records may only be deleted below the high watermark (the end when unreplicated).
+        let end = self.hw_locked(&g);
         let offset = if offset == -1 { end } else { offset };
         if offset < 0 || offset > end {
             return Err(LogError::OffsetOutOfRange { offset, start: g.log_start_offset, end });
@@ -861,11 +918,16 @@ impl Log {
         }
         let mut total: u64 = g.segments.values().map(|s| s.size()).sum();
         let mut deleted = 0;
+        // Only segments wholly below the high watermark go (all sealed ones when unreplicated).
+        let hw = self.hw_locked(&g);
         loop {
             if g.segments.len() < 2 {
                 break;
             }
             let (&base, first) = g.segments.iter().next().expect("non-empty");
+            if first.next_offset() > hw {
+                break;
+            }
             // An empty sealed segment holds nothing to keep and must not stall time retention.
             let expired = first.is_empty()
                 || (retention_ms >= 0 && first.max_timestamp() >= 0 && now_ms - first.max_timestamp() > retention_ms);
@@ -885,41 +947,6 @@ impl Log {
             checkpoint::write_i64(&self.dir.join(LOG_START_FILE), first_base)?;
         }
         Ok(deleted)
-    }
-
-    /// Remove the batch holding `offset` and everything after it (recovery, replication).
-    pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
-        // Held so that no flush in progress records a recovery point above the new end.
-        let _f = self.flush_lock.lock().expect("flush lock poisoned");
-        let mut g = self.lock();
-        if self.closed.load(Ordering::Acquire) {
-            return Err(LogError::Deleted);
-        }
-        if offset >= g.next_offset {
-            return Ok(());
-        }
-        let later: Vec<i64> = g.segments.range(offset + 1..).map(|(b, _)| *b).collect();
-        for b in later {
-            if g.segments.len() > 1 {
-                if let Some(s) = g.segments.remove(&b) {
-                    s.delete()?;
-                }
-            }
-        }
-        let active = g.active();
-        active.truncate_to(offset)?;
-        g.next_offset = g.active().next_offset();
-        txn::rebuild_after_truncate(&self.dir, &mut g, super::now_ms())?;
-        self.stable_offset.store(txn::stable(&g), Ordering::Release);
-        self.end_offset.store(g.next_offset, Ordering::Release);
-        let next = g.next_offset;
-        self.flushed.fetch_min(next, Ordering::AcqRel);
-        // What is appended from here on is not durable yet: an unclean open must re-check it.
-        let recovery_point = self.dir.join(RECOVERY_POINT_FILE);
-        if checkpoint::read_i64(&recovery_point)?.is_some_and(|rp| rp > next) {
-            self.write_recovery_point(next)?;
-        }
-        Ok(())
     }
 
     /// Sealed segments (every one but the active), oldest first.

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use super::{AppendInfo, Inner, Log, LogError};
+use crate::log::batch::BatchHeader;
 use crate::log::control::{self, Marker};
 use crate::log::producer_state::{AbortedTxn, AppendOrigin, CompletedTxn, MarkerAt, ProducerState, Staged};
 use crate::log::segment::Segment;
@@ -64,31 +65,7 @@ fn replay(
                     continue;
                 }
                 n += 1;
-                let mut staged = Staged::default();
-                let res = match control::decode(&h, &data[at..at + h.size]) {
-                    Some(m) => {
-                        let at = MarkerAt {
-                            producer_id: h.producer_id,
-                            epoch: h.producer_epoch,
-                            coordinator_epoch: m.coordinator_epoch,
-                            commit: m.commit,
-                            offset: h.base_offset,
-                        };
-                        state.check_marker(&mut staged, at, now_ms)
-                    }
-                    None if h.is_control() => continue,
-                    None => state.check_data(&mut staged, &h, AppendOrigin::Coordinator, now_ms).map(|_| ()),
-                };
-                if let Err(e) = res {
-                    tracing::warn!(dir = %dir.display(), offset = h.base_offset, error = %e, "producer state replay skipped a batch");
-                    continue;
-                }
-                let done = staged.completed();
-                state.apply(staged);
-                if let Some(c) = done.filter(|c| !c.commit) {
-                    let lso = state.first_unstable_offset().unwrap_or(c.marker_offset + 1);
-                    aborted.append(dir, base, aborted_entry(c, lso))?;
-                }
+                apply_batch(dir, base, &h, &data[at..at + h.size], state, aborted, AppendOrigin::Coordinator, now_ms)?;
             }
             if next <= offset {
                 break;
@@ -97,6 +74,49 @@ fn replay(
         }
     }
     Ok(n)
+}
+
+/// Feed one stored batch with a producer id to `state` (a replay, or a follower's append): no
+/// sequence checks; a batch producer state refuses is skipped with a warning, as it was accepted
+/// where it was first written. The abort a marker completes goes to the aborted-transaction
+/// index of segment `base`, with the last stable offset as the leader computed it.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn apply_batch(
+    dir: &Path,
+    base: i64,
+    h: &BatchHeader,
+    raw: &[u8],
+    state: &mut ProducerState,
+    aborted: &mut TxnIndex,
+    origin: AppendOrigin,
+    now_ms: i64,
+) -> io::Result<()> {
+    let mut staged = Staged::default();
+    let res = match control::decode(h, raw) {
+        Some(m) => {
+            let at = MarkerAt {
+                producer_id: h.producer_id,
+                epoch: h.producer_epoch,
+                coordinator_epoch: m.coordinator_epoch,
+                commit: m.commit,
+                offset: h.base_offset,
+            };
+            state.check_marker(&mut staged, at, now_ms)
+        }
+        None if h.is_control() => return Ok(()),
+        None => state.check_data(&mut staged, h, origin, now_ms).map(|_| ()),
+    };
+    if let Err(e) = res {
+        tracing::warn!(dir = %dir.display(), offset = h.base_offset, error = %e, "producer state skipped a stored batch");
+        return Ok(());
+    }
+    let done = staged.completed();
+    state.apply(staged);
+    if let Some(c) = done.filter(|c| !c.commit) {
+        let lso = state.first_unstable_offset().unwrap_or(c.marker_offset + 1);
+        aborted.append(dir, base, aborted_entry(c, lso))?;
+    }
+    Ok(())
 }
 
 fn aborted_entry(c: CompletedTxn, lso: i64) -> AbortedTxn {
@@ -127,15 +147,17 @@ impl Log {
     }
 
     /// The last stable offset: the first offset of the earliest open transaction, else the log
-    /// end offset. read_committed consumers read below it.
+    /// end offset, but never above the high watermark. read_committed consumers read below it;
+    /// the cleaner does not clean at or after it.
     pub fn last_stable_offset(&self) -> i64 {
         let g = self.lock();
-        stable(&g)
+        stable(&g).min(self.hw_locked(&g))
     }
 
-    /// The last stable offset without taking the lock (a hint for waiters).
+    /// The last stable offset (capped by the high watermark) without taking the lock (a hint
+    /// for waiters).
     pub fn stable_offset_hint(&self) -> i64 {
-        self.stable_offset.load(Ordering::Acquire)
+        self.stable_offset.load(Ordering::Acquire).min(self.high_watermark())
     }
 
     /// Aborted transactions overlapping `[from, upto)`, for a read_committed fetch.

@@ -13,7 +13,8 @@
 //! - within an epoch, a batch must start right after the last one (sequences wrap at `i32::MAX`);
 //!   an unknown producer (never seen, or expired) may start anywhere;
 //! - a data batch of a producer with an open transaction must be transactional and vice versa;
-//! - coordinator writes (transactional offset commits, markers) skip the sequence checks.
+//! - coordinator writes (transactional offset commits, markers) and replication skip the
+//!   sequence checks.
 //!
 //! Updates for one append are staged in a [`Staged`] set and applied only once the batches are
 //! in the file, so a refused or failed append changes nothing.
@@ -33,6 +34,11 @@ pub enum AppendOrigin {
     Client,
     /// A coordinator on this broker (transactional offset commits, markers).
     Coordinator,
+    /// A follower copying batches its leader accepted: no sequence checks, and the log skips
+    /// (with a warning) rather than refuses a batch producer state would reject, as a replay of
+    /// the log does. It records each producer's sequences and epoch, so that dedup works if
+    /// this replica becomes leader.
+    Replication,
 }
 
 /// Why producer state refused a batch. Each maps to one Kafka error code.

@@ -258,6 +258,7 @@ mod faults;
 mod flush;
 mod lifecycle;
 mod recovery;
+mod replication;
 mod retention;
 mod txn;
 mod validation;

@@ -52,6 +52,32 @@ pub fn validate_batches(
     Ok(headers)
 }
 
+/// Check the batches a follower fetched from its leader; returns each batch's position and
+/// header.
+///
+/// Only what the leader cannot have got wrong without the bytes being damaged is checked, as a
+/// Kafka follower does: framing and magic, each CRC, at least one batch, and offsets that rise
+/// from batch to batch. Record framing is not walked and `max.message.bytes` is not applied:
+/// compaction leaves batches the producer rules refuse (no records, offsets with gaps), and a
+/// limit lowered after the leader accepted a batch must not stall the follower. Control
+/// batches are allowed.
+pub fn validate_replicated(records: &[u8]) -> Result<Vec<(usize, BatchHeader)>, LogError> {
+    let mut headers: Vec<(usize, BatchHeader)> = Vec::new();
+    for item in batch::batches(records) {
+        let (at, h) = item?;
+        if let Some((_, prev)) = headers.last() {
+            if h.base_offset < prev.next_offset() {
+                return Err(LogError::NonContiguous { expected: prev.next_offset(), got: h.base_offset });
+            }
+        }
+        headers.push((at, h));
+    }
+    if headers.is_empty() {
+        return Err(invalid("replicated records carry no record batch"));
+    }
+    Ok(headers)
+}
+
 const NO_KEY: &str = "compacted topic cannot accept a record without a key";
 
 fn invalid(why: impl Into<String>) -> LogError {

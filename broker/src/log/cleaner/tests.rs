@@ -435,7 +435,9 @@ fn read_committed(log: &Log) -> Vec<Row> {
     let (mut rows, mut offset) = (Vec::new(), log.log_start_offset());
     let lso = log.last_stable_offset();
     while offset < lso {
-        let Some(slice) = log.read_upto(offset, u64::MAX, true).unwrap().slice else { break };
+        let Some(slice) = log.read_upto(offset, u64::MAX, crate::log::ReadLimit::Committed).unwrap().slice else {
+            break;
+        };
         let aborted: Vec<(i64, i64)> =
             log.aborted_txns(offset, lso).iter().map(|a| (a.producer_id, a.first_offset)).collect();
         let fetched = rill_core::records::decode_fetched(slice.read_bytes().unwrap(), offset, &aborted).unwrap();

@@ -3,9 +3,10 @@
 
 use super::*;
 use crate::log::producer_state::{AbortedTxn, ProducerError};
+use crate::log::ReadLimit;
 
 /// `batch` re-stamped as producer `pid`'s batch at `seq`, transactional or not.
-fn idem(b: &Bytes, pid: i64, epoch: i16, seq: i32, txn: bool) -> Bytes {
+pub(super) fn idem(b: &Bytes, pid: i64, epoch: i16, seq: i32, txn: bool) -> Bytes {
     let mut v = b.to_vec();
     let attrs = i16::from_be_bytes([v[21], v[22]]) | if txn { batch::ATTR_TRANSACTIONAL } else { 0 };
     v[21..23].copy_from_slice(&attrs.to_be_bytes());
@@ -17,13 +18,14 @@ fn idem(b: &Bytes, pid: i64, epoch: i16, seq: i32, txn: bool) -> Bytes {
     Bytes::from(v)
 }
 
-fn recs(n: usize) -> Bytes {
+pub(super) fn recs(n: usize) -> Bytes {
     batch(n, 1_000, Compression::None)
 }
 
 /// Base offsets of the batches a read returns.
 fn bases(log: &Log, from: i64, committed: bool) -> Vec<i64> {
-    let r = log.read_upto(from, u64::MAX, committed).unwrap();
+    let limit = if committed { ReadLimit::Committed } else { ReadLimit::HighWatermark };
+    let r = log.read_upto(from, u64::MAX, limit).unwrap();
     let Some(slice) = r.slice else { return Vec::new() };
     let data = slice.read_bytes().unwrap();
     batch::batches(&data).map(|b| b.unwrap().1.base_offset).collect()
@@ -91,7 +93,7 @@ fn read_committed_stops_at_the_first_open_transaction_and_aborts_are_indexed() {
     assert_eq!(log.last_stable_offset(), 1);
     assert_eq!(bases(&log, 0, true), vec![0]);
     assert_eq!(bases(&log, 0, false), vec![0, 1, 3, 4]);
-    assert!(log.read_upto(1, u64::MAX, true).unwrap().slice.is_none());
+    assert!(log.read_upto(1, u64::MAX, ReadLimit::Committed).unwrap().slice.is_none());
     log.append_marker(1, 0, false, 0, 0).unwrap(); // 5: abort producer 1
     assert_eq!(log.last_stable_offset(), 3);
     log.append_marker(2, 0, true, 0, 0).unwrap(); // 6: commit producer 2

@@ -19,7 +19,7 @@ use kafka_protocol::protocol::Encodable;
 use tokio::time::Instant;
 
 use super::{blocking, codes, log_error_code};
-use crate::log::{FileSlice, Log};
+use crate::log::{FileSlice, Log, ReadLimit};
 use crate::server::conn::Reply;
 use crate::server::response::{placeholder, Frame, SpliceBuf, MAX_SPLICE};
 use crate::server::BrokerState;
@@ -120,7 +120,8 @@ fn read_all(state: &BrokerState, req: &FetchRequest, version: i16) -> (FetchResp
                     let read = if limit == 0 {
                         Ok(None)
                     } else {
-                        log.read_upto(p.fetch_offset, limit, committed).map(|r| {
+                        let upto = if committed { ReadLimit::Committed } else { ReadLimit::HighWatermark };
+                        log.read_upto(p.fetch_offset, limit, upto).map(|r| {
                             pd.high_watermark = r.high_watermark;
                             pd.last_stable_offset = r.last_stable_offset;
                             if version >= 5 {

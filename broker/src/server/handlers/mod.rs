@@ -212,6 +212,7 @@ pub mod codes {
 /// The Kafka error code (and message) for a log error.
 pub fn log_error_code(e: &crate::log::LogError) -> i16 {
     const PRODUCER_FENCED: i16 = 90;
+    const FENCED_LEADER_EPOCH: i16 = 74;
     use crate::log::producer_state::ProducerError;
     use crate::log::{batch::BatchError, LogError};
     match e {
@@ -229,5 +230,8 @@ pub fn log_error_code(e: &crate::log::LogError) -> i16 {
         LogError::InvalidRecord(_) => codes::INVALID_RECORD,
         LogError::OffsetOutOfRange { .. } => codes::OFFSET_OUT_OF_RANGE,
         LogError::Deleted => codes::UNKNOWN_TOPIC_OR_PARTITION,
+        // Replication errors: the replica manager handles them before any client sees one.
+        LogError::NonContiguous { .. } => codes::OFFSET_OUT_OF_RANGE,
+        LogError::StaleEpoch { .. } => FENCED_LEADER_EPOCH,
     }
 }
