@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod config;
 pub mod group;
 pub mod log;
+pub mod replica;
 pub mod server;
 pub mod topics;
 pub mod txn;

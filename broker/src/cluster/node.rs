@@ -186,7 +186,9 @@ impl ClusterNode {
         tasks.spawn(node.clone().heartbeats(client_endpoint, shutdown.clone()));
         tasks.spawn(node.clone().control(shutdown.clone()));
         let n = node.clone();
-        tasks.spawn(async move {
+        // Detached, not in `tasks`: a broker dropped without a clean shutdown aborts its tasks,
+        // and the Raft node (openraft's own task) must still stop with it.
+        tokio::spawn(async move {
             shutdown.cancelled().await;
             if let Err(e) = n.raft.shutdown().await {
                 tracing::warn!(error = %e, "raft node did not stop cleanly");

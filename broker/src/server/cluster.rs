@@ -69,7 +69,7 @@ pub async fn sync_loop(state: Arc<BrokerState>) {
 }
 
 /// Make the local topics match the image. Serialised, and idempotent: callers race freely.
-pub fn sync_topics(state: &BrokerState) {
+pub fn sync_topics(state: &Arc<BrokerState>) {
     let Some(node) = &state.cluster else { return };
     let _one_at_a_time = state.topic_sync.lock().unwrap_or_else(|p| p.into_inner());
     let image = node.image();
@@ -115,4 +115,5 @@ pub fn sync_topics(state: &BrokerState) {
             }
         }
     }
+    state.replicas.apply_image(state, &image);
 }

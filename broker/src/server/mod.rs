@@ -53,6 +53,8 @@ pub struct BrokerState {
     pub cluster: Option<Arc<crate::cluster::ClusterNode>>,
     /// Serialises bringing local topics in step with the cluster metadata.
     pub topic_sync: std::sync::Mutex<()>,
+    /// This broker's replicas of partitions (idle on a broker running alone).
+    pub replicas: crate::replica::ReplicaManager,
 }
 
 /// Errors starting a broker.
@@ -118,9 +120,6 @@ impl Broker {
         let cluster_id = cluster_id(&config.data_dir);
         let budget = config.queued_max_request_bytes.min(u32::MAX as usize);
         let (group_handle, group_inbox) = groups::channel();
-        let ids = producer_ids::ProducerIds::open(&config.data_dir)
-            .map_err(|e| StartError::Storage { dir: dir.clone(), cause: TopicError::Storage(e.to_string()) })?;
-        let (txn_handle, txn_inbox) = txn::channel(Arc::new(ids));
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let cluster = if config.cluster.voters.is_empty() {
@@ -138,6 +137,13 @@ impl Broker {
             .await?;
             Some(node)
         };
+        let ids = match &cluster {
+            Some(node) => producer_ids::ProducerIds::clustered(cluster_ids(node.clone())),
+            None => producer_ids::ProducerIds::open(&config.data_dir)
+                .map_err(|e| StartError::Storage { dir: dir.clone(), cause: TopicError::Storage(e.to_string()) })?,
+        };
+        let (txn_handle, txn_inbox) = txn::channel(Arc::new(ids));
+        let config_node_id = config.node_id;
         let state = Arc::new(BrokerState {
             config,
             topics,
@@ -152,9 +158,13 @@ impl Broker {
             txns: txn_handle,
             cluster,
             topic_sync: std::sync::Mutex::new(()),
+            replicas: crate::replica::ReplicaManager::new(config_node_id),
         });
         tasks.spawn(accept_loop(state.clone(), listener));
-        tasks.spawn(cluster::sync_loop(state.clone()));
+        if state.cluster.is_some() {
+            tasks.spawn(cluster::sync_loop(state.clone()));
+            tasks.spawn(crate::replica::ReplicaManager::shrink_isrs(state.clone()));
+        }
         tasks.spawn(maintenance(state.clone()));
         tasks.spawn(groups::run(
             state.clone(),
@@ -220,6 +230,29 @@ impl Broker {
         tokio::task::spawn_blocking(move || state.topics.close()).await.map_err(std::io::Error::other)??;
         tracing::info!("broker stopped cleanly");
         Ok(())
+    }
+}
+
+/// Producer id blocks from the cluster's controller, for a blocking thread.
+fn cluster_ids(node: Arc<crate::cluster::ClusterNode>) -> producer_ids::BlockSource {
+    let handle = tokio::runtime::Handle::current();
+    Box::new(move |count| {
+        let cmd = crate::cluster::command::Command::AllocateProducerIds { count: count as u32 };
+        match handle.block_on(node.propose(cmd, cluster::PROPOSE_TIMEOUT)) {
+            Ok(crate::cluster::command::Reply::ProducerIds { start, .. }) => Ok(start),
+            Ok(other) => {
+                Err(std::io::Error::other(format!("the controller answered {other:?} to a producer id request")))
+            }
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        }
+    })
+}
+
+impl Drop for Broker {
+    /// Dropped without [`Broker::shutdown`]: stop everything at once, like a killed process
+    /// (nothing is flushed; the next start recovers).
+    fn drop(&mut self) {
+        self.state.shutdown.cancel();
     }
 }
 

@@ -6,6 +6,9 @@
 //! a restart the ids continue above every id ever handed out: at most the unused rest of one
 //! block is skipped. Idempotent producers (InitProducerId without a transactional id) and the
 //! transaction coordinator share it.
+//!
+//! In a cluster ids must be unique across brokers: blocks come from the controller instead
+//! (`AllocateProducerIds` in the metadata log, as Kafka's KIP-730), and no file is kept.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -19,11 +22,22 @@ pub const FILE_NAME: &str = "producer-ids";
 pub const BLOCK_SIZE: i64 = 1000;
 
 /// The broker's producer id allocator. See the [module docs](self).
-#[derive(Debug)]
 pub struct ProducerIds {
     path: PathBuf,
     block: i64,
     inner: Mutex<Block>,
+    /// In a cluster, blocks come from the controller (ids must be unique cluster-wide): this
+    /// hands out a block of the given size and returns its first id. Called on a blocking thread.
+    source: Option<BlockSource>,
+}
+
+/// Where a cluster's blocks come from.
+pub type BlockSource = Box<dyn Fn(i64) -> io::Result<i64> + Send + Sync>;
+
+impl std::fmt::Debug for ProducerIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProducerIds").field("path", &self.path).field("clustered", &self.source.is_some()).finish()
+    }
 }
 
 #[derive(Debug)]
@@ -55,7 +69,17 @@ impl ProducerIds {
             Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
             Err(e) => return Err(e),
         };
-        Ok(Self { path, block: block.max(1), inner: Mutex::new(Block { next: end, end }) })
+        Ok(Self { path, block: block.max(1), inner: Mutex::new(Block { next: end, end }), source: None })
+    }
+
+    /// Ids handed out in blocks by `source` (the cluster's controller) instead of a local file.
+    pub fn clustered(source: BlockSource) -> Self {
+        Self {
+            path: PathBuf::new(),
+            block: BLOCK_SIZE,
+            inner: Mutex::new(Block { next: 0, end: 0 }),
+            source: Some(source),
+        }
     }
 
     /// The next producer id, storing a new block first when the current one is used up (a small
@@ -97,6 +121,12 @@ impl ProducerIds {
     }
 
     fn store_block(&self, b: &mut Block) -> io::Result<()> {
+        if let Some(source) = &self.source {
+            let start = source(self.block)?;
+            b.next = start;
+            b.end = start + self.block;
+            return Ok(());
+        }
         let end = b.end.checked_add(self.block).ok_or_else(|| io::Error::other("producer ids exhausted"))?;
         write_atomic(&self.path, format!("{end}\n").as_bytes())?;
         b.next = b.end;

@@ -58,6 +58,7 @@ async fn run(state: &Arc<BrokerState>, req: FetchRequest, version: i16, id: i32)
         // partitions has grown past what it saw (under read_committed: its last stable offset),
         // so a wakeup elsewhere costs an atomic load.
         let committed = read_committed(&req, version);
+        let follower = replica_of(&req, version) >= 0;
         let watch: Vec<(Arc<Log>, i64)> = req
             .topics
             .iter()
@@ -77,11 +78,24 @@ async fn run(state: &Arc<BrokerState>, req: FetchRequest, version: i16, id: i32)
             }
             notified.set(state.data_arrived.notified());
             notified.as_mut().enable();
-            let grew = |log: &Log| if committed { log.stable_offset_hint() } else { log.end_offset_hint() };
+            let grew = |log: &Log| match (follower, committed) {
+                (true, _) => log.end_offset_hint(),
+                (false, true) => log.stable_offset_hint(),
+                (false, false) => log.high_watermark(),
+            };
             if watch.iter().any(|(log, seen)| grew(log) > *seen) {
                 break;
             }
         }
+    }
+}
+
+/// The broker a replica fetch comes from; -1 for consumers.
+fn replica_of(req: &FetchRequest, version: i16) -> i32 {
+    if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
     }
 }
 
@@ -91,8 +105,10 @@ fn read_committed(req: &FetchRequest, version: i16) -> bool {
 }
 
 /// Read every requested partition once: (response, regions in encoding order, bytes, any error).
-fn read_all(state: &BrokerState, req: &FetchRequest, version: i16) -> (FetchResponse, Vec<FileSlice>, u64, bool) {
+fn read_all(state: &Arc<BrokerState>, req: &FetchRequest, version: i16) -> (FetchResponse, Vec<FileSlice>, u64, bool) {
     let committed = read_committed(req, version);
+    let replica = replica_of(req, version);
+    let clustered = state.cluster.is_some();
     let mut budget = if version >= 3 && req.max_bytes > 0 { req.max_bytes as u64 } else { u64::MAX };
     let mut slices = Vec::new();
     let mut total = 0u64;
@@ -113,6 +129,10 @@ fn read_all(state: &BrokerState, req: &FetchRequest, version: i16) -> (FetchResp
                     pd.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;
                     errors = true;
                 }
+                Some(log) if clustered && role_refused(state, &t.topic.0, p, replica, &log).is_some() => {
+                    pd.error_code = role_refused(state, &t.topic.0, p, replica, &log).unwrap_or_default();
+                    errors = true;
+                }
                 Some(log) => {
                     let limit = (p.partition_max_bytes.max(0) as u64).min(budget).min(MAX_SPLICE as u64);
                     // Once something is in the response, an exhausted budget means no more data.
@@ -120,7 +140,11 @@ fn read_all(state: &BrokerState, req: &FetchRequest, version: i16) -> (FetchResp
                     let read = if limit == 0 {
                         Ok(None)
                     } else {
-                        let upto = if committed { ReadLimit::Committed } else { ReadLimit::HighWatermark };
+                        let upto = match (replica >= 0, committed) {
+                            (true, _) => ReadLimit::LogEnd,
+                            (false, true) => ReadLimit::Committed,
+                            (false, false) => ReadLimit::HighWatermark,
+                        };
                         log.read_upto(p.fetch_offset, limit, upto).map(|r| {
                             pd.high_watermark = r.high_watermark;
                             pd.last_stable_offset = r.last_stable_offset;
@@ -157,7 +181,7 @@ fn read_all(state: &BrokerState, req: &FetchRequest, version: i16) -> (FetchResp
                         }
                         Ok(None) => {
                             if pd.high_watermark < 0 {
-                                pd.high_watermark = log.log_end_offset();
+                                pd.high_watermark = log.high_watermark();
                                 pd.last_stable_offset = log.last_stable_offset();
                                 if version >= 5 {
                                     pd.log_start_offset = log.log_start_offset();
@@ -166,7 +190,7 @@ fn read_all(state: &BrokerState, req: &FetchRequest, version: i16) -> (FetchResp
                         }
                         Err(e) => {
                             pd.error_code = log_error_code(&e);
-                            pd.high_watermark = log.log_end_offset();
+                            pd.high_watermark = log.high_watermark();
                             pd.last_stable_offset = log.last_stable_offset();
                             if version >= 5 {
                                 pd.log_start_offset = log.log_start_offset();
@@ -181,6 +205,23 @@ fn read_all(state: &BrokerState, req: &FetchRequest, version: i16) -> (FetchResp
         resp.responses.push(tr);
     }
     (resp, slices, total, errors)
+}
+
+/// In a cluster: a consumer must fetch from the leader at its epoch; a follower's fetch is
+/// recorded as its progress. `Some(code)` refuses the partition.
+fn role_refused(
+    state: &Arc<BrokerState>,
+    topic: &str,
+    p: &kafka_protocol::messages::fetch_request::FetchPartition,
+    replica: i32,
+    log: &Log,
+) -> Option<i16> {
+    let r = &state.replicas;
+    if replica >= 0 {
+        r.on_follower_fetch(state, topic, p.partition, replica, p.current_leader_epoch, p.fetch_offset, log).err()
+    } else {
+        r.check_leader(topic, p.partition, p.current_leader_epoch).err()
+    }
 }
 
 fn encode_spliced(version: i16, id: i32, resp: &FetchResponse, slices: Vec<FileSlice>) -> Result<Frame, String> {

@@ -1,5 +1,6 @@
-//! ListOffsets: earliest (-2), latest (-1; the last stable offset for read_committed), max
-//! timestamp (-3) or the first offset at a time.
+//! ListOffsets: earliest (-2), latest (-1: the high watermark; the last stable offset for
+//! read_committed), max timestamp (-3) or the first offset at a time. In a cluster only the
+//! leader answers.
 
 use std::sync::Arc;
 
@@ -23,8 +24,13 @@ pub async fn handle(state: &Arc<BrokerState>, req: ListOffsetsRequest, version: 
                     .with_partition_index(p.partition_index)
                     .with_timestamp(-1)
                     .with_offset(-1);
+                let refused = state
+                    .cluster
+                    .is_some()
+                    .then(|| state.replicas.check_leader(&t.name.0, p.partition_index, p.current_leader_epoch).err());
                 match state.topics.partition(&t.name.0, p.partition_index) {
                     None => pr.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION,
+                    Some(_) if refused.flatten().is_some() => pr.error_code = refused.flatten().unwrap_or_default(),
                     Some(log) => {
                         if version >= 4 {
                             pr.leader_epoch = log.leader_epoch();
@@ -32,7 +38,8 @@ pub async fn handle(state: &Arc<BrokerState>, req: ListOffsetsRequest, version: 
                         let found = match p.timestamp {
                             // read_committed consumers see the end of what they can read.
                             -1 if version >= 2 && req.isolation_level == 1 => Ok(Some((log.last_stable_offset(), -1))),
-                            -1 => Ok(Some((log.log_end_offset(), -1))),
+                            // Consumers see up to the high watermark (the log end on a lone broker).
+                            -1 => Ok(Some((log.high_watermark(), -1))),
                             -2 => Ok(Some((log.log_start_offset(), -1))),
                             -3 => log.max_timestamp(),
                             ts => log

@@ -6,6 +6,7 @@ mod fetch;
 mod groups;
 mod list_offsets;
 mod metadata;
+mod offset_for_epoch;
 mod produce;
 mod txn;
 mod txn_offsets;
@@ -59,6 +60,10 @@ pub async fn handle(
         }
         ApiKey::Produce => produce::handle(state, decode(api, version, body)?, version, id).await,
         ApiKey::Fetch => Ok(fetch::handle(state, decode(api, version, body)?, version, id)),
+        ApiKey::OffsetForLeaderEpoch => {
+            let resp = offset_for_epoch::handle(state, decode(api, version, body)?);
+            now(encode(api, version, id, &resp))
+        }
         ApiKey::ListOffsets => {
             let resp = list_offsets::handle(state, decode(api, version, body)?, version).await;
             now(encode(api, version, id, &resp))

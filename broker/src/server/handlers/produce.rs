@@ -18,11 +18,32 @@ use crate::server::BrokerState;
 pub async fn handle(state: &Arc<BrokerState>, req: ProduceRequest, version: i16, id: i32) -> Result<Reply, String> {
     let acks = req.acks;
     let valid_acks = matches!(acks, -1..=1);
+    let timeout = std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
     // Every partition of the request is appended in one trip to a blocking thread.
     let st = state.clone();
-    let (mut resp, flushes, appended) = blocking(move || append_all(&st, req, version, valid_acks)).await;
+    let (mut resp, flushes, appended, replicated) = blocking(move || append_all(&st, req, version, valid_acks)).await;
     if appended {
         state.data_arrived.notify_waiters();
+    }
+    if acks == -1 && !replicated.is_empty() {
+        // acks=all in a cluster: answer once the ISR holds every appended batch.
+        let st = state.clone();
+        return Ok(Reply::Later(tokio::spawn(async move {
+            let waits = replicated.iter().map(|r| {
+                st.replicas.wait_replicated(&r.topic, r.partition, &r.log, r.last_offset + 1, r.epoch, timeout)
+            });
+            let outcomes = futures_join_all(waits).await;
+            for (r, outcome) in replicated.iter().zip(outcomes) {
+                if let Err(code) = outcome {
+                    set_error(&mut resp, &r.topic, r.partition, code);
+                }
+            }
+            let failed = flush_all(flushes).await;
+            for f in failed {
+                set_error(&mut resp, &f.topic, f.partition, codes::KAFKA_STORAGE_ERROR);
+            }
+            encode(ApiKey::Produce, version, id, &resp).map_err(|e| tracing::error!("{e}")).ok()
+        })));
     }
     if acks == 0 && valid_acks {
         // acks=0: no response at all. Durability work still happens.
@@ -63,16 +84,47 @@ pub async fn handle(state: &Arc<BrokerState>, req: ProduceRequest, version: i16,
     })))
 }
 
-/// Append each partition's batches; returns the response, the flushes the policy asks for, and
-/// whether anything was appended.
+/// Mark one partition of a response failed.
+fn set_error(resp: &mut ProduceResponse, topic: &str, partition: i32, code: i16) {
+    for t in resp.responses.iter_mut().filter(|t| t.name.0.as_str() == topic) {
+        for p in t.partition_responses.iter_mut().filter(|p| p.index == partition) {
+            p.error_code = code;
+            p.base_offset = -1;
+        }
+    }
+}
+
+/// Wait for every future, in order (few partitions per request: no need for a join set).
+async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut out = Vec::new();
+    for f in futures {
+        out.push(f.await);
+    }
+    out
+}
+
+/// A leader's append that acks=all must see replicated.
+struct Replicated {
+    topic: String,
+    partition: i32,
+    log: Arc<Log>,
+    last_offset: i64,
+    epoch: i32,
+}
+
+/// Append each partition's batches; returns the response, the flushes the policy asks for,
+/// whether anything was appended, and (in a cluster) the appends to wait for under acks=all.
 fn append_all(
-    state: &BrokerState,
+    state: &Arc<BrokerState>,
     req: ProduceRequest,
     version: i16,
     valid_acks: bool,
-) -> (ProduceResponse, Vec<Flush>, bool) {
+) -> (ProduceResponse, Vec<Flush>, bool, Vec<Replicated>) {
+    let acks = req.acks;
+    let clustered = state.cluster.is_some();
     let mut resp = ProduceResponse::default();
     let mut flushes: Vec<Flush> = Vec::new();
+    let mut replicated = Vec::new();
     let mut appended = false;
     let now = now_ms();
     let txn_id = req.transactional_id.as_ref().map(|t| t.0.to_string());
@@ -85,14 +137,34 @@ fn append_all(
                 .with_log_append_time_ms(-1)
                 .with_log_start_offset(-1);
             let log = state.topics.partition(&topic.name.0, p.index);
+            // In a cluster this broker must lead the partition (with enough replicas for acks=all).
+            let refused = |log: &Log| {
+                clustered.then(|| state.replicas.check_produce(&topic.name.0, p.index, acks, log).err()).flatten()
+            };
             match (valid_acks, log, p.records) {
                 (false, _, _) => pr.error_code = codes::INVALID_REQUIRED_ACKS,
                 (_, None, _) => pr.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION,
                 (_, Some(_), None) => pr.error_code = codes::CORRUPT_MESSAGE,
+                (true, Some(log), Some(_)) if refused(&log).is_some() => {
+                    pr.error_code = refused(&log).unwrap_or_default();
+                }
                 (true, Some(log), Some(records)) => {
                     match append(state, &log, &records, now, &txn_id, &topic.name.0, p.index) {
                         Ok(info) => {
                             appended = true;
+                            if clustered {
+                                state.replicas.after_append(state, &topic.name.0, p.index, &log);
+                                if acks == -1 {
+                                    let epoch = state.replicas.check_leader(&topic.name.0, p.index, -1).unwrap_or(-1);
+                                    replicated.push(Replicated {
+                                        topic: topic.name.0.to_string(),
+                                        partition: p.index,
+                                        log: log.clone(),
+                                        last_offset: info.last_offset,
+                                        epoch,
+                                    });
+                                }
+                            }
                             pr.base_offset = info.base_offset;
                             pr.log_append_time_ms = info.log_append_time;
                             if version >= 5 {
@@ -116,7 +188,7 @@ fn append_all(
         }
         resp.responses.push(t);
     }
-    (resp, flushes, appended)
+    (resp, flushes, appended, replicated)
 }
 
 /// Append a producer's batches. The first transactional batch of a transaction in a partition
