@@ -134,15 +134,18 @@ pub async fn elect_leaders(state: &Arc<BrokerState>, req: ElectLeadersRequest, v
                     )
                 }
             };
-            match propose(state, cmd).await {
+            // Nothing named and no topics: nothing to propose.
+            let answer = if parts.is_empty() { Ok(Reply::Elections(Vec::new())) } else { propose(state, cmd).await };
+            match answer {
                 Ok(Reply::Elections(codes)) => {
                     for (tp, code) in parts.into_iter().zip(codes) {
                         results.push((tp, code, election_message(code, preferred)));
                     }
                 }
                 Ok(other) => {
+                    const UNKNOWN_SERVER_ERROR: i16 = -1;
                     let m = format!("unexpected controller answer {other:?}");
-                    results.extend(parts.into_iter().map(|tp| (tp, codes::INVALID_REQUEST, Some(m.clone()))));
+                    results.extend(parts.into_iter().map(|tp| (tp, UNKNOWN_SERVER_ERROR, Some(m.clone()))));
                 }
                 Err((code, m)) => results.extend(parts.into_iter().map(|tp| (tp, code, Some(m.clone())))),
             }
