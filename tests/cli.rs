@@ -212,3 +212,38 @@ fn produce_reads_lines_and_consume_prints_them_back() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("is not hex"), "{err}");
 }
+
+#[test]
+fn bad_quorum_voters_are_one_plain_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let e = fails(&["broker", "--data-dir", d, "--listen", "127.0.0.1:0", "--controller-quorum-voters", "nonsense"]);
+    assert!(e.contains("--controller-quorum-voters") && e.contains("'nonsense'") && e.contains("ID@HOST:PORT"), "{e}");
+    let e =
+        fails(&["broker", "--data-dir", d, "--listen", "127.0.0.1:0", "--set", "controller.quorum.voters=1@x,1@y:1"]);
+    assert!(e.contains("controller.quorum.voters") && e.contains("ID@HOST:PORT"), "{e}");
+}
+
+#[test]
+fn replica_commands_on_a_single_broker() {
+    let broker = common::BrokerProc::start(&[]);
+    let b = broker.addr.as_str();
+    ok(&["topics", "--bootstrap", b, "create", "solo", "--partitions", "2"]);
+    let out = ok(&["topics", "--bootstrap", b, "elect-leaders"]);
+    assert_eq!(out, "No partition needed a leader election.\n");
+    let out = ok(&["topics", "--bootstrap", b, "elect-leaders", "--topic", "solo", "--election-type", "unclean"]);
+    assert_eq!(out, "Valid replica already elected for partitions solo-0, solo-1\n");
+    assert_eq!(ok(&["topics", "--bootstrap", b, "reassignments"]), "No partition reassignments found.\n");
+
+    let e = fails(&["topics", "--bootstrap", b, "elect-leaders", "--topic", "solo", "--partition", "7"]);
+    assert!(e.contains("UNKNOWN_TOPIC_OR_PARTITION") && e.contains("solo-7"), "{e}");
+    let e = fails(&["topics", "--bootstrap", b, "reassign", "--topic", "solo", "--partition", "0", "--replicas", "5"]);
+    assert!(e.contains("INVALID_REPLICA_ASSIGNMENT") && e.contains("solo-0") && e.contains("alone"), "{e}");
+    let e = fails(&["topics", "--bootstrap", b, "reassign", "--topic", "solo", "--partition", "0", "--cancel"]);
+    assert!(e.contains("NO_REASSIGNMENT_IN_PROGRESS"), "{e}");
+    let e =
+        fails(&["topics", "--bootstrap", b, "reassign", "--topic", "solo", "--partition", "0", "--replicas", "a,b"]);
+    assert!(e.contains("--replicas 'a,b'"), "{e}");
+    let e = fails(&["topics", "--bootstrap", b, "elect-leaders", "--election-type", "dirty"]);
+    assert!(e.contains("'dirty'") && e.contains("preferred or unclean"), "{e}");
+}

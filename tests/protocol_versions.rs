@@ -18,12 +18,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use kafka_protocol::messages::alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
@@ -269,6 +271,9 @@ impl Pv {
             ApiKey::DescribeConfigs => self.describe_configs(v).await,
             ApiKey::IncrementalAlterConfigs => self.alter_configs(v).await,
             ApiKey::DeleteRecords => self.delete_records(v).await,
+            ApiKey::ElectLeaders => self.elect_leaders(v).await,
+            ApiKey::AlterPartitionReassignments => self.alter_reassignments(v).await,
+            ApiKey::ListPartitionReassignments => self.list_reassignments(v).await,
             ApiKey::FindCoordinator => self.find_coordinator(v).await,
             ApiKey::JoinGroup => self.join_group(v).await,
             ApiKey::SyncGroup => self.sync_group(v).await,
@@ -656,6 +661,56 @@ impl Pv {
 /// Consumer groups: every case uses groups of its own (named after the API and version), set up
 /// with the other group APIs at their highest versions, so cases do not interfere.
 impl Pv {
+    /// A single broker has nothing to elect: ELECTION_NOT_NEEDED per partition, and an empty
+    /// answer when asked for every partition.
+    async fn elect_leaders(&self, v: i16) -> Result<(), String> {
+        let request = |tps: Option<Vec<TopicPartitions>>| {
+            ElectLeadersRequest::default().with_election_type(0).with_timeout_ms(10_000).with_topic_partitions(tps)
+        };
+        let named = vec![
+            TopicPartitions::default().with_topic(name(MAIN)).with_partitions(vec![0]),
+            TopicPartitions::default().with_topic(name("pv-nowhere")).with_partitions(vec![0]),
+        ];
+        let resp = self.call(request(Some(named)), v).await?;
+        ensure!(resp.error_code == 0, "error {}", resp.error_code);
+        let codes: Vec<(String, i16)> = resp
+            .replica_election_results
+            .iter()
+            .flat_map(|t| t.partition_result.iter().map(|p| (t.topic.0.to_string(), p.error_code)))
+            .collect();
+        ensure!(codes == vec![(MAIN.to_string(), 84), ("pv-nowhere".to_string(), 3)], "results {codes:?}");
+        let resp = self.call(request(None), v).await?;
+        ensure!(resp.replica_election_results.is_empty(), "all: {:?}", resp.replica_election_results);
+        Ok(())
+    }
+
+    /// A single broker keeps its replicas: moving onto itself is a no-op, elsewhere refused,
+    /// and there is nothing to cancel.
+    async fn alter_reassignments(&self, v: i16) -> Result<(), String> {
+        let request = |replicas: Option<Vec<i32>>| {
+            AlterPartitionReassignmentsRequest::default().with_timeout_ms(10_000).with_topics(vec![
+                ReassignableTopic::default().with_name(name(MAIN)).with_partitions(vec![
+                    ReassignablePartition::default()
+                        .with_partition_index(0)
+                        .with_replicas(replicas.map(|r| r.into_iter().map(BrokerId).collect())),
+                ]),
+            ])
+        };
+        for (replicas, want) in [(Some(vec![self.node]), 0), (Some(vec![self.node + 100]), 39), (None, 85)] {
+            let resp = self.call(request(replicas.clone()), v).await?;
+            ensure!(resp.error_code == 0, "{replicas:?}: error {}", resp.error_code);
+            let code = resp.responses.first().and_then(|t| t.partitions.first()).map(|p| p.error_code);
+            ensure!(code == Some(want), "{replicas:?}: partition error {code:?}, expected {want}");
+        }
+        Ok(())
+    }
+
+    async fn list_reassignments(&self, v: i16) -> Result<(), String> {
+        let resp = self.call(ListPartitionReassignmentsRequest::default().with_timeout_ms(10_000), v).await?;
+        ensure!(resp.error_code == 0 && resp.topics.is_empty(), "error {}, topics {:?}", resp.error_code, resp.topics);
+        Ok(())
+    }
+
     fn join_request(group_id: &str, member_id: &str, instance: Option<&str>, v: i16) -> JoinGroupRequest {
         let mut req = JoinGroupRequest::default()
             .with_group_id(group(group_id))

@@ -1,4 +1,4 @@
-//! `rill broker`: one broker in the foreground.
+//! `rill broker`: one broker in the foreground, alone or as a member of a cluster.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -9,7 +9,13 @@ use clap::Args;
 use rill_broker::{Broker, BrokerConfig};
 
 /// Arguments of `rill broker`.
+// Alone by default. With `--controller-quorum-voters` (or `controller.quorum.voters` through
+// `--set` or `--config`) the broker joins a cluster: the voters form the metadata quorum, and
+// `--node-id` must be one of them.
 #[derive(Debug, Args)]
+#[command(after_help = "Cluster: start each broker with its own --node-id, --listen and --data-dir and the same \
+--controller-quorum-voters, e.g.\n  rill broker --node-id 1 --listen 127.0.0.1:9092 --data-dir d1 \
+--controller-quorum-voters 1@127.0.0.1:9092,2@127.0.0.1:9093,3@127.0.0.1:9094")]
 pub struct BrokerArgs {
     /// Directory for the logs (created if missing).
     #[arg(long, default_value = "./rill-data")]
@@ -17,9 +23,13 @@ pub struct BrokerArgs {
     /// Address to listen on; port 0 picks a free port (printed at start).
     #[arg(long, default_value = "127.0.0.1:9092")]
     listen: SocketAddr,
-    /// Node id of this broker.
+    /// Node id of this broker (in a cluster: one of the --controller-quorum-voters ids).
     #[arg(long, default_value_t = 0)]
     node_id: i32,
+    /// Join a cluster whose metadata quorum runs on these brokers: `ID@HOST:PORT` of each
+    /// voter's broker port, separated by commas (`controller.quorum.voters`).
+    #[arg(long, value_name = "ID@HOST:PORT,...")]
+    controller_quorum_voters: Option<String>,
     /// Host name to give clients in metadata (default: the listen IP).
     #[arg(long)]
     advertised_host: Option<String>,
@@ -50,6 +60,15 @@ pub async fn run(a: BrokerArgs) -> anyhow::Result<()> {
             settings.insert(k, v);
         }
         config.set_all(&settings).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    }
+    if let Some(voters) = &a.controller_quorum_voters {
+        rill_broker::cluster::node::parse_voters(voters).map_err(|e| {
+            anyhow!(
+                "--controller-quorum-voters '{voters}': {e}; give ID@HOST:PORT entries separated by commas, \
+                 e.g. 1@127.0.0.1:9092,2@127.0.0.1:9093,3@127.0.0.1:9094"
+            )
+        })?;
+        config.set("controller.quorum.voters", voters).map_err(|e| anyhow!("--controller-quorum-voters: {e}"))?;
     }
     for (k, v) in &a.settings {
         config.set(k, v).map_err(|e| anyhow!("--set {k}={v}: {e}"))?;

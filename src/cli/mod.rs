@@ -10,6 +10,7 @@ mod groups;
 mod produce;
 mod timefmt;
 mod topics;
+mod topics_replicas;
 
 use clap::{Parser, Subcommand};
 
@@ -25,7 +26,7 @@ pub struct Cli {
 enum Command {
     /// Run a broker in the foreground (SIGTERM or Ctrl-C stops it cleanly).
     Broker(broker::BrokerArgs),
-    /// Create, list, describe and delete topics.
+    /// Create, list, describe and delete topics; elect leaders; move replicas.
     Topics(topics::TopicsArgs),
     /// Measure throughput against a broker (embedded unless --bootstrap is given).
     Bench(bench::BenchArgs),

@@ -1,4 +1,5 @@
-//! `rill topics create|list|describe|delete`, through the Kafka protocol.
+//! `rill topics create|list|describe|delete|alter|elect-leaders|reassign|reassignments`, through
+//! the Kafka protocol.
 
 use std::collections::BTreeMap;
 
@@ -58,6 +59,37 @@ enum TopicsCommand {
         #[arg(long)]
         partitions: Option<i32>,
     },
+    /// Elect partition leaders: the preferred (first) replica, or any for leaderless partitions.
+    ElectLeaders {
+        /// Only this topic (all topics if omitted).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only this partition of --topic.
+        #[arg(long, requires = "topic")]
+        partition: Option<i32>,
+        /// `preferred`, or `unclean` (elect partitions without a leader; from outside the ISR only
+        /// where the topic sets unclean.leader.election.enable=true).
+        #[arg(long, default_value = "preferred", value_name = "preferred|unclean")]
+        election_type: String,
+    },
+    /// Move a partition to other brokers (`--replicas 3,1,2`, preferred leader first), or cancel
+    /// a move in progress (`--cancel`).
+    Reassign {
+        /// Topic.
+        #[arg(long)]
+        topic: String,
+        /// Partition.
+        #[arg(long)]
+        partition: i32,
+        /// Target broker ids, preferred leader first, e.g. `3,1,2`.
+        #[arg(long, required_unless_present = "cancel", conflicts_with = "cancel")]
+        replicas: Option<String>,
+        /// Cancel the move in progress (drops the replicas it added).
+        #[arg(long)]
+        cancel: bool,
+    },
+    /// List partition reassignments in progress.
+    Reassignments,
 }
 
 pub async fn run(a: TopicsArgs) -> anyhow::Result<()> {
@@ -120,6 +152,14 @@ pub async fn run(a: TopicsArgs) -> anyhow::Result<()> {
                 println!("Updated configs of topic {name}.");
             }
         }
+        TopicsCommand::ElectLeaders { topic, partition, election_type } => {
+            super::topics_replicas::elect_leaders(&admin, topic, partition, &election_type).await?;
+        }
+        TopicsCommand::Reassign { topic, partition, replicas, cancel: _ } => {
+            let replicas = replicas.as_deref().map(super::topics_replicas::parse_replicas).transpose()?;
+            super::topics_replicas::reassign(&admin, topic, partition, replicas).await?;
+        }
+        TopicsCommand::Reassignments => super::topics_replicas::reassignments(&admin).await?,
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 
 mod admin;
 mod admin_groups;
+mod admin_replicas;
 mod connection;
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ use tokio::sync::Mutex;
 
 pub use admin::{Admin, NewTopic, TopicDescription};
 pub use admin_groups::{GroupDescription, GroupListing, GroupOffsets, MemberDescription};
+pub use admin_replicas::{PartitionOutcome, PartitionReassignment};
 pub use connection::Connection;
 
 use crate::error::{Error, Result};

@@ -2,6 +2,7 @@
 
 mod admin;
 mod admin_cluster;
+mod admin_replicas;
 mod fetch;
 mod groups;
 mod list_offsets;
@@ -90,6 +91,18 @@ pub async fn handle(
         }
         ApiKey::DeleteRecords => {
             let resp = admin::delete_records(state, decode(api, version, body)?).await;
+            now(encode(api, version, id, &resp))
+        }
+        ApiKey::ElectLeaders => {
+            let resp = admin_replicas::elect_leaders(state, decode(api, version, body)?, version).await;
+            now(encode(api, version, id, &resp))
+        }
+        ApiKey::AlterPartitionReassignments => {
+            let resp = admin_replicas::alter_reassignments(state, decode(api, version, body)?).await;
+            now(encode(api, version, id, &resp))
+        }
+        ApiKey::ListPartitionReassignments => {
+            let resp = admin_replicas::list_reassignments(state, decode(api, version, body)?);
             now(encode(api, version, id, &resp))
         }
         ApiKey::FindCoordinator => {
