@@ -2,8 +2,8 @@
 //! and partition reassignments through the client admin and the `rill topics` CLI, checked in
 //! every broker's metadata.
 //!
-//! Data replication does not move ISRs yet, so a reassignment that adds a broker stays in
-//! progress (the added replica never gets in sync); one within the ISR completes at once.
+//! A reassignment completes once its added replicas are in the ISR: one within the ISR at once,
+//! one to a fenced broker not before that broker is back and caught up.
 
 mod common;
 
@@ -100,7 +100,10 @@ async fn preferred_elections_and_reassignments() {
     assert_eq!(code(&again[0].1), Some(ELECTION_NOT_NEEDED), "{again:?}");
     assert!(admin.elect_leaders(None, true).await.unwrap().is_empty(), "preferred leaders everywhere");
 
-    // A move to a broker outside the ISR stays in progress: replicas are target + old ones.
+    // Broker 3 is down, so a move to it stays in progress (a fenced broker cannot join the
+    // ISR): replicas are target + old ones.
+    cluster.kill(2);
+    until(&bootstrap, "broker 3 is fenced", |md| !md.brokers.contains_key(&3)).await;
     create_assigned(&client, "pair", &[&[1, 2]]).await;
     everywhere(&cluster, "pair is created", "pair", 0, 1, &[1, 2]).await;
     let out = admin.alter_partition_reassignments(&[("pair".into(), 0, Some(vec![3, 1]))]).await.unwrap();
@@ -140,6 +143,21 @@ async fn preferred_elections_and_reassignments() {
     assert_eq!(out, "Cancelled the reassignment of pair-0.\n");
     let out = rill_ok(args(&["elect-leaders", "--topic", "moved"])).await;
     assert_eq!(out, "Valid replica already elected for partitions moved-0\n");
+
+    // Broker 3 is back: it catches up, joins the ISR, and the move completes without broker 2.
+    cluster.restart(2).await;
+    let out = admin.alter_partition_reassignments(&[("pair".into(), 0, Some(vec![3, 1]))]).await.unwrap();
+    assert!(out[0].1.is_ok(), "{out:?}");
+    everywhere(&cluster, "pair has moved", "pair", 0, 1, &[3, 1]).await;
+    until(&bootstrap, "pair's ISR is the target", |md| {
+        partition(md, "pair", 0).is_some_and(|p| {
+            let mut isr = p.isr.clone();
+            isr.sort_unstable();
+            isr == [1, 3]
+        })
+    })
+    .await;
+    assert_eq!(admin.list_partition_reassignments().await.unwrap(), vec![]);
 
     // The preferred replica dies: another leads, and a preferred election cannot bring it back
     // (it is out of the ISR).

@@ -3,79 +3,15 @@
 //! in-sync follower without losing an acknowledged record, and a restarted broker truncates,
 //! catches up and rejoins the ISR.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use bytes::Bytes;
-use rill_broker::{Broker, BrokerConfig};
+use common::cluster::{metadata, until, Cluster};
 use rill_core::client::{Admin, Client, ClientConfig, Metadata, NewTopic, LATEST};
 use rill_core::producer::{Producer, ProducerConfig};
 use rill_core::records::{decode_records, ProducerRecord};
-
-struct Node {
-    id: i32,
-    dir: PathBuf,
-    addr: String,
-    broker: Option<Broker>,
-}
-
-fn config(id: i32, dir: &Path, voters: &str) -> BrokerConfig {
-    let mut c = BrokerConfig::new(dir);
-    c.node_id = id;
-    for (k, v) in [
-        ("controller.quorum.voters", voters),
-        ("broker.heartbeat.interval.ms", "100"),
-        ("broker.session.timeout.ms", "1500"),
-        ("controller.quorum.election.timeout.ms", "300"),
-        ("replica.lag.time.max.ms", "2000"),
-    ] {
-        c.set(k, v).unwrap();
-    }
-    c
-}
-
-async fn start(id: i32, dir: &Path, voters: &str, listener: TcpListener) -> Broker {
-    let b = Broker::start_on(config(id, dir, voters), listener).await.expect("broker starts");
-    tokio::time::timeout(Duration::from_secs(30), b.wait_registered()).await.expect("registered within 30 s");
-    b
-}
-
-async fn cluster(dir: &Path) -> (Vec<Node>, String) {
-    let listeners: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    let addrs: Vec<String> = listeners.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
-    let voters = addrs.iter().enumerate().map(|(i, a)| format!("{}@{a}", i + 1)).collect::<Vec<_>>().join(",");
-    let mut nodes = Vec::new();
-    let mut starting = Vec::new();
-    for (i, l) in listeners.into_iter().enumerate() {
-        let (id, d, v) = (i as i32 + 1, dir.join(format!("b{}", i + 1)), voters.clone());
-        nodes.push(Node { id, dir: d.clone(), addr: addrs[i].clone(), broker: None });
-        starting.push(tokio::spawn(async move { start(id, &d, &v, l).await }));
-    }
-    for (n, s) in nodes.iter_mut().zip(starting) {
-        n.broker = Some(s.await.unwrap());
-    }
-    (nodes, voters)
-}
-
-async fn metadata(addr: &str) -> Metadata {
-    let client = Client::connect(ClientConfig::new(addr)).await.expect("connect");
-    client.metadata(None, false).await.expect("metadata")
-}
-
-/// Ask until `ok` holds, for at most 30 s (the cluster converges on its own schedule).
-async fn until(addr: &str, what: &str, ok: impl Fn(&Metadata) -> bool) -> Metadata {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let md = metadata(addr).await;
-        if ok(&md) {
-            return md;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{what}: not within 30 s; last metadata {md:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 fn partition(md: &Metadata, topic: &str) -> rill_core::client::PartitionInfo {
     md.topics.iter().find(|t| t.name == topic).expect("topic").partitions[0].clone()
@@ -139,10 +75,9 @@ fn check(got: &[String], n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acks_all_survives_the_leader_and_the_old_leader_catches_up() {
     let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
-    let tmp = tempfile::tempdir().unwrap();
-    let (mut nodes, voters) = cluster(tmp.path()).await;
-    let all: String = nodes.iter().map(|n| n.addr.clone()).collect::<Vec<_>>().join(",");
-    let client = Client::connect(ClientConfig::new(&nodes[0].addr)).await.unwrap();
+    let mut cluster = Cluster::start(3, &[("replica.lag.time.max.ms", "2000")]).await;
+    let all: String = cluster.nodes.iter().map(|n| n.addr.clone()).collect::<Vec<_>>().join(",");
+    let client = Client::connect(ClientConfig::new(&cluster.nodes[0].addr)).await.unwrap();
     let configs = BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]);
     let topic = NewTopic { name: "r".into(), partitions: 1, replication_factor: 3, configs };
     Admin::new(&client).create_topics(&[topic], false).await.expect("create r");
@@ -150,34 +85,30 @@ async fn acks_all_survives_the_leader_and_the_old_leader_catches_up() {
     produce(&all, 0, 500).await;
     check(&read(&all).await, 500);
     // Every replica holds every acknowledged record.
-    for n in &nodes {
+    for n in &cluster.nodes {
         let log = n.broker.as_ref().unwrap().state().topics.partition("r", 0).unwrap();
         assert!(log.log_end_offset() >= 500, "broker {} has {}", n.id, log.log_end_offset());
     }
 
     // Kill the leader; the producer follows the new one.
-    let leader = partition(&metadata(&nodes[0].addr).await, "r").leader;
-    let victim = nodes.iter().position(|n| n.id == leader).unwrap();
-    drop(nodes[victim].broker.take());
-    let survivor = nodes[(victim + 1) % 3].addr.clone();
+    let leader = partition(&metadata(&cluster.nodes[0].addr).await, "r").leader;
+    let victim = cluster.nodes.iter().position(|n| n.id == leader).unwrap();
+    cluster.kill(victim);
+    let survivor = cluster.nodes[(victim + 1) % 3].addr.clone();
     until(&survivor, "a new leader", |md| {
         let p = partition(md, "r");
         p.leader > 0 && p.leader != leader
     })
     .await;
     let alive: String =
-        nodes.iter().filter(|n| n.broker.is_some()).map(|n| n.addr.clone()).collect::<Vec<_>>().join(",");
+        cluster.nodes.iter().filter(|n| n.broker.is_some()).map(|n| n.addr.clone()).collect::<Vec<_>>().join(",");
     produce(&alive, 500, 1000).await;
     check(&read(&alive).await, 1000);
 
     // The old leader comes back, catches up and rejoins the ISR.
-    let listener = TcpListener::bind(&nodes[victim].addr).unwrap();
-    let n = &mut nodes[victim];
-    n.broker = Some(start(n.id, &n.dir, &voters, listener).await);
+    cluster.restart(victim).await;
     until(&survivor, "the old leader back in the ISR", |md| partition(md, "r").isr.len() == 3).await;
-    let log = nodes[victim].broker.as_ref().unwrap().state().topics.partition("r", 0).unwrap();
+    let log = cluster.nodes[victim].broker.as_ref().unwrap().state().topics.partition("r", 0).unwrap();
     assert!(log.log_end_offset() >= 1000, "caught up: {}", log.log_end_offset());
-    for n in nodes {
-        n.broker.unwrap().shutdown().await.unwrap();
-    }
+    cluster.shutdown().await;
 }

@@ -272,6 +272,7 @@ impl Pv {
             ApiKey::IncrementalAlterConfigs => self.alter_configs(v).await,
             ApiKey::DeleteRecords => self.delete_records(v).await,
             ApiKey::ElectLeaders => self.elect_leaders(v).await,
+            ApiKey::OffsetForLeaderEpoch => self.offset_for_leader_epoch(v).await,
             ApiKey::AlterPartitionReassignments => self.alter_reassignments(v).await,
             ApiKey::ListPartitionReassignments => self.list_reassignments(v).await,
             ApiKey::FindCoordinator => self.find_coordinator(v).await,
@@ -661,6 +662,37 @@ impl Pv {
 /// Consumer groups: every case uses groups of its own (named after the API and version), set up
 /// with the other group APIs at their highest versions, so cases do not interfere.
 impl Pv {
+    /// The end of the broker's only leader epoch is its log end; an unknown partition answers
+    /// UNKNOWN_TOPIC_OR_PARTITION.
+    async fn offset_for_leader_epoch(&self, v: i16) -> Result<(), String> {
+        use kafka_protocol::messages::offset_for_leader_epoch_request::{
+            OffsetForLeaderPartition, OffsetForLeaderTopic,
+        };
+        let ask = |topic: &str| {
+            OffsetForLeaderTopic::default().with_topic(name(topic)).with_partitions(vec![
+                OffsetForLeaderPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(-1)
+                    .with_leader_epoch(0),
+            ])
+        };
+        let req = kafka_protocol::messages::OffsetForLeaderEpochRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![ask(MAIN), ask("pv-nowhere")]);
+        let resp = self.call(req, v).await?;
+        let got: Vec<(String, i16, i32, i64)> = resp
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(|p| (t.topic.0.to_string(), p.error_code, p.leader_epoch, p.end_offset))
+            })
+            .collect();
+        let end = self.list_end().await?;
+        let want = vec![(MAIN.to_string(), 0, 0, end), ("pv-nowhere".to_string(), 3, -1, -1)];
+        ensure!(got == want, "answered {got:?}, want {want:?}");
+        Ok(())
+    }
+
     /// A single broker has nothing to elect: ELECTION_NOT_NEEDED per partition, and an empty
     /// answer when asked for every partition.
     async fn elect_leaders(&self, v: i16) -> Result<(), String> {

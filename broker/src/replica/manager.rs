@@ -36,6 +36,17 @@ pub mod codes {
 
 type Key = (String, i32);
 
+/// A follower's fetch of one partition, as the leader sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct FollowerFetch {
+    /// The follower's broker id.
+    pub replica: i32,
+    /// The leader epoch it believes in (-1: unknown).
+    pub current_epoch: i32,
+    /// Where it fetches from: its log end.
+    pub offset: i64,
+}
+
 #[derive(Debug)]
 struct Entry {
     role: Role,
@@ -237,11 +248,10 @@ impl ReplicaManager {
         state: &Arc<BrokerState>,
         topic: &str,
         partition: i32,
-        replica: i32,
-        current_epoch: i32,
-        offset: i64,
+        fetch: FollowerFetch,
         log: &Log,
     ) -> Result<(), i16> {
+        let FollowerFetch { replica, current_epoch, offset } = fetch;
         let now = self.now_ms();
         let lag = state.config.replica_lag_time_max.as_millis() as i64;
         let mut parts = self.lock();

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use super::{blocking, codes, log_error_code};
 use crate::log::{FileSlice, Log, ReadLimit};
+use crate::replica::manager::FollowerFetch;
 use crate::server::conn::Reply;
 use crate::server::response::{placeholder, Frame, SpliceBuf, MAX_SPLICE};
 use crate::server::BrokerState;
@@ -218,7 +219,8 @@ fn role_refused(
 ) -> Option<i16> {
     let r = &state.replicas;
     if replica >= 0 {
-        r.on_follower_fetch(state, topic, p.partition, replica, p.current_leader_epoch, p.fetch_offset, log).err()
+        let fetch = FollowerFetch { replica, current_epoch: p.current_leader_epoch, offset: p.fetch_offset };
+        r.on_follower_fetch(state, topic, p.partition, fetch, log).err()
     } else {
         r.check_leader(topic, p.partition, p.current_leader_epoch).err()
     }
