@@ -203,6 +203,12 @@ impl GroupCoordinator {
         self.next_position = self.next_position.max(last + 1);
     }
 
+    /// Forget the groups for which `in_partition` is true (this broker no longer leads their
+    /// `__consumer_offsets` partition; the new leader loads them from its log).
+    pub fn unload(&mut self, in_partition: impl Fn(&str) -> bool) {
+        self.groups.retain(|id, _| !in_partition(id));
+    }
+
     /// The state of every group as the records that would rebuild it.
     #[cfg(test)]
     fn snapshot(&self) -> Vec<Record> {

@@ -59,6 +59,9 @@ struct Entry {
 pub struct ReplicaManager {
     me: i32,
     parts: Mutex<HashMap<Key, Entry>>,
+    /// Bumped whenever this broker starts or stops leading a partition (coordinators follow
+    /// the leadership of their internal topics' partitions).
+    leadership: tokio::sync::watch::Sender<u64>,
     fetchers: Fetchers,
     started: Instant,
 }
@@ -66,7 +69,21 @@ pub struct ReplicaManager {
 impl ReplicaManager {
     /// The replica manager of broker `me`.
     pub fn new(me: i32) -> Self {
-        Self { me, parts: Mutex::default(), fetchers: Fetchers::default(), started: Instant::now() }
+        let (leadership, _) = tokio::sync::watch::channel(0);
+        Self { me, parts: Mutex::default(), leadership, fetchers: Fetchers::default(), started: Instant::now() }
+    }
+
+    /// Watch leadership changes (the value counts them).
+    pub fn leadership(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.leadership.subscribe()
+    }
+
+    /// The leader epoch, if this broker leads the partition.
+    pub fn leader_epoch(&self, topic: &str, partition: i32) -> Option<i32> {
+        match self.lock().get(&(topic.to_string(), partition)).map(|e| &e.role) {
+            Some(Role::Leader(l)) => Some(l.epoch),
+            _ => None,
+        }
     }
 
     fn now_ms(&self) -> i64 {
@@ -88,6 +105,7 @@ impl ReplicaManager {
     pub fn apply_image(&self, state: &Arc<BrokerState>, image: &ClusterImage) {
         let now = self.now_ms();
         let mut seen = std::collections::HashSet::new();
+        let mut changed = false;
         for (name, t) in &image.topics {
             for (i, p) in t.partitions.iter().enumerate() {
                 let key = (name.clone(), i as i32);
@@ -112,6 +130,7 @@ impl ReplicaManager {
                             tracing::info!(topic = %name, partition = i, epoch = p.leader_epoch, "leader");
                             entry.role = Role::Leader(Leading::new(self.me, p, log.log_end_offset(), now));
                             entry.changed.notify_waiters();
+                            changed = true;
                             drop(parts);
                             self.fetchers.remove(&key);
                             parts = self.lock();
@@ -124,6 +143,7 @@ impl ReplicaManager {
                     let role = Role::Follower { leader: p.leader, epoch: p.leader_epoch };
                     if entry.role != role {
                         tracing::info!(topic = %name, partition = i, leader = p.leader, epoch = p.leader_epoch, "follower");
+                        changed |= matches!(entry.role, Role::Leader(_));
                         entry.role = role;
                         entry.changed.notify_waiters();
                         drop(parts);
@@ -140,9 +160,13 @@ impl ReplicaManager {
         let gone: Vec<Key> = self.lock().keys().filter(|k| !seen.contains(*k)).cloned().collect();
         for key in gone {
             if let Some(e) = self.lock().remove(&key) {
+                changed |= matches!(e.role, Role::Leader(_));
                 e.changed.notify_waiters();
             }
             self.fetchers.remove(&key);
+        }
+        if changed {
+            self.leadership.send_modify(|n| *n += 1);
         }
     }
 

@@ -106,12 +106,26 @@ pub fn channel() -> (GroupHandle, GroupInbox) {
 pub struct GroupInbox(mpsc::Receiver<Call>);
 
 /// Drive the coordinator until the broker stops.
+///
+/// In a cluster the coordinator holds only the groups of the `__consumer_offsets` partitions
+/// this broker leads: it loads a partition's groups from the log when it becomes leader and
+/// forgets them when it stops, and requests for other groups are refused (their handlers answer
+/// COORDINATOR_NOT_AVAILABLE, so clients look the coordinator up again).
 pub async fn run(state: Arc<BrokerState>, mut inbox: GroupInbox, config: GroupConfig, partitions: i32) {
-    let mut coordinator = match load(&state, &config).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot load {OFFSETS_TOPIC}; group requests will fail");
-            GroupCoordinator::new(config.clone())
+    let clustered = state.cluster.is_some();
+    let mut owned: HashMap<i32, i32> = HashMap::new();
+    let mut leadership = state.replicas.leadership();
+    let mut coordinator = if clustered {
+        let mut c = GroupCoordinator::new(config.clone());
+        follow_leadership(&state, &mut c, &mut owned, partitions).await;
+        c
+    } else {
+        match load(&state, &config).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot load {OFFSETS_TOPIC}; group requests will fail");
+                GroupCoordinator::new(config.clone())
+            }
         }
     };
     let mut pending: HashMap<u64, oneshot::Sender<Response>> = HashMap::new();
@@ -130,6 +144,9 @@ pub async fn run(state: Arc<BrokerState>, mut inbox: GroupInbox, config: GroupCo
                         continue;
                     }
                 };
+                if clustered && !groups_of(&req).iter().all(|g| owned.contains_key(&partition_for(g, partitions))) {
+                    continue; // not coordinated here: dropping the reply answers COORDINATOR_NOT_AVAILABLE
+                }
                 if let Err(e) = ensure_offsets_topic(&state, partitions).await {
                     tracing::error!(error = %e, "cannot create {OFFSETS_TOPIC}");
                     continue; // dropping the reply answers COORDINATOR_NOT_AVAILABLE
@@ -138,12 +155,25 @@ pub async fn run(state: Arc<BrokerState>, mut inbox: GroupInbox, config: GroupCo
                 pending.insert(next_id, reply);
                 coordinator.step(now_ms(), RequestId(next_id), req)
             }
+            changed = leadership.changed(), if clustered => {
+                if changed.is_err() {
+                    return;
+                }
+                follow_leadership(&state, &mut coordinator, &mut owned, partitions).await;
+                continue;
+            }
             _ = sleep_until(wake) => coordinator.tick(now_ms()),
             _ = state.shutdown.cancelled() => return,
         };
         if !apply(&state, partitions, effects, &mut pending, &mut coordinator).await {
             // What memory holds may not be in the log: start again from the log.
             pending.clear();
+            if clustered {
+                coordinator = GroupCoordinator::new(config.clone());
+                owned.clear();
+                follow_leadership(&state, &mut coordinator, &mut owned, partitions).await;
+                continue;
+            }
             coordinator = match load(&state, &config).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -154,6 +184,77 @@ pub async fn run(state: Arc<BrokerState>, mut inbox: GroupInbox, config: GroupCo
         }
     }
 }
+
+/// The groups a request is about (none for ListGroups, which lists the groups held here).
+fn groups_of(req: &Request) -> Vec<&str> {
+    match req {
+        Request::JoinGroup(r) => vec![&r.group_id],
+        Request::SyncGroup(r) => vec![&r.group_id],
+        Request::Heartbeat(r) => vec![&r.group_id],
+        Request::LeaveGroup(r) => vec![&r.group_id],
+        Request::OffsetCommit(r) => vec![&r.group_id],
+        Request::TxnOffsetCommit(r) => vec![&r.group_id],
+        Request::OffsetFetch(r) => r.groups.iter().map(|g| g.group_id.as_str()).collect(),
+        Request::OffsetDelete(r) => vec![&r.group_id],
+        Request::ListGroups(_) => Vec::new(),
+        Request::DescribeGroups(r) => r.group_ids.iter().map(String::as_str).collect(),
+        Request::DeleteGroups(r) => r.group_ids.iter().map(String::as_str).collect(),
+    }
+}
+
+/// Load the groups of the offsets partitions this broker now leads (at a new epoch) and forget
+/// those of partitions it no longer leads. `owned`: partition -> the leader epoch it was
+/// loaded at.
+async fn follow_leadership(
+    state: &Arc<BrokerState>,
+    coordinator: &mut GroupCoordinator,
+    owned: &mut HashMap<i32, i32>,
+    partitions: i32,
+) {
+    for p in 0..partitions {
+        let epoch = state.replicas.leader_epoch(OFFSETS_TOPIC, p);
+        if epoch.is_some() && owned.get(&p) == epoch.as_ref() {
+            continue;
+        }
+        if owned.remove(&p).is_some() || epoch.is_some() {
+            coordinator.unload(|g| partition_for(g, partitions) == p);
+        }
+        let (Some(epoch), Some(log)) = (epoch, state.topics.partition(OFFSETS_TOPIC, p)) else { continue };
+        match super::handlers::blocking(move || read_entries(&log)).await {
+            Ok(entries) => {
+                tracing::info!(
+                    partition = p,
+                    epoch,
+                    entries = entries.len(),
+                    "coordinating the groups of {OFFSETS_TOPIC}-{p}"
+                );
+                coordinator.load(now_ms(), entries);
+                owned.insert(p, epoch);
+            }
+            Err(e) => tracing::error!(partition = p, error = %e, "cannot load {OFFSETS_TOPIC}-{p}"),
+        }
+    }
+}
+
+/// In a cluster: wait until the ISR holds what was appended to an offsets partition up to
+/// `end` (Kafka's coordinators write with acks=all).
+async fn replicated(state: &Arc<BrokerState>, p: i32, log: &Arc<Log>, end: i64) -> Result<(), String> {
+    if state.cluster.is_none() {
+        return Ok(());
+    }
+    let epoch = state
+        .replicas
+        .leader_epoch(OFFSETS_TOPIC, p)
+        .ok_or_else(|| format!("no longer leading {OFFSETS_TOPIC}-{p}"))?;
+    state
+        .replicas
+        .wait_replicated(OFFSETS_TOPIC, p, log, end, epoch, REPLICATION_TIMEOUT)
+        .await
+        .map_err(|code| format!("{OFFSETS_TOPIC}-{p} not replicated (error {code})"))
+}
+
+/// How long a coordinator write waits for the ISR (Kafka's `offsets.commit.timeout.ms`).
+const REPLICATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn sleep_until(wake: Option<Instant>) {
     match wake {
@@ -217,7 +318,13 @@ async fn persist(
         })
         .collect();
     let batch = encode_batch(&recs, Compression::None, now_ms()).map_err(|e| e.to_string())?;
-    super::handlers::blocking(move || log.append(&batch, now_ms())).await.map(|_| ()).map_err(|e| e.to_string())
+    if state.cluster.is_some() && state.replicas.leader_epoch(OFFSETS_TOPIC, p).is_none() {
+        return Err(format!("no longer leading {OFFSETS_TOPIC}-{p}"));
+    }
+    let l = log.clone();
+    let info = super::handlers::blocking(move || l.append(&batch, now_ms())).await.map_err(|e| e.to_string())?;
+    state.replicas.after_append(state, OFFSETS_TOPIC, p, &log);
+    replicated(state, p, &log, info.last_offset + 1).await
 }
 
 /// Append a TxnOffsetCommit's records as a transactional batch of its producer. On failure,
@@ -232,12 +339,22 @@ async fn persist_txn(state: &Arc<BrokerState>, partitions: i32, write: &TxnWrite
         tracing::error!(group = %write.group_id, error = %e, "cannot encode transactional offsets");
         COORDINATOR_NOT_AVAILABLE
     })?;
-    let (st, txn_id, topic_p) = (state.clone(), write.transactional_id.clone(), p);
+    if state.cluster.is_some() && state.replicas.leader_epoch(OFFSETS_TOPIC, p).is_none() {
+        return Err(NOT_COORDINATOR);
+    }
+    let (st, txn_id, topic_p, l) = (state.clone(), write.transactional_id.clone(), p, log.clone());
     let result = super::handlers::blocking(move || {
         let verify = |producer_id: i64, epoch: i16| st.txns.verify(&txn_id, producer_id, epoch, OFFSETS_TOPIC, topic_p);
-        log.append_verified_as(&batch, now_ms(), AppendOrigin::Coordinator, &verify)
+        l.append_verified_as(&batch, now_ms(), AppendOrigin::Coordinator, &verify)
     })
     .await;
+    if let Ok(info) = &result {
+        state.replicas.after_append(state, OFFSETS_TOPIC, p, &log);
+        if let Err(e) = replicated(state, p, &log, info.last_offset + 1).await {
+            tracing::warn!(group = %write.group_id, error = %e, "transactional offsets not replicated");
+            return Err(NOT_COORDINATOR);
+        }
+    }
     result.map(|_| ()).map_err(|e| {
         tracing::warn!(group = %write.group_id, producer_id = write.producer_id, error = %e,
             "cannot write transactional offsets to {OFFSETS_TOPIC}");

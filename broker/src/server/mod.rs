@@ -4,6 +4,7 @@ pub mod cluster;
 mod conn;
 pub mod groups;
 pub(crate) mod handlers;
+pub mod markers;
 pub mod producer_ids;
 pub mod response;
 pub mod txn;
@@ -142,7 +143,7 @@ impl Broker {
             None => producer_ids::ProducerIds::open(&config.data_dir)
                 .map_err(|e| StartError::Storage { dir: dir.clone(), cause: TopicError::Storage(e.to_string()) })?,
         };
-        let (txn_handle, txn_inbox) = txn::channel(Arc::new(ids));
+        let (txn_handle, txn_inbox) = txn::channel(Arc::new(ids), cluster.is_some());
         let config_node_id = config.node_id;
         let state = Arc::new(BrokerState {
             config,
@@ -395,6 +396,33 @@ pub(crate) async fn ensure_internal_topic(
     segment_bytes: &'static str,
 ) -> Result<(), TopicError> {
     if state.topics.get(name).is_some() {
+        return Ok(());
+    }
+    if let Some(node) = &state.cluster {
+        // In a cluster the controller creates it, replicated like Kafka's
+        // (`offsets.topic.replication.factor`, at most the live brokers).
+        let image = node.image();
+        if !image.topics.contains_key(name) {
+            let live = image.brokers.values().filter(|b| !b.fenced).count().max(1) as i16;
+            let configs = std::collections::BTreeMap::from([
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                ("segment.bytes".to_string(), segment_bytes.to_string()),
+            ]);
+            let cmd = crate::cluster::command::Command::CreateTopic {
+                name: name.to_string(),
+                partitions,
+                replication_factor: state.config.internal_topic_replication_factor.min(live),
+                assignments: None,
+                configs,
+            };
+            match cluster::propose(state, cmd).await {
+                Ok(_) | Err((handlers::codes::TOPIC_ALREADY_EXISTS, _)) => {}
+                Err((_, e)) => return Err(TopicError::Storage(format!("cannot create {name}: {e}"))),
+            }
+        }
+        if !cluster::wait_and_sync(state, |img| img.topics.contains_key(name)).await {
+            return Err(TopicError::Storage(format!("{name} is not here yet")));
+        }
         return Ok(());
     }
     let st = state.clone();

@@ -17,6 +17,14 @@
 //! [`TxnHandle::verify`] answers the Produce handler's KIP-890 part 1 check without a round trip:
 //! it reads the last stored state of each transactional id, which the driver publishes after
 //! every append.
+//!
+//! In a cluster the coordinator holds the transactional ids of the `__transaction_state`
+//! partitions this broker leads, rebuilt from their logs whenever that set changes; other ids
+//! are refused (COORDINATOR_NOT_AVAILABLE: clients look the coordinator up again). Markers carry
+//! the partition's leader epoch as coordinator epoch, and go to each data partition's leader
+//! (WriteTxnMarkers when it is another broker). KIP-890's check is only made where this broker
+//! coordinates the transaction; a produce to a partition led elsewhere is not verified (Kafka
+//! asks the coordinator over the network; not done yet).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
@@ -28,9 +36,8 @@ use tokio::time::Instant;
 
 use super::producer_ids::ProducerIds;
 use super::BrokerState;
-use crate::group::{partition_for, TopicPartition, OFFSETS_TOPIC};
-use crate::log::producer_state::ProducerError;
-use crate::log::{now_ms, validate, LogError};
+use crate::group::{partition_for, TopicPartition};
+use crate::log::{now_ms, validate};
 use crate::topics::TopicError;
 use crate::txn::{
     self, Effect, Request, RequestId, Response, TxnConfig, TxnCoordinator, TxnRecord, TxnValue, TRANSACTION_STATE_TOPIC,
@@ -38,7 +45,8 @@ use crate::txn::{
 
 /// `transaction.state.log.segment.bytes` (100 MiB).
 pub const TRANSACTION_STATE_SEGMENT_BYTES: &str = "104857600";
-/// The coordinator epoch markers carry: one coordinator per cluster, never moved.
+/// The coordinator epoch markers carry on a lone broker (in a cluster: the leader epoch of the
+/// transaction's `__transaction_state` partition).
 const COORDINATOR_EPOCH: i32 = 0;
 /// Producer ids kept ready so that a step never waits for the disk (a step takes at most one).
 const IDS_READY: i64 = 2;
@@ -57,7 +65,12 @@ pub struct TxnHandle {
     tx: mpsc::Sender<Call>,
     view: View,
     ids: Arc<ProducerIds>,
+    /// In a cluster: the `__transaction_state` partitions coordinated here, by leader epoch.
+    owned: Owned,
 }
+
+/// `__transaction_state` partitions coordinated here (`None`: a lone broker, all of them).
+type Owned = Arc<RwLock<Option<HashMap<i32, i32>>>>;
 
 impl TxnHandle {
     /// Ask the coordinator; `None` when it could not answer (shutting down, or a failed write to
@@ -89,6 +102,10 @@ impl TxnHandle {
         partition: i32,
     ) -> Result<(), i16> {
         let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+        if view.get(transactional_id).is_none() && self.owned.read().unwrap_or_else(|p| p.into_inner()).is_some() {
+            // In a cluster, an id not held here is coordinated elsewhere: not verified (see above).
+            return Ok(());
+        }
         let tp = TopicPartition::new(topic, partition);
         txn::verify(view.get(transactional_id), producer_id, producer_epoch, &tp).map_err(|e| e.code())
     }
@@ -103,10 +120,12 @@ impl TxnHandle {
 }
 
 /// The handle, and the receiving end for [`run`].
-pub fn channel(ids: Arc<ProducerIds>) -> (TxnHandle, TxnInbox) {
+/// `clustered`: the broker is part of a cluster (it then coordinates only some ids).
+pub fn channel(ids: Arc<ProducerIds>, clustered: bool) -> (TxnHandle, TxnInbox) {
     let (tx, rx) = mpsc::channel(1024);
     let view = View::default();
-    (TxnHandle { tx, view: view.clone(), ids: ids.clone() }, TxnInbox { rx, view, ids })
+    let owned: Owned = Arc::new(RwLock::new(clustered.then(HashMap::new)));
+    (TxnHandle { tx, view: view.clone(), ids: ids.clone(), owned: owned.clone() }, TxnInbox { rx, view, ids, owned })
 }
 
 /// Requests waiting for the driver, and what it shares with the handles.
@@ -115,12 +134,26 @@ pub struct TxnInbox {
     rx: mpsc::Receiver<Call>,
     view: View,
     ids: Arc<ProducerIds>,
+    owned: Owned,
 }
 
 /// Drive the coordinator until the broker stops. `partitions` is
 /// `transaction.state.log.num.partitions`.
 pub async fn run(state: Arc<BrokerState>, mut inbox: TxnInbox, config: TxnConfig, partitions: i32) {
-    let d = Driver { state, view: inbox.view.clone(), ids: inbox.ids.clone(), config, partitions };
+    let clustered = state.cluster.is_some();
+    let mut leadership = state.replicas.leadership();
+    let d = Driver {
+        state,
+        view: inbox.view.clone(),
+        ids: inbox.ids.clone(),
+        owned: inbox.owned.clone(),
+        config,
+        partitions,
+        markers: tokio::sync::Mutex::new(super::markers::MarkerWriter::new()),
+    };
+    if clustered {
+        d.follow_leadership();
+    }
     let mut coordinator = d.load_or_empty().await;
     let mut pending: HashMap<u64, oneshot::Sender<Response>> = HashMap::new();
     let mut next_id = 0u64;
@@ -130,6 +163,9 @@ pub async fn run(state: Arc<BrokerState>, mut inbox: TxnInbox, config: TxnConfig
         let effects = tokio::select! {
             call = inbox.rx.recv() => {
                 let Some(call) = call else { return };
+                if !d.coordinates(&call.req) {
+                    continue; // coordinated elsewhere: dropping the reply answers COORDINATOR_NOT_AVAILABLE
+                }
                 if let Err(e) = d.ensure_state_topic().await {
                     tracing::error!(error = %e, "cannot create {TRANSACTION_STATE_TOPIC}");
                     continue; // dropping the reply answers COORDINATOR_NOT_AVAILABLE
@@ -140,6 +176,17 @@ pub async fn run(state: Arc<BrokerState>, mut inbox: TxnInbox, config: TxnConfig
                 next_id += 1;
                 pending.insert(next_id, call.reply);
                 coordinator.step(now_ms(), RequestId(next_id), call.req)
+            }
+            changed = leadership.changed(), if clustered => {
+                if changed.is_err() {
+                    return;
+                }
+                if d.follow_leadership() {
+                    // Which ids are held here changed: rebuild from the partitions led now.
+                    pending.clear();
+                    coordinator = d.load_or_empty().await;
+                }
+                continue;
             }
             _ = sleep_until(wake) => coordinator.tick(now_ms()),
             _ = d.state.shutdown.cancelled() => return,
@@ -163,11 +210,48 @@ struct Driver {
     state: Arc<BrokerState>,
     view: View,
     ids: Arc<ProducerIds>,
+    owned: Owned,
     config: TxnConfig,
     partitions: i32,
+    markers: tokio::sync::Mutex<super::markers::MarkerWriter>,
 }
 
 impl Driver {
+    /// In a cluster: take the set of `__transaction_state` partitions this broker leads now
+    /// (with their epochs); true if it changed.
+    fn follow_leadership(&self) -> bool {
+        let now: HashMap<i32, i32> = (0..self.partitions)
+            .filter_map(|p| self.state.replicas.leader_epoch(TRANSACTION_STATE_TOPIC, p).map(|e| (p, e)))
+            .collect();
+        let mut owned = self.owned.write().unwrap_or_else(|p| p.into_inner());
+        if owned.as_ref() == Some(&now) {
+            return false;
+        }
+        tracing::info!(partitions = ?now.keys().collect::<Vec<_>>(), "coordinating the transactions of these {TRANSACTION_STATE_TOPIC} partitions");
+        *owned = Some(now);
+        true
+    }
+
+    /// The coordinator epoch for `transactional_id`: the leader epoch of its partition here.
+    fn coordinator_epoch(&self, transactional_id: &str) -> Option<i32> {
+        match &*self.owned.read().unwrap_or_else(|p| p.into_inner()) {
+            None => Some(COORDINATOR_EPOCH),
+            Some(owned) => owned.get(&partition_for(transactional_id, self.partitions)).copied(),
+        }
+    }
+
+    /// Whether this broker coordinates the transactional id of `req` (requests without one,
+    /// idempotent producers' InitProducerId, are served anywhere).
+    fn coordinates(&self, req: &Request) -> bool {
+        let id = match req {
+            Request::InitProducerId(r) => &r.transactional_id,
+            Request::AddPartitions(r) => &r.transactional_id,
+            Request::AddOffsets(r) => &r.transactional_id,
+            Request::EndTxn(r) => &r.transactional_id,
+        };
+        id.is_empty() || self.coordinator_epoch(id).is_some()
+    }
+
     /// Carry out effects in order, and those that reported markers bring. Returns false if an
     /// append to `__transaction_state` failed (the caller reloads).
     async fn apply(
@@ -198,7 +282,11 @@ impl Driver {
                     }
                 }
                 Effect::WriteMarkers { transactional_id, producer_id, producer_epoch, commit, partitions } => {
-                    let failed = self.write_markers(producer_id, producer_epoch, commit, partitions).await;
+                    let Some(epoch) = self.coordinator_epoch(&transactional_id) else {
+                        // No longer coordinated here: the new coordinator writes them.
+                        continue;
+                    };
+                    let failed = self.write_markers(producer_id, producer_epoch, commit, epoch, partitions).await;
                     let more =
                         coordinator.markers_written(now_ms(), &transactional_id, producer_id, producer_epoch, failed);
                     queue.extend(more);
@@ -208,56 +296,30 @@ impl Driver {
         true
     }
 
-    /// Append one marker per partition; returns the partitions to try again.
+    /// Write one marker per partition (here, or through its leader); returns the partitions
+    /// to try again.
     async fn write_markers(
         &self,
         producer_id: i64,
         producer_epoch: i16,
         commit: bool,
+        coordinator_epoch: i32,
         partitions: Vec<TopicPartition>,
     ) -> Vec<TopicPartition> {
-        let mut failed = Vec::new();
-        let mut written = false;
-        for tp in partitions {
-            let Some(log) = self.state.topics.partition(&tp.topic, tp.partition) else {
-                tracing::warn!(topic = %tp.topic, partition = tp.partition, producer_id,
-                    "partition of a transaction no longer exists; its marker is skipped");
-                continue;
-            };
-            let res = super::handlers::blocking(move || {
-                log.append_marker(producer_id, producer_epoch, commit, COORDINATOR_EPOCH, now_ms())
+        let mut writer = self.markers.lock().await;
+        let outcomes =
+            writer.write(&self.state, producer_id, producer_epoch, commit, coordinator_epoch, partitions).await;
+        outcomes
+            .into_iter()
+            .filter_map(|(tp, outcome)| match outcome {
+                super::markers::Outcome::Retry => Some(tp),
+                super::markers::Outcome::Skipped => {
+                    tracing::warn!(topic = %tp.topic, partition = tp.partition, producer_id, "marker skipped");
+                    None
+                }
+                super::markers::Outcome::Written => None,
             })
-            .await;
-            match res {
-                Ok(_) => written = true,
-                Err(LogError::Deleted) => {
-                    tracing::warn!(topic = %tp.topic, partition = tp.partition, producer_id,
-                        "partition of a transaction was deleted; its marker is skipped");
-                    continue;
-                }
-                Err(LogError::Producer(e @ ProducerError::InvalidEpoch { .. })) => {
-                    // A newer epoch of the producer already wrote here: this transaction is over
-                    // at this partition, and retrying cannot change that.
-                    tracing::warn!(topic = %tp.topic, partition = tp.partition, error = %e, "marker refused; skipped");
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(topic = %tp.topic, partition = tp.partition, producer_id, error = %e,
-                        "cannot write a transaction marker; will retry");
-                    failed.push(tp);
-                    continue;
-                }
-            }
-            if tp.topic == OFFSETS_TOPIC
-                && self.state.groups.complete_txn(producer_id, commit, tp.partition).await.is_none()
-            {
-                tracing::warn!(partition = tp.partition, producer_id, "group coordinator gone; offsets not completed");
-            }
-        }
-        if written {
-            self.state.data_arrived.notify_waiters();
-        }
-        failed
+            .collect()
     }
 
     async fn persist(&self, record: &TxnRecord) -> Result<(), String> {
@@ -274,7 +336,28 @@ impl Driver {
             timestamp: None,
         };
         let batch = encode_batch(&[rec], Compression::None, now_ms()).map_err(|e| e.to_string())?;
-        super::handlers::blocking(move || log.append(&batch, now_ms())).await.map(|_| ()).map_err(|e| e.to_string())
+        let epoch = match self.state.cluster {
+            Some(_) => Some(
+                self.state
+                    .replicas
+                    .leader_epoch(TRANSACTION_STATE_TOPIC, p)
+                    .ok_or_else(|| format!("no longer leading {TRANSACTION_STATE_TOPIC}-{p}"))?,
+            ),
+            None => None,
+        };
+        let l = log.clone();
+        let info = super::handlers::blocking(move || l.append(&batch, now_ms())).await.map_err(|e| e.to_string())?;
+        if let Some(epoch) = epoch {
+            // Kafka's coordinator writes with acks=all.
+            self.state.replicas.after_append(&self.state, TRANSACTION_STATE_TOPIC, p, &log);
+            let timeout = std::time::Duration::from_secs(5);
+            self.state
+                .replicas
+                .wait_replicated(TRANSACTION_STATE_TOPIC, p, &log, info.last_offset + 1, epoch, timeout)
+                .await
+                .map_err(|code| format!("{TRANSACTION_STATE_TOPIC}-{p} not replicated (error {code})"))?;
+        }
+        Ok(())
     }
 
     /// Keep [`IDS_READY`] producer ids available without disk I/O for the next step.
@@ -320,11 +403,13 @@ impl Driver {
 
     /// Every record of `__transaction_state`, partition by partition, oldest first.
     async fn read_records(&self) -> Result<Vec<TxnRecord>, String> {
-        let st = self.state.clone();
+        let (st, owned) = (self.state.clone(), self.owned.clone());
         super::handlers::blocking(move || -> Result<Vec<TxnRecord>, String> {
             let Some(topic) = st.topics.get(TRANSACTION_STATE_TOPIC) else { return Ok(Vec::new()) };
             let mut out = Vec::new();
-            for log in &topic.partitions {
+            let owned = owned.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let held = |p: usize| owned.as_ref().is_none_or(|o| o.contains_key(&(p as i32)));
+            for (_, log) in topic.partitions.iter().enumerate().filter(|(p, _)| held(*p)) {
                 log.scan(|_, batch, from| {
                     let set = validate::decode_batch(batch)?;
                     for r in set.records.into_iter().filter(|r| !r.control && r.offset >= from) {

@@ -91,7 +91,7 @@ impl<'a> Admin<'a> {
                     })
                     .collect(),
             );
-        let resp = self.client.timed("CreateTopics", self.client.any_broker().call(req, 7)).await?;
+        let resp = self.client.timed("CreateTopics", self.client.live_broker().await?.call(req, 7)).await?;
         for t in &resp.topics {
             check(t.error_code, format!("topic '{}'", t.name.0), t.error_message.as_ref())?;
         }
@@ -101,7 +101,7 @@ impl<'a> Admin<'a> {
 
     /// Delete topics by name.
     pub async fn delete_topics(&self, names: &[String]) -> Result<()> {
-        let conn = self.client.any_broker();
+        let conn = self.client.live_broker().await?;
         let v = conn.version::<DeleteTopicsRequest>(6)?;
         let mut req = DeleteTopicsRequest::default().with_timeout_ms(30_000);
         if v >= 6 {
@@ -142,7 +142,7 @@ impl<'a> Admin<'a> {
             .with_resource_type(TOPIC_RESOURCE)
             .with_resource_name(StrBytes::from_string(topic.to_string()))
             .with_configuration_keys(None)]);
-        let resp = self.client.timed("DescribeConfigs", self.client.any_broker().call(req, 4)).await?;
+        let resp = self.client.timed("DescribeConfigs", self.client.live_broker().await?.call(req, 4)).await?;
         let r = resp.results.first().ok_or_else(|| Error::Protocol("empty DescribeConfigs response".into()))?;
         check(r.error_code, format!("configs of topic '{topic}'"), r.error_message.as_ref())?;
         Ok(r.configs
@@ -167,7 +167,7 @@ impl<'a> Admin<'a> {
                     })
                     .collect(),
             )]);
-        let resp = self.client.timed("IncrementalAlterConfigs", self.client.any_broker().call(req, 1)).await?;
+        let resp = self.client.timed("IncrementalAlterConfigs", self.client.live_broker().await?.call(req, 1)).await?;
         for r in &resp.responses {
             check(r.error_code, format!("configs of topic '{topic}'"), r.error_message.as_ref())?;
         }
@@ -179,7 +179,7 @@ impl<'a> Admin<'a> {
         let req = CreatePartitionsRequest::default()
             .with_timeout_ms(30_000)
             .with_topics(vec![CreatePartitionsTopic::default().with_name(name(topic)).with_count(count)]);
-        let resp = self.client.timed("CreatePartitions", self.client.any_broker().call(req, 3)).await?;
+        let resp = self.client.timed("CreatePartitions", self.client.live_broker().await?.call(req, 3)).await?;
         for r in &resp.results {
             check(r.error_code, format!("partitions of topic '{topic}'"), r.error_message.as_ref())?;
         }

@@ -103,7 +103,7 @@ fn by_topic<T: Clone>(items: &BTreeMap<(String, i32), T>) -> BTreeMap<&str, Vec<
 impl Client {
     /// The connection to the coordinator of `group` (FindCoordinator through any broker).
     pub async fn group_coordinator(&self, group: &str) -> Result<Connection> {
-        let conn = self.any_broker();
+        let conn = self.live_broker().await?;
         let v = conn.version::<FindCoordinatorRequest>(4)?;
         let what = format!("coordinator of group '{group}'");
         let mut req = FindCoordinatorRequest::default().with_key_type(0);
@@ -166,7 +166,7 @@ impl Admin<'_> {
         let mut out = Vec::new();
         let mut conns = Vec::new();
         if nodes.is_empty() {
-            conns.push(self.client.any_broker().clone());
+            conns.push(self.client.live_broker().await?);
         }
         for n in nodes {
             conns.push(self.client.connection_to(n).await?);

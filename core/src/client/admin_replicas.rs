@@ -66,7 +66,7 @@ impl Admin<'_> {
         partitions: Option<&[(String, i32)]>,
         preferred: bool,
     ) -> Result<Vec<PartitionOutcome>> {
-        let conn = self.client.any_broker();
+        let conn = self.client.live_broker().await?;
         let v = conn.version::<ElectLeadersRequest>(2)?;
         if v == 0 && !preferred {
             return Err(Error::Config(format!(
@@ -125,7 +125,8 @@ impl Admin<'_> {
         let req = AlterPartitionReassignmentsRequest::default()
             .with_timeout_ms(self.client.config().request_timeout.as_millis() as i32)
             .with_topics(topics);
-        let resp = self.client.timed("AlterPartitionReassignments", self.client.any_broker().call(req, 0)).await?;
+        let resp =
+            self.client.timed("AlterPartitionReassignments", self.client.live_broker().await?.call(req, 0)).await?;
         if let Some(e) = Error::from_code(
             resp.error_code,
             "partition reassignment",
@@ -150,7 +151,8 @@ impl Admin<'_> {
         let req = ListPartitionReassignmentsRequest::default()
             .with_timeout_ms(self.client.config().request_timeout.as_millis() as i32)
             .with_topics(None);
-        let resp = self.client.timed("ListPartitionReassignments", self.client.any_broker().call(req, 0)).await?;
+        let resp =
+            self.client.timed("ListPartitionReassignments", self.client.live_broker().await?.call(req, 0)).await?;
         if let Some(e) = Error::from_code(
             resp.error_code,
             "listing partition reassignments",

@@ -138,7 +138,9 @@ pub struct FetchedData {
 /// A connection pool with cluster metadata.
 pub struct Client {
     config: ClientConfig,
-    bootstrap: Connection,
+    /// The connection for metadata and admin requests: a bootstrap server at first, replaced
+    /// by another known broker when it dies.
+    bootstrap: std::sync::Mutex<Connection>,
     conns: Mutex<HashMap<i32, Connection>>,
     metadata: Mutex<Metadata>,
 }
@@ -158,7 +160,7 @@ impl Client {
                 Ok(Ok(conn)) => {
                     return Ok(Self {
                         config,
-                        bootstrap: conn,
+                        bootstrap: std::sync::Mutex::new(conn),
                         conns: Mutex::new(HashMap::new()),
                         metadata: Mutex::new(Metadata::default()),
                     })
@@ -172,9 +174,43 @@ impl Client {
         }))
     }
 
-    /// The bootstrap connection (any broker will do for metadata and admin requests).
-    pub fn any_broker(&self) -> &Connection {
-        &self.bootstrap
+    /// The connection for metadata and admin requests (any broker will do). It may have died:
+    /// [`Client::live_broker`] replaces a dead one.
+    pub fn any_broker(&self) -> Connection {
+        self.bootstrap.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A live connection for metadata and admin requests: the current one, or (when it died,
+    /// e.g. its broker was killed) the first reachable of the bootstrap servers and the brokers
+    /// the last metadata named.
+    pub async fn live_broker(&self) -> Result<Connection> {
+        let current = self.any_broker();
+        if !current.is_closed() {
+            return Ok(current);
+        }
+        let known: Vec<String> = self.metadata.lock().await.brokers.values().cloned().collect();
+        let candidates = self
+            .config
+            .bootstrap_servers
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && *s != current.addr())
+            .map(str::to_string)
+            .chain(known.into_iter().filter(|a| a != current.addr()));
+        let mut last = None;
+        for addr in candidates {
+            match tokio::time::timeout(self.config.request_timeout, Connection::connect(&addr, &self.config.client_id))
+                .await
+            {
+                Ok(Ok(conn)) => {
+                    *self.bootstrap.lock().unwrap_or_else(|p| p.into_inner()) = conn.clone();
+                    return Ok(conn);
+                }
+                Ok(Err(e)) => last = Some(e),
+                Err(_) => last = Some(Error::Timeout(format!("connecting to {addr}"))),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::NoBroker(format!("no broker is reachable (last: {})", current.addr()))))
     }
 
     /// The client's settings.
@@ -201,7 +237,13 @@ impl Client {
                     .collect()
             }))
             .with_allow_auto_topic_creation(auto_create);
-        let resp = self.timed("Metadata", self.bootstrap.call(req, 12)).await?;
+        let conn = self.live_broker().await?;
+        let resp = match self.timed("Metadata", conn.call(req.clone(), 12)).await {
+            Ok(r) => r,
+            // The broker died under the request: once more through another one.
+            Err(_) if conn.is_closed() => self.timed("Metadata", self.live_broker().await?.call(req, 12)).await?,
+            Err(e) => return Err(e),
+        };
         let mut md = Metadata {
             brokers: resp.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port))).collect(),
             controller: resp.controller_id.0,
@@ -315,8 +357,54 @@ impl Client {
         acks: i16,
         transactional_id: Option<&str>,
     ) -> Result<Vec<(i32, Result<i64>)>> {
-        let first = batches.first().ok_or_else(|| Error::Config("produce to no partition".into()))?.0;
-        let conn = self.leader(topic, first).await?;
+        if batches.is_empty() {
+            return Err(Error::Config("produce to no partition".into()));
+        }
+        let groups = self.split_by_leader(topic, batches).await?;
+        let sends =
+            groups.into_iter().map(|(conn, batches)| self.produce_to(conn, topic, batches, acks, transactional_id));
+        let mut out = Vec::new();
+        for r in futures::future::join_all(sends).await {
+            out.extend(r?);
+        }
+        Ok(out)
+    }
+
+    /// Partition-keyed items grouped by the partitions' current leaders (metadata is refreshed
+    /// for partitions whose leader is not known), with a connection to each leader.
+    async fn split_by_leader<T>(&self, topic: &str, items: Vec<(i32, T)>) -> Result<Vec<(Connection, Vec<(i32, T)>)>> {
+        let mut groups: Vec<(i32, Vec<(i32, T)>)> = Vec::new();
+        for (p, item) in items {
+            let leader = match self.lookup_leader(topic, p).await {
+                Some(l) => l,
+                None => {
+                    self.leader(topic, p).await?;
+                    self.lookup_leader(topic, p)
+                        .await
+                        .ok_or_else(|| Error::from_code(5, format!("{topic}-{p}"), None).expect("nonzero"))?
+                }
+            };
+            match groups.iter_mut().find(|(l, _)| *l == leader) {
+                Some((_, g)) => g.push((p, item)),
+                None => groups.push((leader, vec![(p, item)])),
+            }
+        }
+        let mut out = Vec::with_capacity(groups.len());
+        for (leader, items) in groups {
+            out.push((self.connection_to(leader).await?, items));
+        }
+        Ok(out)
+    }
+
+    /// One Produce request to one leader.
+    async fn produce_to(
+        &self,
+        conn: Connection,
+        topic: &str,
+        batches: Vec<(i32, Bytes)>,
+        acks: i16,
+        transactional_id: Option<&str>,
+    ) -> Result<Vec<(i32, Result<i64>)>> {
         let req = ProduceRequest::default()
             .with_transactional_id(transactional_id.map(|t| TransactionalId(StrBytes::from_string(t.to_string()))))
             .with_acks(acks)
@@ -399,8 +487,32 @@ impl Client {
         max_wait_ms: i32,
         isolation: IsolationLevel,
     ) -> Result<Vec<(i32, Result<FetchedData>)>> {
-        let first = partitions.first().ok_or_else(|| Error::Config("fetch of no partition".into()))?.0;
-        let conn = self.leader(topic, first).await?;
+        if partitions.is_empty() {
+            return Err(Error::Config("fetch of no partition".into()));
+        }
+        let groups = self.split_by_leader(topic, partitions.iter().map(|&(p, o)| (p, o)).collect()).await?;
+        let fetches = groups.into_iter().map(|(conn, parts)| {
+            self.fetch_from(conn, topic, parts, max_bytes, partition_max_bytes, max_wait_ms, isolation)
+        });
+        let mut out = Vec::new();
+        for r in futures::future::join_all(fetches).await {
+            out.extend(r?);
+        }
+        Ok(out)
+    }
+
+    /// One Fetch request to one leader.
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch_from(
+        &self,
+        conn: Connection,
+        topic: &str,
+        partitions: Vec<(i32, i64)>,
+        max_bytes: i32,
+        partition_max_bytes: i32,
+        max_wait_ms: i32,
+        isolation: IsolationLevel,
+    ) -> Result<Vec<(i32, Result<FetchedData>)>> {
         let req = FetchRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_max_wait_ms(max_wait_ms)

@@ -181,7 +181,7 @@ impl Shared {
             return Ok(c.clone());
         }
         let conn = super::protocol::find_coordinator(
-            self.client.any_broker(),
+            &self.client.live_broker().await?,
             group,
             &self.config.client_id,
             self.config.request_timeout,

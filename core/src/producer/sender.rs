@@ -80,7 +80,9 @@ impl Shared {
         }
         let client = self.live_client().await?;
         let c = &self.config;
-        let conn = txn_requests::find_txn_coordinator(client.any_broker(), id, &c.client_id, c.request_timeout).await?;
+        let conn =
+            txn_requests::find_txn_coordinator(&client.live_broker().await?, id, &c.client_id, c.request_timeout)
+                .await?;
         *slot = Some(conn.clone());
         Ok(conn)
     }
@@ -354,10 +356,12 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 async fn producer_id(shared: Arc<Shared>, current: Option<IdAndEpoch>) -> Done {
     let c = &shared.config;
     let r = match shared.live_client().await {
-        Ok(client) => {
-            txn_requests::init_producer_id(client.any_broker(), None, c.transaction_timeout, current, c.request_timeout)
-                .await
-        }
+        Ok(client) => match client.live_broker().await {
+            Ok(conn) => {
+                txn_requests::init_producer_id(&conn, None, c.transaction_timeout, current, c.request_timeout).await
+            }
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     Done::ProducerId(r)

@@ -98,11 +98,15 @@ impl Producer {
         let mut attempt = 0;
         loop {
             let client = s.live_client().await?;
-            let r = match find_coordinator(client.any_broker(), &group.group_id, &c.client_id, c.request_timeout).await
-            {
-                Ok(conn) => txn_requests::txn_offset_commit(&conn, id, ids, group, offsets, c.request_timeout).await,
-                Err(e) => Err(e),
-            };
+            let r =
+                match find_coordinator(&client.live_broker().await?, &group.group_id, &c.client_id, c.request_timeout)
+                    .await
+                {
+                    Ok(conn) => {
+                        txn_requests::txn_offset_commit(&conn, id, ids, group, offsets, c.request_timeout).await
+                    }
+                    Err(e) => Err(e),
+                };
             match r {
                 Ok(()) => return Ok(()),
                 Err(e) if is_coordinator_error(&e) || e.code() == Some(codes::CONCURRENT_TRANSACTIONS) => {

@@ -57,11 +57,14 @@ pub(super) fn by_topic<P, T>(
     grouped.into_iter().map(|(name, parts)| topic(name, parts)).collect()
 }
 
-pub fn find_coordinator(
+pub async fn find_coordinator(
     state: &Arc<BrokerState>,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
+    if state.cluster.is_some() {
+        return find_coordinator_in_cluster(state, req, version).await;
+    }
     let node = state.config.node_id;
     let (host, port) = (s(state.advertised_host.clone()), state.advertised_port as i32);
     // Groups (key type 0) and transactions (1) are coordinated here; other types (share groups)
@@ -91,6 +94,76 @@ pub fn find_coordinator(
                     c.with_node_id(BrokerId(node)).with_host(host.clone()).with_port(port)
                 } else {
                     c.with_node_id(BrokerId(-1)).with_port(-1).with_error_message(Some(unknown_type()))
+                }
+            })
+            .collect(),
+    )
+}
+
+/// In a cluster: the coordinator of a key is the leader of its partition of the internal
+/// topic (`__consumer_offsets` for groups, `__transaction_state` for transactional ids), which
+/// is created here on first use, as Kafka does.
+async fn find_coordinator_in_cluster(
+    state: &Arc<BrokerState>,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let keys: Vec<StrBytes> = if version < 4 { vec![req.key.clone()] } else { req.coordinator_keys.clone() };
+    let (topic, partitions, segment) = match req.key_type {
+        0 => (
+            group::OFFSETS_TOPIC,
+            state.config.offsets_topic_partitions,
+            crate::server::groups::OFFSETS_TOPIC_SEGMENT_BYTES,
+        ),
+        1 => (
+            crate::txn::TRANSACTION_STATE_TOPIC,
+            state.config.transaction_state_partitions,
+            crate::server::txn::TRANSACTION_STATE_SEGMENT_BYTES,
+        ),
+        _ => (group::OFFSETS_TOPIC, 0, ""),
+    };
+    let created = if partitions > 0 {
+        crate::server::ensure_internal_topic(state, topic, partitions, segment).await.map_err(|e| e.to_string())
+    } else {
+        Err(format!("unknown coordinator key type {}", req.key_type))
+    };
+    let image = state.cluster.as_ref().expect("checked by the caller").image();
+    let answer = |key: &str| -> Result<(i32, String, i32), (i16, String)> {
+        if let Err(e) = &created {
+            let code = if partitions > 0 { COORDINATOR_NOT_AVAILABLE } else { codes::INVALID_REQUEST };
+            return Err((code, e.clone()));
+        }
+        let p = group::partition_for(key, partitions);
+        let leader = image.partition(topic, p).map(|x| x.leader).unwrap_or(-1);
+        match image.brokers.get(&leader).filter(|b| !b.fenced) {
+            Some(b) => Ok((b.id, b.host.clone(), i32::from(b.port))),
+            None => Err((COORDINATOR_NOT_AVAILABLE, format!("{topic}-{p} has no leader right now"))),
+        }
+    };
+    if version < 4 {
+        return match answer(&req.key) {
+            Ok((id, host, port)) => {
+                FindCoordinatorResponse::default().with_node_id(BrokerId(id)).with_host(s(host)).with_port(port)
+            }
+            Err((code, m)) => {
+                let mut r =
+                    FindCoordinatorResponse::default().with_error_code(code).with_node_id(BrokerId(-1)).with_port(-1);
+                if version >= 1 {
+                    r.error_message = Some(s(m));
+                }
+                r
+            }
+        };
+    }
+    FindCoordinatorResponse::default().with_coordinators(
+        keys.into_iter()
+            .map(|key| {
+                let c = Coordinator::default().with_key(key.clone());
+                match answer(&key) {
+                    Ok((id, host, port)) => c.with_node_id(BrokerId(id)).with_host(s(host)).with_port(port),
+                    Err((code, m)) => {
+                        c.with_error_code(code).with_node_id(BrokerId(-1)).with_port(-1).with_error_message(Some(s(m)))
+                    }
                 }
             })
             .collect(),

@@ -61,6 +61,10 @@ pub async fn handle(
         }
         ApiKey::Produce => produce::handle(state, decode(api, version, body)?, version, id).await,
         ApiKey::Fetch => Ok(fetch::handle(state, decode(api, version, body)?, version, id)),
+        ApiKey::WriteTxnMarkers => {
+            let resp = crate::server::markers::handle(state, decode(api, version, body)?).await;
+            now(encode(api, version, id, &resp))
+        }
         ApiKey::OffsetForLeaderEpoch => {
             let resp = offset_for_epoch::handle(state, decode(api, version, body)?);
             now(encode(api, version, id, &resp))
@@ -106,7 +110,7 @@ pub async fn handle(
             now(encode(api, version, id, &resp))
         }
         ApiKey::FindCoordinator => {
-            let resp = groups::find_coordinator(state, decode(api, version, body)?, version);
+            let resp = groups::find_coordinator(state, decode(api, version, body)?, version).await;
             now(encode(api, version, id, &resp))
         }
         ApiKey::JoinGroup => {
@@ -187,6 +191,8 @@ pub mod codes {
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     /// LEADER_NOT_AVAILABLE.
     pub const LEADER_NOT_AVAILABLE: i16 = 5;
+    /// NOT_LEADER_OR_FOLLOWER.
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
     /// TOPIC_ALREADY_EXISTS.
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
     /// INVALID_PARTITIONS.
