@@ -339,6 +339,31 @@ impl ProcCluster {
         (p.leader >= 0).then_some(p.leader)
     }
 
+    /// Every data record of `topic`-`0..partitions` as (partition, offset, value), read
+    /// uncommitted from each partition's leader up to its high watermark.
+    pub fn read_all(&self, topic: &str, partitions: i32) -> Vec<(i32, i64, String)> {
+        let (bootstrap, topic) = (self.bootstrap(), topic.to_string());
+        block_on(async move {
+            let client = Client::connect(ClientConfig::new(bootstrap)).await.expect("connect");
+            let mut out = Vec::new();
+            for p in 0..partitions {
+                let end = client.list_offset(&topic, p, rill_core::client::LATEST).await.expect("the end offset");
+                let (mut offset, deadline) = (0, Instant::now() + Duration::from_secs(60));
+                while offset < end {
+                    assert!(Instant::now() < deadline, "{topic}-{p}: read {offset} of {end}");
+                    let got = client.fetch(&topic, p, offset, 1 << 20, 100).await.expect("fetch");
+                    let fetched = rill_core::records::decode_fetched(got.records, offset, &[]).expect("decode");
+                    offset = offset.max(fetched.next_offset.unwrap_or(offset));
+                    for r in fetched.records {
+                        let value = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned();
+                        out.push((p, r.offset, value));
+                    }
+                }
+            }
+            out
+        })
+    }
+
     /// Poll metadata from healthy brokers until `ok` holds; panic after `within` with the last
     /// metadata seen. (The cluster converges on its own schedule: heartbeats, sessions,
     /// elections, ISR changes; this waits for the outcome, not for a time.)
