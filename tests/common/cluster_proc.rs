@@ -210,6 +210,7 @@ impl ProcCluster {
             });
         }
         let mut c = Self { nodes, links, settings: all, _tmp: tmp };
+        #[allow(clippy::needless_range_loop)] // `i` indexes nodes, links and listeners alike
         for i in 0..n {
             let mut tries = 0;
             loop {
@@ -441,8 +442,9 @@ fn spawn(n: &ProcNode, settings: &[String]) -> Result<Child, String> {
     let mut child = cmd.stdout(Stdio::piped()).stderr(log).spawn().expect("spawn rill broker");
     let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
-    reader.read_line(&mut line).map_err(|e| e.to_string())?;
-    if !line.starts_with("rill broker listening on ") {
+    let read = reader.read_line(&mut line);
+    if read.is_err() || !line.starts_with("rill broker listening on ") {
+        let _ = child.kill();
         let status = child.wait().map_err(|e| e.to_string())?;
         return Err(format!("broker {} exited with {status} before listening (banner {line:?})", n.id));
     }
