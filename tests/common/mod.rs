@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod cluster_proc;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -301,6 +301,16 @@ impl Client {
         self.connection_to(leader).await
     }
 
+    /// The node id of the leader of `topic`/`partition` as cached, refreshing metadata once if
+    /// unknown; `None` when there is none.
+    pub(crate) async fn leader_id(&self, topic: &str, partition: i32) -> Option<i32> {
+        if let Some(l) = self.lookup_leader(topic, partition).await {
+            return Some(l);
+        }
+        self.metadata(Some(&[topic.to_string()]), false).await.ok()?;
+        self.lookup_leader(topic, partition).await
+    }
+
     async fn lookup_leader(&self, topic: &str, partition: i32) -> Option<i32> {
         let md = self.metadata.lock().await;
         let t = md.topics.iter().find(|t| t.name == topic)?;

@@ -1,6 +1,6 @@
 //! The background fetcher: looks up starting positions (committed offset, else
 //! `auto.offset.reset`) and prefetches records for assigned, unpaused partitions while the
-//! unpolled data stays under `fetch.max.bytes`. One fetch per topic is in flight at a time for a
+//! unpolled data stays under `fetch.max.bytes`, one Fetch per topic and leader broker. One fetch is in flight at a time for a
 //! partition; results are dropped if the partition's epoch changed meanwhile.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -174,7 +174,28 @@ async fn reset_offset(shared: &Shared, tp: &TopicPartition) -> Result<Option<i64
     shared.client.list_offset_isolated(&tp.0, tp.1, ts, shared.config.isolation_level).await.map(Some)
 }
 
-async fn fetch_topic(shared: &Shared, topic: String, parts: Vec<(i32, i64, u64)>) {
+/// Fetch `parts` of `topic`: one request per leader broker (a Fetch goes to the leader of every
+/// partition in it), the requests side by side.
+async fn fetch_topic(shared: &Arc<Shared>, topic: String, parts: Vec<(i32, i64, u64)>) {
+    let mut by_leader: BTreeMap<i32, Vec<(i32, i64, u64)>> = BTreeMap::new();
+    for part in parts {
+        let leader = shared.client.leader_id(&topic, part.0).await.unwrap_or(-1);
+        by_leader.entry(leader).or_default().push(part);
+    }
+    if by_leader.len() == 1 {
+        let parts = by_leader.into_values().next().expect("one group");
+        return fetch_from_leader(shared, topic, parts).await;
+    }
+    let mut fetches = JoinSet::new();
+    for parts in by_leader.into_values() {
+        let (s, t) = (shared.clone(), topic.clone());
+        fetches.spawn(async move { fetch_from_leader(&s, t, parts).await });
+    }
+    while fetches.join_next().await.is_some() {}
+}
+
+/// Fetch `parts` of `topic`, all led by one broker as far as the client knows.
+async fn fetch_from_leader(shared: &Shared, topic: String, parts: Vec<(i32, i64, u64)>) {
     let c = &shared.config;
     let offsets: Vec<(i32, i64)> = parts.iter().map(|&(p, o, _)| (p, o)).collect();
     let release_all = |s: &Shared| release(s, parts.iter().map(|&(p, _, e)| ((topic.clone(), p), e)));
