@@ -273,6 +273,7 @@ impl Pv {
             ApiKey::DeleteRecords => self.delete_records(v).await,
             ApiKey::ElectLeaders => self.elect_leaders(v).await,
             ApiKey::OffsetForLeaderEpoch => self.offset_for_leader_epoch(v).await,
+            ApiKey::WriteTxnMarkers => self.write_txn_markers(v).await,
             ApiKey::AlterPartitionReassignments => self.alter_reassignments(v).await,
             ApiKey::ListPartitionReassignments => self.list_reassignments(v).await,
             ApiKey::FindCoordinator => self.find_coordinator(v).await,
@@ -662,6 +663,29 @@ impl Pv {
 /// Consumer groups: every case uses groups of its own (named after the API and version), set up
 /// with the other group APIs at their highest versions, so cases do not interfere.
 impl Pv {
+    /// A marker for a partition that does not exist answers UNKNOWN_TOPIC_OR_PARTITION (a real
+    /// one would end a transaction in the main topic).
+    async fn write_txn_markers(&self, v: i16) -> Result<(), String> {
+        use kafka_protocol::messages::write_txn_markers_request::{WritableTxnMarker, WritableTxnMarkerTopic};
+        let marker = WritableTxnMarker::default()
+            .with_producer_id(kafka_protocol::messages::ProducerId(4242))
+            .with_producer_epoch(0)
+            .with_transaction_result(false)
+            .with_coordinator_epoch(0)
+            .with_topics(vec![WritableTxnMarkerTopic::default()
+                .with_name(name("pv-nowhere"))
+                .with_partition_indexes(vec![0])]);
+        let req = kafka_protocol::messages::WriteTxnMarkersRequest::default().with_markers(vec![marker]);
+        let resp = self.call(req, v).await?;
+        let codes: Vec<i16> = resp
+            .markers
+            .iter()
+            .flat_map(|m| m.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)))
+            .collect();
+        ensure!(codes == vec![3], "codes {codes:?}");
+        Ok(())
+    }
+
     /// The end of the broker's only leader epoch is its log end; an unknown partition answers
     /// UNKNOWN_TOPIC_OR_PARTITION.
     async fn offset_for_leader_epoch(&self, v: i16) -> Result<(), String> {
