@@ -169,6 +169,8 @@ async fn measure(brokers: &[Broker], a: &ReplicationBenchArgs) -> anyhow::Result
     let mut lags: Vec<Lag> = SETUPS.iter().map(|_| Lag::default()).collect();
     // Process CPU time (brokers and client alike) and wall time, summed over rounds.
     let (mut cpu, mut wall) = (vec![Duration::ZERO; SETUPS.len()], vec![Duration::ZERO; SETUPS.len()]);
+    // Time the followers needed after each round to reach the leader's end, summed over rounds.
+    let mut catch_up = vec![Duration::ZERO; SETUPS.len()];
     for round in 0..ROUNDS {
         for k in 0..SETUPS.len() {
             let i = (round + k) % SETUPS.len();
@@ -187,6 +189,10 @@ async fn measure(brokers: &[Broker], a: &ReplicationBenchArgs) -> anyhow::Result
                 lags[i].add(s.stop().await?);
             }
             runs[i].push(run);
+            // Under acks=1 the followers are still copying when the producer is done: let them
+            // finish (untimed) so their work does not land in the next configuration's round.
+            let caught_up = caught_up(&client, brokers, &topics[i]).await?;
+            catch_up[i] += caught_up;
             for p in 0..a.partitions {
                 Admin::new(&client).delete_records(&topics[i], p, -1).await?;
             }
@@ -229,20 +235,58 @@ async fn measure(brokers: &[Broker], a: &ReplicationBenchArgs) -> anyhow::Result
         medians[BASELINE] / medians[REPLICATED],
         per_round.join(" ")
     );
-    for (s, lag) in SETUPS.iter().zip(&lags).filter(|(_, l)| l.samples > 0) {
+    for (i, (s, lag)) in SETUPS.iter().zip(&lags).enumerate().filter(|(_, (_, l))| l.samples > 0) {
         let n = lag.samples as f64;
         println!(
             "{:<13} partition 0, mean over {} samples: high watermark {:.0} records behind the leader's end, \
-             followers {:.0} behind; {:.2} of 2 replica fetches parked at the leader",
+             followers {:.0} behind; {:.2} of 2 replica fetches parked at the leader; \
+             followers caught up {:.0} ms after the last ack (mean)",
             s.label,
             lag.samples,
             lag.hw_behind / n,
             lag.followers_behind / n,
-            lag.parked / n
+            lag.parked / n,
+            catch_up[i].as_secs_f64() * 1e3 / ROUNDS as f64
         );
     }
     Admin::new(&client).delete_topics(&topics).await?;
     Ok(())
+}
+
+/// Wait until every replica of every partition of `topic` has the leader's log end and the
+/// leader's high watermark is there too; how long that took.
+async fn caught_up(client: &Client, brokers: &[Broker], topic: &str) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let md = client.metadata(Some(&[topic.to_string()]), false).await?;
+    let parts = md.topics.iter().find(|t| t.name == topic).map(|t| t.partitions.clone()).unwrap_or_default();
+    // Only the assigned replicas: other brokers may hold an empty log of the partition.
+    let logs: Vec<(i32, Vec<Arc<rill_broker::log::Log>>)> = parts
+        .iter()
+        .map(|p| {
+            let on =
+                |id: &i32| brokers.get((*id - 1) as usize).and_then(|b| b.state().topics.partition(topic, p.partition));
+            (p.partition, p.replicas.iter().filter_map(on).collect())
+        })
+        .collect();
+    loop {
+        let done = logs.iter().all(|(_, ls)| {
+            let end = ls.iter().map(|l| l.end_offset_hint()).max().unwrap_or(0);
+            ls.iter().all(|l| l.end_offset_hint() == end) && ls.iter().map(|l| l.high_watermark()).max() == Some(end)
+        });
+        if done {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() >= CONVERGE {
+            let offsets: Vec<String> = logs
+                .iter()
+                .flat_map(|(p, ls)| {
+                    ls.iter().map(move |l| format!("{p}: end {} hw {}", l.end_offset_hint(), l.high_watermark()))
+                })
+                .collect();
+            anyhow::bail!("{topic}: replicas not caught up within {CONVERGE:?} ({})", offsets.join(", "));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 /// Sums over samples of a replicated partition (means are these over `samples`).
