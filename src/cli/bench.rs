@@ -1,4 +1,5 @@
-//! `rill bench produce|consume|txn|streams`: whole-system throughput beside same-run baselines.
+//! `rill bench produce|consume|txn|streams|replication`: whole-system throughput beside same-run
+//! baselines.
 //!
 //! Each run first measures two ceilings on this machine, now: the loopback TCP copy rate (one
 //! socket, 1 MiB writes) and the sequential file write rate (page cache, 1 MiB writes), then the
@@ -36,8 +37,12 @@ pub struct BenchArgs {
     /// `--partitions` or the workload's default.
     #[arg(skip)]
     partitions: i32,
-    /// Total bytes of record values to move.
-    #[arg(long, default_value = "512MiB", value_parser = parse_size)]
+    /// Total bytes of record values to move (default 512MiB; replication: 256MiB per
+    /// configuration and round).
+    #[arg(long = "bytes", value_parser = parse_size)]
+    bytes_given: Option<u64>,
+    /// `--bytes` or the workload's default.
+    #[arg(skip)]
     bytes: u64,
     /// Bytes of records per produce batch.
     #[arg(long, default_value = "256KiB", value_parser = parse_size)]
@@ -89,6 +94,9 @@ enum What {
     /// Streams applications (stateless map/filter, a RocksDB count; at-least-once and
     /// exactly-once) beside a hand-written consume-transform-produce loop.
     Streams,
+    /// Produce on an in-process 3-broker cluster: acks=all to replication factor 3 beside acks=1
+    /// to replication factor 1, in interleaved rounds.
+    Replication,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -107,8 +115,22 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 pub async fn run(mut a: BenchArgs) -> anyhow::Result<()> {
     a.partitions = a.partitions_given.unwrap_or(if matches!(a.what, What::Streams) { 4 } else { 1 });
+    a.bytes = a.bytes_given.unwrap_or(if matches!(a.what, What::Replication) { 256 << 20 } else { 512 << 20 });
     if let What::Streams = a.what {
         return run_streams(a).await;
+    }
+    if let What::Replication = a.what {
+        anyhow::ensure!(a.bootstrap.is_none(), "bench replication starts its own cluster; drop --bootstrap");
+        let (batch, per_batch) = bench_batch(a.record_size, a.batch_bytes)?;
+        return super::bench_replication::run(super::bench_replication::ReplicationBenchArgs {
+            record_size: a.record_size as usize,
+            partitions: a.partitions,
+            bytes: a.bytes,
+            in_flight: a.in_flight,
+            batch,
+            per_batch,
+        })
+        .await;
     }
     let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
     let loopback = loopback_rate(a.bytes.min(1 << 30)).await?;
@@ -132,18 +154,7 @@ pub async fn run(mut a: BenchArgs) -> anyhow::Result<()> {
             false,
         )
         .await?;
-    let per_batch = (a.batch_bytes as usize / (a.record_size as usize).max(1)).max(1);
-    let batch = encode_batch(
-        &(0..per_batch)
-            .map(|i| ProducerRecord {
-                key: None,
-                value: Some(Bytes::from(vec![(i % 251) as u8; a.record_size as usize])),
-                ..Default::default()
-            })
-            .collect::<Vec<_>>(),
-        kafka_protocol::records::Compression::None,
-        0,
-    )?;
+    let (batch, per_batch) = bench_batch(a.record_size, a.batch_bytes)?;
     let total_batches = (a.bytes / (per_batch * (a.record_size as usize)) as u64).max(a.partitions as u64);
     let records = total_batches * per_batch as u64;
     if let What::Txn = a.what {
@@ -168,18 +179,19 @@ pub async fn run(mut a: BenchArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    let load = ProduceLoad { partitions: a.partitions, in_flight: a.in_flight, acks: a.acks };
     let (label, elapsed) = match a.what {
         What::Produce if a.client == ProduceClient::Rill => {
             ("produce (rill producer)", produce_records(&bootstrap, &topic, &a, records).await?)
         }
-        What::Produce => ("produce", produce(&client, &topic, &a, &batch, total_batches).await?),
+        What::Produce => ("produce", produce(&client, &topic, &load, &batch, total_batches).await?.elapsed),
         What::Consume if a.client == ProduceClient::Rill => {
-            produce(&client, &topic, &a, &batch, total_batches).await?;
+            produce(&client, &topic, &load, &batch, total_batches).await?;
             ("consume (rill consumer)", consume_records(&bootstrap, &topic, a.partitions, records).await?)
         }
-        What::Txn | What::Streams => unreachable!("handled above"),
+        What::Txn | What::Streams | What::Replication => unreachable!("handled above"),
         What::Consume => {
-            produce(&client, &topic, &a, &batch, total_batches).await?;
+            produce(&client, &topic, &load, &batch, total_batches).await?;
             (
                 "consume",
                 consume(&client, &topic, a.partitions, records, a.fetch_bytes.min(i32::MAX as u64) as i32).await?,
@@ -234,38 +246,96 @@ async fn run_streams(a: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn produce(
+/// One batch of `batch_bytes / record_size` records (at least one) without keys, each value
+/// `record_size` bytes: (the encoded batch, records in it).
+pub(super) fn bench_batch(record_size: u32, batch_bytes: u64) -> anyhow::Result<(Bytes, usize)> {
+    let per_batch = (batch_bytes as usize / (record_size as usize).max(1)).max(1);
+    let batch = encode_batch(
+        &(0..per_batch)
+            .map(|i| ProducerRecord {
+                key: None,
+                value: Some(Bytes::from(vec![(i % 251) as u8; record_size as usize])),
+                ..Default::default()
+            })
+            .collect::<Vec<_>>(),
+        kafka_protocol::records::Compression::None,
+        0,
+    )?;
+    Ok((batch, per_batch))
+}
+
+/// How [`produce`] sends.
+pub(super) struct ProduceLoad {
+    /// Partitions of the topic, each getting one batch per round.
+    pub partitions: i32,
+    /// Produce requests outstanding per leader.
+    pub in_flight: usize,
+    /// `acks` of every request.
+    pub acks: i16,
+}
+
+/// What [`produce`] measured.
+pub(super) struct ProduceRun {
+    /// From the first request sent to the last answered.
+    pub elapsed: Duration,
+    /// Every request's time from sending to its answer, in completion order.
+    pub latencies: Vec<Duration>,
+}
+
+/// Send `batches` copies of `batch` to `topic` through the low-level client.
+pub(super) async fn produce(
     client: &Arc<Client>,
     topic: &str,
-    a: &BenchArgs,
+    load: &ProduceLoad,
     batch: &Bytes,
     batches: u64,
-) -> anyhow::Result<Duration> {
-    // As Kafka producers do: each request carries one batch for every partition, with up to
-    // `in_flight` requests outstanding on the connection.
-    let rounds = batches.div_ceil(a.partitions as u64);
+) -> anyhow::Result<ProduceRun> {
+    // As Kafka producers do: each request carries one batch for every partition its broker
+    // leads, with up to `in_flight` requests outstanding per broker.
+    let md = client.metadata(Some(&[topic.to_string()]), false).await?;
+    let leader_of = |p: i32| {
+        md.topics
+            .iter()
+            .find(|t| t.name == topic)
+            .and_then(|t| t.partitions.iter().find(|x| x.partition == p))
+            .map_or(-1, |x| x.leader)
+    };
+    let mut by_leader: std::collections::BTreeMap<i32, Vec<i32>> = Default::default();
+    for p in 0..load.partitions {
+        by_leader.entry(leader_of(p)).or_default().push(p);
+    }
+    let in_flight = load.in_flight.max(1) * by_leader.len();
+    let rounds = batches.div_ceil(load.partitions as u64);
     let start = Instant::now();
+    let mut latencies = Vec::with_capacity((rounds as usize).saturating_mul(by_leader.len()));
     let mut pending = JoinSet::new();
     for r in 0..rounds {
-        while pending.len() >= a.in_flight {
-            pending.join_next().await.expect("non-empty")??;
-        }
-        let parts: Vec<(i32, Bytes)> = (0..a.partitions)
-            .filter(|p| r * a.partitions as u64 + (*p as u64) < batches)
-            .map(|p| (p, batch.clone()))
-            .collect();
-        let (c, t, acks) = (client.clone(), topic.to_string(), a.acks);
-        pending.spawn(async move {
-            for (p, res) in c.produce_many(&t, parts, acks).await? {
-                res.map_err(|e| anyhow::anyhow!("partition {p}: {e}"))?;
+        for group in by_leader.values() {
+            while pending.len() >= in_flight {
+                latencies.push(pending.join_next().await.expect("non-empty")??);
             }
-            anyhow::Ok(())
-        });
+            let parts: Vec<(i32, Bytes)> = group
+                .iter()
+                .filter(|p| r * load.partitions as u64 + (**p as u64) < batches)
+                .map(|p| (*p, batch.clone()))
+                .collect();
+            if parts.is_empty() {
+                continue;
+            }
+            let (c, t, acks) = (client.clone(), topic.to_string(), load.acks);
+            pending.spawn(async move {
+                let sent = Instant::now();
+                for (p, res) in c.produce_many(&t, parts, acks).await? {
+                    res.map_err(|e| anyhow::anyhow!("partition {p}: {e}"))?;
+                }
+                anyhow::Ok(sent.elapsed())
+            });
+        }
     }
     while let Some(r) = pending.join_next().await {
-        r??;
+        latencies.push(r??);
     }
-    Ok(start.elapsed())
+    Ok(ProduceRun { elapsed: start.elapsed(), latencies })
 }
 
 /// `records` records of `--record-size` bytes without keys through the Rill producer, with

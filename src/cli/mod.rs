@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch.
 
 mod bench;
+mod bench_replication;
 mod bench_streams;
 mod bench_streams_io;
 mod bench_txn;
