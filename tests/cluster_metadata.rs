@@ -21,8 +21,10 @@ async fn three_brokers_share_metadata_and_survive_the_controller() {
     let err = Admin::new(&client).create_topics(&[too_many], false).await.expect_err("rf 4 on 3 brokers");
     assert!(err.to_string().contains("replication factor"), "{err}");
 
+    let mut ids = std::collections::BTreeSet::new();
     for n in &cluster.nodes {
         let md = until(&n.addr, "every broker sees t", |md| md.topics.iter().any(|t| t.name == "t")).await;
+        ids.insert(md.cluster_id.clone());
         assert_eq!(md.brokers.len(), 3, "{md:?}");
         let t = md.topics.iter().find(|t| t.name == "t").unwrap();
         let mut leaders: Vec<i32> = t.partitions.iter().map(|p| p.leader).collect();
@@ -32,6 +34,8 @@ async fn three_brokers_share_metadata_and_survive_the_controller() {
             assert_eq!((p.replicas.len(), p.isr.len()), (3, 3), "{p:?}");
         }
     }
+
+    assert_eq!(ids.len(), 1, "one cluster id for the whole cluster: {ids:?}");
 
     // Kill the controller's broker (no clean shutdown).
     let controller = metadata(&cluster.nodes[0].addr).await.controller;

@@ -96,6 +96,11 @@ pub enum Command {
         /// Target replicas, preferred leader first.
         replicas: Option<Vec<i32>>,
     },
+    /// Name the cluster (the first controller does, once): every broker reports this id.
+    SetClusterId {
+        /// The id.
+        id: String,
+    },
     /// Hand out a block of producer ids (idempotent and transactional producers).
     AllocateProducerIds {
         /// Block size.

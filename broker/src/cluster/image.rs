@@ -84,6 +84,9 @@ pub struct ClusterImage {
     pub next_producer_id: i64,
     /// Topics created so far (spreads the first replica of new topics over the brokers).
     pub topics_created: u64,
+    /// The cluster id every broker reports (set once by the first controller).
+    #[serde(default)]
+    pub cluster_id: Option<String>,
 }
 
 /// Error codes the controller answers with (Kafka's).
@@ -187,6 +190,10 @@ impl ClusterImage {
             }
             Command::ElectLeaders { partitions, preferred } => self.elect_leaders(partitions, *preferred),
             Command::Reassign { topic, partition, replicas } => self.reassign(topic, *partition, replicas.as_deref()),
+            Command::SetClusterId { id } => {
+                self.cluster_id.get_or_insert_with(|| id.clone());
+                Reply::Ok
+            }
             Command::AllocateProducerIds { count } => {
                 let start = self.next_producer_id;
                 self.next_producer_id += i64::from(*count);

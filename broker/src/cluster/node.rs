@@ -412,7 +412,10 @@ impl ClusterNode {
                     (true, false) => {
                         l.activate(self.now_ms());
                         tracing::info!(node = self.id, "became the active controller");
-                        Vec::new()
+                        match self.image().cluster_id {
+                            Some(_) => Vec::new(),
+                            None => vec![Command::SetClusterId { id: uuid::Uuid::new_v4().simple().to_string() }],
+                        }
                     }
                     (false, true) => {
                         l.deactivate();

@@ -54,6 +54,9 @@ const PARTITION_MAX_BYTES: i32 = 1 << 20;
 const RESPONSE_MAX_BYTES: i32 = 10 << 20;
 /// `replica.fetch.wait.max.ms`.
 const FETCH_WAIT_MS: i32 = 500;
+/// Longest wait for a leader's answer (`replica.socket.timeout.ms` is 30 s in Kafka; the
+/// long poll itself is [`FETCH_WAIT_MS`]).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after an error before trying again (`replica.fetch.backoff.ms`).
 const BACKOFF: Duration = Duration::from_millis(100);
 
@@ -147,6 +150,14 @@ async fn run(
     }
 }
 
+/// A call to the leader, given up after [`CALL_TIMEOUT`]: a leader cut off mid-request must not
+/// leave the fetcher waiting forever (the connection is dropped and opened again).
+async fn call<T>(f: impl std::future::Future<Output = rill_core::error::Result<T>>) -> rill_core::error::Result<T> {
+    tokio::time::timeout(CALL_TIMEOUT, f)
+        .await
+        .unwrap_or_else(|_| Err(rill_core::Error::Timeout(format!("replica fetch after {CALL_TIMEOUT:?}"))))
+}
+
 /// Sleep the backoff; true when cancelled meanwhile.
 async fn pause(cancel: &CancellationToken) -> bool {
     tokio::select! {
@@ -168,20 +179,26 @@ async fn round(
         snapshot.keys().filter_map(|k| state.topics.partition(&k.0, k.1).map(|l| (k, l))).collect();
     let untruncated: Vec<(&Key, i32)> =
         snapshot.iter().filter(|(k, w)| !w.truncated && logs.contains_key(k)).map(|(k, w)| (k, w.epoch)).collect();
+    let mut truncated_now = Vec::new();
     if !untruncated.is_empty() {
         let done = truncate(me, conn, &logs, &untruncated).await?;
         let mut p = parts.lock().unwrap_or_else(|p| p.into_inner());
         for (key, epoch) in done {
             if let Some(w) = p.get_mut(&key).filter(|w| w.epoch == epoch) {
                 w.truncated = true;
+                truncated_now.push(key);
             }
         }
-        return Ok(true);
     }
-    let fetching: Vec<(&Key, i32, &Arc<Log>)> =
-        snapshot.iter().filter_map(|(k, w)| logs.get(k).map(|l| (k, w.epoch, l))).collect();
+    // Partitions still waiting for their truncation (the leader cannot answer for its epochs
+    // yet) do not hold up the others.
+    let fetching: Vec<(&Key, i32, &Arc<Log>)> = snapshot
+        .iter()
+        .filter(|(k, w)| w.truncated || truncated_now.contains(k))
+        .filter_map(|(k, w)| logs.get(k).map(|l| (k, w.epoch, l)))
+        .collect();
     if fetching.is_empty() {
-        return Ok(false);
+        return Ok(!truncated_now.is_empty());
     }
     fetch(me, conn, parts, &fetching).await
 }
@@ -225,7 +242,7 @@ async fn truncate(
             })
             .collect(),
     );
-    let resp = conn.call(req, 4).await?;
+    let resp = call(conn.call(req, 4)).await?;
     let epochs: HashMap<Key, i32> = wanted.iter().map(|(k, e)| ((*k).clone(), *e)).collect();
     let mut cuts = Vec::new();
     for t in resp.topics {
@@ -296,7 +313,7 @@ async fn fetch(
                 })
                 .collect(),
         );
-    let resp = conn.call(req, 12).await?;
+    let resp = call(conn.call(req, 12)).await?;
     let logs: HashMap<Key, Arc<Log>> = fetching.iter().map(|(k, _, l)| ((*k).clone(), (*l).clone())).collect();
     let mut work: Vec<(Key, Arc<Log>, i16, Bytes, i64, i64)> = Vec::new();
     for t in resp.responses {

@@ -132,7 +132,10 @@ async fn cluster_handle(state: &Arc<BrokerState>, req: MetadataRequest, version:
     }
     let mut resp = MetadataResponse::default()
         .with_brokers(brokers)
-        .with_cluster_id((version >= 2).then(|| StrBytes::from_string(state.cluster_id.clone())))
+        .with_cluster_id(
+            (version >= 2)
+                .then(|| StrBytes::from_string(image.cluster_id.clone().unwrap_or_else(|| state.cluster_id.clone()))),
+        )
         .with_controller_id(BrokerId(if version >= 1 { node.controller().unwrap_or(-1) } else { -1 }));
     let entry = |name: &str| -> MetadataResponseTopic {
         let Some(t) = image.topics.get(name) else {
