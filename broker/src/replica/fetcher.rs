@@ -150,6 +150,26 @@ async fn run(
     }
 }
 
+/// Append what the leader sent. The leader answers with whole batches, the first one holding
+/// the fetch offset; if that batch starts below this log's end, the two logs cut the same
+/// records into different batches (histories that leader epochs did not tell apart): the
+/// leader's copy wins, from that batch on.
+fn append_from_leader(key: &Key, log: &Log, records: &Bytes) -> Result<crate::log::AppendInfo, LogError> {
+    match log.append_replicated(records, crate::log::now_ms()) {
+        Err(LogError::NonContiguous { .. }) if records.len() >= 8 => {
+            let base = i64::from_be_bytes(records[..8].try_into().expect("8 bytes"));
+            let end = log.log_end_offset();
+            if base >= end || base < log.log_start_offset() {
+                return log.append_replicated(records, crate::log::now_ms());
+            }
+            tracing::info!(topic = %key.0, partition = key.1, end, base, "the leader's batch overlaps this log's end; truncating to it");
+            log.truncate_to(base)?;
+            log.append_replicated(records, crate::log::now_ms())
+        }
+        other => other,
+    }
+}
+
 /// A call to the leader, given up after [`CALL_TIMEOUT`]: a leader cut off mid-request must not
 /// leave the fetcher waiting forever (the connection is dropped and opened again).
 async fn call<T>(f: impl std::future::Future<Output = rill_core::error::Result<T>>) -> rill_core::error::Result<T> {
@@ -250,7 +270,7 @@ async fn truncate(
             let key = (t.topic.0.to_string(), p.partition);
             let (Some(asked), Some(epoch)) = (asked.get(&key), epochs.get(&key)) else { continue };
             if p.error_code != 0 {
-                tracing::debug!(topic = %key.0, partition = key.1, code = p.error_code, "leader cannot answer for its epochs yet");
+                tracing::info!(topic = %key.0, partition = key.1, code = p.error_code, "leader cannot answer for its epochs yet");
                 continue;
             }
             cuts.push((key, *asked, (p.leader_epoch, p.end_offset), *epoch));
@@ -263,6 +283,7 @@ async fn truncate(
             let log = &logs[&key];
             let end = log.log_end_offset();
             let to = truncation_offset(asked, answer, |e| log.end_offset_for_epoch(e).1, end);
+            tracing::debug!(topic = %key.0, partition = key.1, asked, ?answer, end, to, "epoch end from the leader");
             if to < end {
                 tracing::info!(topic = %key.0, partition = key.1, from = end, to, "truncating by leader epoch");
                 if let Err(e) = log.truncate_to(to) {
@@ -332,7 +353,7 @@ async fn fetch(
             match code {
                 0 => {
                     if !records.is_empty() {
-                        match log.append_replicated(&records, crate::log::now_ms()) {
+                        match append_from_leader(&key, &log, &records) {
                             Ok(_) => progressed = true,
                             Err(LogError::NonContiguous { .. }) => retruncate.push(key.clone()),
                             Err(e) => {
@@ -360,6 +381,8 @@ async fn fetch(
                         }
                         progressed = true;
                     } else {
+                        tracing::info!(topic = %key.0, partition = key.1, end = log.log_end_offset(), leader_start,
+                            leader_hw = hw, "fetch position out of the leader's range; truncating by epoch again");
                         retruncate.push(key.clone());
                     }
                 }
