@@ -10,6 +10,11 @@
 //! through a repartition topic (every window's counts exactly once), and a windowed
 //! stream-stream join of two co-partitioned topics (every pair of records exactly once).
 //!
+//! On a cluster of three broker processes (replication factor 3 for every topic, internal ones
+//! included), the count also runs with its instances killed. `RILL_STREAMS_BROKER_KILLS=1` kills
+//! and restarts brokers too, mid-round; that does not converge yet (NOTES.md, issue 7), so CI
+//! runs without it.
+//!
 //! The seed is printed; `RILL_TEST_SEED=<seed>` replays one (where a kill lands depends on
 //! timing). `RILL_STREAMS_SEEDS=<n>` sets how many seeds the exactly-once test covers (default 2).
 //!
@@ -245,13 +250,35 @@ async fn read_until(
     }
 }
 
+/// Where the brokers run.
+enum Brokers {
+    /// One broker in this process.
+    One(Broker),
+    /// Three broker processes.
+    Three { cluster: common::cluster_proc::ProcCluster },
+}
+
 async fn run(seed: u64, guarantee: &str, kind: Kind) {
-    let what = format!("{guarantee} {}", kind.name());
+    run_on(seed, guarantee, kind, false).await
+}
+
+async fn run_on(seed: u64, guarantee: &str, kind: Kind, three_brokers: bool) {
+    let what = format!("{guarantee} {}{}", kind.name(), if three_brokers { " on 3 brokers" } else { "" });
     eprintln!("streams_eos_faults: {what} seed {seed} (replay with RILL_TEST_SEED={seed})");
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::embedded(dir.path().join("broker")).await.unwrap();
-    let bootstrap = broker.bootstrap();
+    let mut brokers = if three_brokers {
+        let settings = ["default.replication.factor=3", "replica.lag.time.max.ms=10000"];
+        let cluster = tokio::task::block_in_place(|| common::cluster_proc::ProcCluster::start(3, &settings));
+        Brokers::Three { cluster }
+    } else {
+        Brokers::One(Broker::embedded(dir.path().join("broker")).await.unwrap())
+    };
+    let bootstrap = match &brokers {
+        Brokers::One(b) => b.bootstrap(),
+        Brokers::Three { cluster, .. } => cluster.bootstrap(),
+    };
+    let mut broker_kills = 0;
     common::create_topics(
         &bootstrap,
         &[
@@ -303,6 +330,18 @@ async fn run(seed: u64, guarantee: &str, kind: Kind) {
             };
             sent.push(producer.send(topic, None, rec).await.unwrap());
         }
+        if let Brokers::Three { cluster, .. } = &mut brokers {
+            // While the round's records are in flight, a broker may die and come back: a
+            // partition whose ISR was that broker alone is unavailable until it does, as in Kafka.
+            if rng.gen_bool(0.4) && std::env::var("RILL_STREAMS_BROKER_KILLS").is_ok_and(|v| v == "1") {
+                let i = rng.gen_range(0..3);
+                tokio::time::sleep(Duration::from_millis(rng.gen_range(0..300))).await;
+                tokio::task::block_in_place(|| cluster.kill9(i));
+                broker_kills += 1;
+                tokio::time::sleep(Duration::from_millis(rng.gen_range(200..2000))).await;
+                tokio::task::block_in_place(|| cluster.restart(i));
+            }
+        }
         for d in sent {
             d.await.unwrap();
         }
@@ -325,7 +364,9 @@ async fn run(seed: u64, guarantee: &str, kind: Kind) {
             i.stop();
         }
         eprintln!("streams_eos_faults: {what} seed {seed}: {kills} kills, {} pairs: ok", pairs.total());
-        broker.shutdown().await.unwrap();
+        if let Brokers::One(b) = brokers {
+            b.shutdown().await.unwrap();
+        }
         return;
     }
     let seen = read_until(&bootstrap, "counts-out", &model, exact).await;
@@ -353,11 +394,13 @@ async fn run(seed: u64, guarantee: &str, kind: Kind) {
         i.stop();
     }
     eprintln!(
-        "streams_eos_faults: {what} seed {seed}: {kills} kills, {} items, {} inputs: ok",
+        "streams_eos_faults: {what} seed {seed}: {kills} instance kills, {broker_kills} broker kills, {} items, {} inputs: ok",
         model.len(),
         model.values().sum::<i64>()
     );
-    broker.shutdown().await.unwrap();
+    if let Brokers::One(b) = brokers {
+        b.shutdown().await.unwrap();
+    }
 }
 
 /// The join's model: every left and right value per key, and the pairs they make.
@@ -468,5 +511,19 @@ fn exactly_once_and_at_least_once_with_killed_instances() {
     for seed in seeds(1) {
         rt.block_on(run(seed, "exactly_once_v2", Kind::Windowed));
         rt.block_on(run(seed, "exactly_once_v2", Kind::Join));
+    }
+}
+
+/// The count under exactly-once on three broker processes (brokers killed too with
+/// `RILL_STREAMS_BROKER_KILLS=1`).
+#[test]
+fn exactly_once_on_three_brokers_with_killed_instances() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    for seed in seeds(1) {
+        rt.block_on(run_on(seed, "exactly_once_v2", Kind::Count, true));
     }
 }
