@@ -112,3 +112,41 @@ async fn acks_all_survives_the_leader_and_the_old_leader_catches_up() {
     assert!(log.log_end_offset() >= 1000, "caught up: {}", log.log_end_offset());
     cluster.shutdown().await;
 }
+
+/// The last in-sync replica restarts and leads again with everything it had: a broker whose
+/// image has not caught up with the quorum yet must not touch its local topics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_last_in_sync_replica_keeps_its_data_across_a_restart() {
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
+    let mut cluster = Cluster::start(3, &[]).await;
+    let all: String = cluster.nodes.iter().map(|n| n.addr.clone()).collect::<Vec<_>>().join(",");
+    let client = Client::connect(ClientConfig::new(&all)).await.unwrap();
+    // One replica, on broker 1: its only in-sync replica.
+    create_assigned(&client, "r", &[1]).await;
+    produce(&all, 0, 300).await;
+    cluster.kill(0);
+    let survivor = cluster.nodes[2].addr.clone();
+    until(&survivor, "no leader", |md| partition(md, "r").leader < 0).await;
+    // Back, it leads again (from its own log, before its image has caught up) with all 300.
+    cluster.restart(0).await;
+    until(&survivor, "broker 1 leads again", |md| partition(md, "r").leader == 1).await;
+    check(&read(&all).await, 300);
+    cluster.shutdown().await;
+}
+
+/// Create topic `name` with one partition on exactly `replicas`.
+async fn create_assigned(client: &Client, name: &str, replicas: &[i32]) {
+    use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic};
+    use kafka_protocol::messages::{BrokerId, CreateTopicsRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let t = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(name.into())))
+        .with_num_partitions(-1)
+        .with_replication_factor(-1)
+        .with_assignments(vec![CreatableReplicaAssignment::default()
+            .with_partition_index(0)
+            .with_broker_ids(replicas.iter().map(|b| BrokerId(*b)).collect())]);
+    let req = CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![t]);
+    let resp = client.any_broker().call(req, 7).await.expect("CreateTopics");
+    assert_eq!(resp.topics[0].error_code, 0, "creating {name}: {:?}", resp.topics[0].error_message);
+}

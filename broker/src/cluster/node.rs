@@ -222,6 +222,14 @@ impl ClusterNode {
         Some(self.broker_epoch.load(Ordering::Acquire)).filter(|e| *e > 0)
     }
 
+    /// Whether this broker's image has caught up with the quorum: it holds this broker's own
+    /// registration, and so every change committed before it. Until then the image may be
+    /// empty or old (a restarted broker replays the log only once the leader tells it how far
+    /// it is committed), and nothing local may be changed to match it.
+    pub fn caught_up(&self) -> bool {
+        self.broker_epoch().is_some_and(|e| self.applied.borrow().index >= e)
+    }
+
     /// Wait until this broker is registered and its image holds the registration.
     pub async fn wait_registered(&self) {
         let epoch = loop {

@@ -58,6 +58,10 @@ pub async fn wait_and_sync(state: &Arc<BrokerState>, ready: impl Fn(&ClusterImag
 pub async fn sync_loop(state: Arc<BrokerState>) {
     let Some(node) = state.cluster.clone() else { return };
     let mut rx = node.subscribe();
+    tokio::select! {
+        _ = node.wait_registered() => {}
+        _ = state.shutdown.cancelled() => return,
+    }
     loop {
         let st = state.clone();
         blocking(move || sync_topics(&st)).await;
@@ -71,6 +75,11 @@ pub async fn sync_loop(state: Arc<BrokerState>) {
 /// Make the local topics match the image. Serialised, and idempotent: callers race freely.
 pub fn sync_topics(state: &Arc<BrokerState>) {
     let Some(node) = &state.cluster else { return };
+    if !node.caught_up() {
+        // An image behind the quorum (just restarted, not yet replayed) would delete every
+        // local topic it does not know yet: wait for it.
+        return;
+    }
     let _one_at_a_time = state.topic_sync.lock().unwrap_or_else(|p| p.into_inner());
     let image = node.image();
     let report = |what: &str, name: &str, e: TopicError| {
