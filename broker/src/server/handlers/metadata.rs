@@ -84,7 +84,10 @@ fn requested(req: &MetadataRequest, version: i16) -> Option<Vec<String>> {
 async fn cluster_handle(state: &Arc<BrokerState>, req: MetadataRequest, version: i16) -> MetadataResponse {
     let node = state.cluster.as_ref().expect("checked by the caller");
     let mut image = node.image();
-    let auto_create = state.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    // A broker whose image has not caught up with the quorum yet (just restarted) may not know
+    // topics that exist: it says so with a retriable error, and creates nothing.
+    let behind = !node.caught_up();
+    let auto_create = !behind && state.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
     let names = requested(&req, version);
     if let (Some(names), true) = (&names, auto_create) {
         let missing: Vec<&String> =
@@ -141,6 +144,8 @@ async fn cluster_handle(state: &Arc<BrokerState>, req: MetadataRequest, version:
         let Some(t) = image.topics.get(name) else {
             let code = if validate_topic_name(name).is_err() {
                 codes::INVALID_TOPIC_EXCEPTION
+            } else if behind {
+                codes::LEADER_NOT_AVAILABLE
             } else {
                 codes::UNKNOWN_TOPIC_OR_PARTITION
             };

@@ -148,6 +148,17 @@ pub async fn plan(
     if !external.is_empty() {
         let md = client.metadata(Some(&external), false).await?;
         for t in &external {
+            // A retriable error (a broker still catching up with its cluster) is the broker's to
+            // report, so that the caller tries again; only an unknown topic is the user's.
+            let retriable = md
+                .topics
+                .iter()
+                .filter(|m| &m.name == t && m.error_code != 0 && m.error_code != 3)
+                .find_map(|m| Error::from_code(m.error_code, format!("source topic {t}"), None))
+                .filter(|e| e.is_retriable());
+            if let Some(e) = retriable {
+                return Err(e);
+            }
             let found = md.topics.iter().find(|m| &m.name == t && m.error_code == 0 && !m.partitions.is_empty());
             let Some(m) = found else {
                 return Err(Error::Config(format!(
