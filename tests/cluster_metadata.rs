@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use std::collections::BTreeMap;
 
 use common::cluster::{metadata, until, Cluster};
@@ -36,6 +38,20 @@ async fn three_brokers_share_metadata_and_survive_the_controller() {
     }
 
     assert_eq!(ids.len(), 1, "one cluster id for the whole cluster: {ids:?}");
+
+    // A config change through one broker reaches every broker's copy of the topic.
+    let set = [("retention.ms".to_string(), Some("3600000".to_string()))];
+    Admin::new(&client).alter_configs("t", &set).await.expect("alter t");
+    for n in &cluster.nodes {
+        let c = Client::connect(ClientConfig::new(&n.addr)).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while Admin::new(&c).describe_configs("t").await.unwrap().get("retention.ms").map(String::as_str)
+            != Some("3600000")
+        {
+            assert!(tokio::time::Instant::now() < deadline, "broker {} never took the new retention.ms", n.id);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 
     // Kill the controller's broker (no clean shutdown).
     let controller = metadata(&cluster.nodes[0].addr).await.controller;

@@ -273,33 +273,12 @@ pub async fn alter_configs(
             let result: Result<(), (i16, String)> = if res.resource_type != TOPIC_RESOURCE {
                 Err((codes::INVALID_REQUEST, "only topic configs (resource type 2) can be altered".into()))
             } else {
-                let mut changes = Vec::new();
-                let mut bad = None;
-                for c in &res.configs {
-                    match c.config_operation {
-                        0 => changes.push((
-                            c.name.to_string(),
-                            c.value.as_ref().map(|v| v.to_string()).or(Some(String::new())),
-                        )),
-                        1 => changes.push((c.name.to_string(), None)),
-                        op => {
-                            bad = Some((
-                                codes::INVALID_CONFIG,
-                                format!(
-                                    "operation {op} on '{}' is not supported; use SET (0) or DELETE (1)",
-                                    c.name.as_str()
-                                ),
-                            ))
-                        }
-                    }
-                }
-                match bad {
-                    Some(b) => Err(b),
-                    None => state
+                config_changes(&res.configs).and_then(|changes| {
+                    state
                         .topics
                         .alter_configs(res.resource_name.as_str(), &changes, req.validate_only)
-                        .map_err(|e: TopicError| (e.code(), e.to_string())),
-                }
+                        .map_err(|e: TopicError| (e.code(), e.to_string()))
+                })
             };
             if let Err((code, m)) = result {
                 r.error_code = code;
@@ -310,6 +289,27 @@ pub async fn alter_configs(
         resp
     })
     .await
+}
+
+/// A config change by name: `Some` sets, `None` resets to the default.
+pub(super) type ConfigChange = (String, Option<String>);
+
+/// IncrementalAlterConfigs' operations on one resource as changes: `Some` sets (SET, 0),
+/// `None` resets to the default (DELETE, 1); APPEND and SUBTRACT are refused.
+pub(super) fn config_changes(
+    configs: &[kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig],
+) -> Result<Vec<ConfigChange>, (i16, String)> {
+    configs
+        .iter()
+        .map(|c| match c.config_operation {
+            0 => Ok((c.name.to_string(), Some(c.value.as_ref().map(|v| v.to_string()).unwrap_or_default()))),
+            1 => Ok((c.name.to_string(), None)),
+            op => Err((
+                codes::INVALID_CONFIG,
+                format!("operation {op} on '{}' is not supported; use SET (0) or DELETE (1)", c.name.as_str()),
+            )),
+        })
+        .collect()
 }
 
 pub async fn delete_records(state: &Arc<BrokerState>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {

@@ -211,34 +211,20 @@ pub async fn alter_configs(
         let result: Result<(), (i16, String)> = if res.resource_type != TOPIC_RESOURCE {
             Err((codes::INVALID_REQUEST, "only topic configs (resource type 2) can be altered".into()))
         } else if let Some(t) = image.topics.get(&name) {
+            let changes = super::admin::config_changes(&res.configs);
             let mut overrides = t.configs.clone();
-            let mut bad = None;
-            for c in &res.configs {
-                match c.config_operation {
-                    0 => {
-                        overrides
-                            .insert(c.name.to_string(), c.value.as_ref().map(|v| v.to_string()).unwrap_or_default());
-                    }
-                    1 => {
-                        overrides.remove(c.name.as_str());
-                    }
-                    op => {
-                        bad = Some((
-                            codes::INVALID_CONFIG,
-                            format!(
-                                "operation {op} on '{}' is not supported; use SET (0) or DELETE (1)",
-                                c.name.as_str()
-                            ),
-                        ))
-                    }
-                }
+            for (name, value) in changes.iter().flatten() {
+                match value {
+                    Some(v) => overrides.insert(name.clone(), v.clone()),
+                    None => overrides.remove(name),
+                };
             }
             let valid = state
                 .topics
                 .defaults()
                 .with_overrides(overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .map_err(|e| (codes::INVALID_CONFIG, e.to_string()));
-            match (bad, valid) {
+            match (changes.err(), valid) {
                 (Some(b), _) => Err(b),
                 (None, Err(e)) => Err(e),
                 (None, Ok(_)) if req.validate_only => Ok(()),
