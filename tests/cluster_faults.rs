@@ -164,6 +164,9 @@ fn run(seed: u64) -> Vec<String> {
             other => problems.push(format!("acknowledged {value:?} at {p}@{o}, but the log holds {other:?} there")),
         }
     }
+    if !problems.is_empty() {
+        cluster.keep_evidence();
+    }
     problems
 }
 

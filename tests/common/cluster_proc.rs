@@ -169,6 +169,8 @@ pub struct ProcCluster {
     /// `links[i][j]`: the proxy broker `i` uses to reach broker `j` (none for `i == j`).
     links: Vec<Vec<Option<Proxy>>>,
     settings: Vec<String>,
+    /// Keep the directories and print the logs on drop (a failed check, or `RILL_CLUSTER_KEEP`).
+    keep: bool,
     _tmp: tempfile::TempDir,
 }
 
@@ -209,7 +211,7 @@ impl ProcCluster {
                 isolated: false,
             });
         }
-        let mut c = Self { nodes, links, settings: all, _tmp: tmp };
+        let mut c = Self { nodes, links, settings: all, keep: false, _tmp: tmp };
         #[allow(clippy::needless_range_loop)] // `i` indexes nodes, links and listeners alike
         for i in 0..n {
             let mut tries = 0;
@@ -384,12 +386,20 @@ impl ProcCluster {
     }
 }
 
+impl ProcCluster {
+    /// On drop, keep the brokers' directories and print the tail of their logs (for a check
+    /// that failed after the workload, when nothing panics while the cluster lives).
+    pub fn keep_evidence(&mut self) {
+        self.keep = true;
+    }
+}
+
 impl Drop for ProcCluster {
     fn drop(&mut self) {
         for i in 0..self.nodes.len() {
             self.kill9(i);
         }
-        if std::thread::panicking() || std::env::var_os("RILL_CLUSTER_LOGS").is_some() {
+        if self.keep || std::thread::panicking() || std::env::var_os("RILL_CLUSTER_LOGS").is_some() {
             // The brokers' own account of a failure (RILL_LOG picks the level, default warn).
             for n in &self.nodes {
                 let text = std::fs::read_to_string(n.log()).unwrap_or_default();
@@ -400,7 +410,7 @@ impl Drop for ProcCluster {
                 }
             }
         }
-        if std::env::var_os("RILL_CLUSTER_KEEP").is_some() {
+        if self.keep || std::env::var_os("RILL_CLUSTER_KEEP").is_some() {
             let dir = std::mem::replace(&mut self._tmp, tempfile::tempdir().expect("tempdir"));
             eprintln!("cluster_proc: kept the brokers' directories and logs in {}", dir.keep().display());
         }

@@ -35,13 +35,17 @@ pub enum Outcome {
     Retry,
 }
 
-/// The Kafka error code answering a marker with `outcome` (for WriteTxnMarkers).
-fn outcome_of_code(code: i16) -> Outcome {
-    const INVALID_PRODUCER_EPOCH: i16 = 47;
-    const TRANSACTION_COORDINATOR_FENCED: i16 = 52;
+/// What a marker answered with Kafka error `code` became. `known`: this broker's metadata has
+/// the partition (a lone broker: whether its log exists). A partition unknown to the broker that
+/// answered but known here (a restarted broker not yet in step with the quorum) is tried again;
+/// only a partition gone everywhere is skipped.
+fn outcome_of_code(code: i16, known: bool) -> Outcome {
     match code {
         0 => Outcome::Written,
-        codes::UNKNOWN_TOPIC_OR_PARTITION | INVALID_PRODUCER_EPOCH | TRANSACTION_COORDINATOR_FENCED => Outcome::Skipped,
+        codes::UNKNOWN_TOPIC_OR_PARTITION if known => Outcome::Retry,
+        codes::UNKNOWN_TOPIC_OR_PARTITION | codes::INVALID_PRODUCER_EPOCH | codes::TRANSACTION_COORDINATOR_FENCED => {
+            Outcome::Skipped
+        }
         _ => Outcome::Retry,
     }
 }
@@ -70,7 +74,7 @@ pub async fn write_local(
         Ok(info) => info,
         Err(LogError::Producer(e @ ProducerError::InvalidEpoch { .. })) => {
             tracing::warn!(topic = %tp.topic, partition = tp.partition, error = %e, "marker refused");
-            return 47;
+            return codes::INVALID_PRODUCER_EPOCH;
         }
         Err(e) => {
             tracing::warn!(topic = %tp.topic, partition = tp.partition, producer_id, error = %e, "cannot write a marker");
@@ -152,28 +156,36 @@ impl MarkerWriter {
         let mut out = Vec::new();
         let mut remote: HashMap<i32, Vec<TopicPartition>> = HashMap::new();
         let image = state.cluster.as_ref().map(|n| n.image());
+        let known = |tp: &TopicPartition| match &image {
+            Some(img) => img.partition(&tp.topic, tp.partition).is_some(),
+            None => state.topics.partition(&tp.topic, tp.partition).is_some(),
+        };
         for tp in partitions {
             let leader = image.as_ref().map(|img| img.partition(&tp.topic, tp.partition).map(|p| p.leader));
             match leader {
                 // A lone broker, or this broker leads: write here.
                 None => {
                     let code = write_local(state, &tp, producer_id, producer_epoch, commit, coordinator_epoch).await;
-                    out.push((tp, outcome_of_code(code)));
+                    out.push((tp, code));
                 }
                 Some(Some(l)) if l == state.config.node_id => {
                     let code = write_local(state, &tp, producer_id, producer_epoch, commit, coordinator_epoch).await;
-                    out.push((tp, outcome_of_code(code)));
+                    out.push((tp, code));
                 }
-                Some(None) => out.push((tp, Outcome::Skipped)),
-                Some(Some(l)) if l < 0 => out.push((tp, Outcome::Retry)),
+                Some(None) => out.push((tp, codes::UNKNOWN_TOPIC_OR_PARTITION)),
+                Some(Some(l)) if l < 0 => out.push((tp, codes::LEADER_NOT_AVAILABLE)),
                 Some(Some(l)) => remote.entry(l).or_default().push(tp),
             }
         }
         for (leader, tps) in remote {
-            let outcomes = self.send(state, leader, producer_id, producer_epoch, commit, coordinator_epoch, &tps).await;
-            out.extend(outcomes);
+            out.extend(self.send(state, leader, producer_id, producer_epoch, commit, coordinator_epoch, &tps).await);
         }
-        out
+        out.into_iter()
+            .map(|(tp, code)| {
+                let outcome = outcome_of_code(code, known(&tp));
+                (tp, outcome)
+            })
+            .collect()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -186,8 +198,8 @@ impl MarkerWriter {
         commit: bool,
         coordinator_epoch: i32,
         tps: &[TopicPartition],
-    ) -> Vec<(TopicPartition, Outcome)> {
-        let retry = || tps.iter().map(|tp| (tp.clone(), Outcome::Retry)).collect::<Vec<_>>();
+    ) -> Vec<(TopicPartition, i16)> {
+        let retry = || tps.iter().map(|tp| (tp.clone(), codes::NETWORK_EXCEPTION)).collect::<Vec<_>>();
         let Some(addr) = state.config.cluster.voters.get(&leader) else { return retry() };
         if self.conns.get(&leader).is_none_or(|c| c.is_closed()) {
             match Connection::connect(addr, &format!("rill-txn-coordinator-{}", state.config.node_id)).await {
@@ -225,7 +237,7 @@ impl MarkerWriter {
                     for t in m.topics {
                         for p in t.partitions {
                             let tp = TopicPartition::new(t.name.0.as_str(), p.partition_index);
-                            out.push((tp, outcome_of_code(p.error_code)));
+                            out.push((tp, p.error_code));
                         }
                     }
                 }

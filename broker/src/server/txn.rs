@@ -12,7 +12,10 @@
 //! without an open transaction changes nothing). A partition that no longer exists is skipped
 //! with a warning; a partition that refuses a marker for another reason is retried. If an append
 //! to `__transaction_state` fails, the pending answers are dropped (COORDINATOR_NOT_AVAILABLE)
-//! and the coordinator is rebuilt from the log.
+//! and the coordinator is rebuilt from the log, but in a cluster only once the high watermark
+//! of every partition it leads has reached the log end: the failed record may be in the log
+//! without being in the ISR, and acting on it could contradict a new coordinator. Until then
+//! requests are refused. A new leader of a partition waits the same way before loading.
 //!
 //! [`TxnHandle::verify`] answers the Produce handler's KIP-890 part 1 check without a round trip:
 //! it reads the last stored state of each transactional id, which the driver publishes after
@@ -48,6 +51,8 @@ pub const TRANSACTION_STATE_SEGMENT_BYTES: &str = "104857600";
 /// The coordinator epoch markers carry on a lone broker (in a cluster: the leader epoch of the
 /// transaction's `__transaction_state` partition).
 const COORDINATOR_EPOCH: i32 = 0;
+/// How often a coordinator that could not load its state tries again.
+const LOAD_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 /// Producer ids kept ready so that a step never waits for the disk (a step takes at most one).
 const IDS_READY: i64 = 2;
 
@@ -154,18 +159,20 @@ pub async fn run(state: Arc<BrokerState>, mut inbox: TxnInbox, config: TxnConfig
     if clustered {
         d.follow_leadership();
     }
-    let mut coordinator = d.load_or_empty().await;
+    // `None` until the state is loaded: requests are refused (COORDINATOR_NOT_AVAILABLE) and
+    // nothing is acted on meanwhile.
+    let mut coordinator = d.try_load().await;
     let mut pending: HashMap<u64, oneshot::Sender<Response>> = HashMap::new();
     let mut next_id = 0u64;
     loop {
-        let deadline = coordinator.next_deadline();
+        let deadline = coordinator.as_ref().and_then(|c| c.next_deadline());
         let wake = deadline.map(|t| Instant::now() + std::time::Duration::from_millis((t - now_ms()).max(0) as u64));
         let effects = tokio::select! {
             call = inbox.rx.recv() => {
                 let Some(call) = call else { return };
-                if !d.coordinates(&call.req) {
-                    continue; // coordinated elsewhere: dropping the reply answers COORDINATOR_NOT_AVAILABLE
-                }
+                let Some(c) = coordinator.as_mut().filter(|_| d.coordinates(&call.req)) else {
+                    continue; // not loaded, or coordinated elsewhere: dropping the reply answers COORDINATOR_NOT_AVAILABLE
+                };
                 if let Err(e) = d.ensure_state_topic().await {
                     tracing::error!(error = %e, "cannot create {TRANSACTION_STATE_TOPIC}");
                     continue; // dropping the reply answers COORDINATOR_NOT_AVAILABLE
@@ -175,7 +182,7 @@ pub async fn run(state: Arc<BrokerState>, mut inbox: TxnInbox, config: TxnConfig
                 }
                 next_id += 1;
                 pending.insert(next_id, call.reply);
-                coordinator.step(now_ms(), RequestId(next_id), call.req)
+                c.step(now_ms(), RequestId(next_id), call.req)
             }
             changed = leadership.changed(), if clustered => {
                 if changed.is_err() {
@@ -184,17 +191,26 @@ pub async fn run(state: Arc<BrokerState>, mut inbox: TxnInbox, config: TxnConfig
                 if d.follow_leadership() {
                     // Which ids are held here changed: rebuild from the partitions led now.
                     pending.clear();
-                    coordinator = d.load_or_empty().await;
+                    coordinator = d.try_load().await;
                 }
                 continue;
             }
-            _ = sleep_until(wake) => coordinator.tick(now_ms()),
+            _ = sleep_until(wake) => match coordinator.as_mut() {
+                Some(c) => c.tick(now_ms()),
+                None => continue,
+            },
+            _ = tokio::time::sleep(LOAD_RETRY), if coordinator.is_none() => {
+                coordinator = d.try_load().await;
+                continue;
+            }
             _ = d.state.shutdown.cancelled() => return,
         };
-        if !d.apply(&mut coordinator, effects, &mut pending).await {
-            // What memory holds may not be in the log: start again from the log.
+        let Some(c) = coordinator.as_mut() else { continue };
+        if !d.apply(c, effects, &mut pending).await {
+            // What memory holds may not be in the log, and the log may hold a record that never
+            // reached the in-sync replicas: start again from the log once all of it has.
             pending.clear();
-            coordinator = d.load_or_empty().await;
+            coordinator = d.try_load().await;
         }
     }
 }
@@ -380,25 +396,54 @@ impl Driver {
         .await
     }
 
-    /// A coordinator rebuilt from `__transaction_state` (or an empty one if it cannot be read),
-    /// with the shared view reset to match.
-    async fn load_or_empty(&self) -> TxnCoordinator {
-        let ids = self.ids.clone();
-        let mut coordinator = TxnCoordinator::new(self.config.clone(), move || ids.try_next());
-        match self.read_records().await {
-            Ok(records) => {
-                let n = records.len();
-                coordinator.load(now_ms(), records);
-                if n > 0 {
-                    tracing::info!(records = n, "loaded transaction state from {TRANSACTION_STATE_TOPIC}");
-                }
+    /// A coordinator rebuilt from `__transaction_state`, with the shared view reset to match;
+    /// `None` (and an empty view) while a partition coordinated here holds records its in-sync
+    /// replicas do not all have yet, or the log cannot be read.
+    ///
+    /// Acting only on records below the high watermark is what keeps a coordinator that lost
+    /// its followers from writing the markers of a PrepareCommit no other broker holds: its
+    /// append failed, and a new coordinator may abort that transaction meanwhile.
+    async fn try_load(&self) -> Option<TxnCoordinator> {
+        let loaded = match self.unreplicated() {
+            Some(p) => {
+                tracing::debug!(partition = p, "{TRANSACTION_STATE_TOPIC} not all replicated yet; loading later");
+                None
             }
-            Err(e) => tracing::error!(error = %e, "cannot load {TRANSACTION_STATE_TOPIC}; transactions start empty"),
-        }
+            None => match self.read_records().await {
+                Ok(records) => {
+                    let ids = self.ids.clone();
+                    let mut coordinator = TxnCoordinator::new(self.config.clone(), move || ids.try_next());
+                    let n = records.len();
+                    coordinator.load(now_ms(), records);
+                    if n > 0 {
+                        tracing::info!(records = n, "loaded transaction state from {TRANSACTION_STATE_TOPIC}");
+                    }
+                    Some(coordinator)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot load {TRANSACTION_STATE_TOPIC}; trying again");
+                    None
+                }
+            },
+        };
         let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
-        *view = coordinator.list().map(|(id, v)| (id.to_owned(), v.clone())).collect();
-        drop(view);
-        coordinator
+        *view = match &loaded {
+            Some(c) => c.list().map(|(id, v)| (id.to_owned(), v.clone())).collect(),
+            None => HashMap::new(),
+        };
+        loaded
+    }
+
+    /// In a cluster: a `__transaction_state` partition led here whose high watermark is below
+    /// its log end (a lone broker's log is all committed).
+    fn unreplicated(&self) -> Option<i32> {
+        let owned = self.owned.read().unwrap_or_else(|p| p.into_inner());
+        let owned = owned.as_ref()?;
+        let topic = self.state.topics.get(TRANSACTION_STATE_TOPIC)?;
+        owned
+            .keys()
+            .copied()
+            .find(|&p| topic.partitions.get(p as usize).is_some_and(|log| log.high_watermark() < log.log_end_offset()))
     }
 
     /// Every record of `__transaction_state`, partition by partition, oldest first.

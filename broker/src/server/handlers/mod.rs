@@ -193,6 +193,8 @@ pub mod codes {
     pub const LEADER_NOT_AVAILABLE: i16 = 5;
     /// NOT_LEADER_OR_FOLLOWER.
     pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    /// NETWORK_EXCEPTION.
+    pub const NETWORK_EXCEPTION: i16 = 13;
     /// TOPIC_ALREADY_EXISTS.
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
     /// INVALID_PARTITIONS.
