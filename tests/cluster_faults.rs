@@ -204,10 +204,16 @@ fn inject_faults(cluster: &mut ProcCluster, rng: &mut StdRng) -> Vec<String> {
                 let Some(leader) = cluster.leader_of(TOPIC, p) else { continue };
                 let i = cluster.index(leader);
                 cluster.kill9(i);
+                // Every partition it led moves to another in-sync replica, except one whose ISR
+                // had shrunk to the killed broker alone: that one stays offline until the
+                // restart (unclean election is off), as Kafka's would.
                 cluster.wait_until("a new leader after kill -9", CONVERGE, |md| {
-                    md.topics
-                        .iter()
-                        .any(|t| t.name == TOPIC && t.partitions.iter().all(|q| q.leader >= 0 && q.leader != leader))
+                    md.topics.iter().any(|t| {
+                        t.name == TOPIC
+                            && t.partitions
+                                .iter()
+                                .all(|q| (q.leader >= 0 && q.leader != leader) || (q.leader < 0 && q.isr == [leader]))
+                    })
                 });
                 cluster.restart(i);
                 done.push(format!("kill -9 broker {leader} (leader of {p}), restart"));
