@@ -456,13 +456,35 @@ impl Consumer {
 
     /// The committed offsets of `partitions` (`None` where nothing is committed). A
     /// read_committed consumer waits (up to `request.timeout.ms`) for offsets still pending in a
-    /// transaction to be committed or aborted (KIP-447), as Kafka's does.
+    /// transaction to be committed or aborted (KIP-447), as Kafka's does. A coordinator that
+    /// died or moved is looked up again until `default.api.timeout.ms` ([`Error::Timeout`]).
     pub async fn committed(&self, partitions: &[TopicPartition]) -> Result<BTreeMap<TopicPartition, Option<i64>>> {
         let group =
             self.shared.config.group_id.clone().ok_or_else(|| Error::Config("committed needs a group.id".into()))?;
-        let conn = self.shared.coordinator().await?;
-        let stable = self.shared.config.isolation_level == crate::client::IsolationLevel::ReadCommitted;
-        protocol::fetch_offsets(&conn, &group, partitions, self.shared.config.request_timeout, stable).await
+        let config = &self.shared.config;
+        let stable = config.isolation_level == crate::client::IsolationLevel::ReadCommitted;
+        let deadline = tokio::time::Instant::now() + config.default_api_timeout;
+        loop {
+            let r = match self.shared.coordinator().await {
+                Ok(conn) => protocol::fetch_offsets(&conn, &group, partitions, config.request_timeout, stable).await,
+                Err(e) => Err(e),
+            };
+            match r {
+                // The coordinator died or moved: look it up again, as Java's consumer does until
+                // `default.api.timeout.ms`.
+                Err(e) if protocol::is_coordinator_error(&e) => {
+                    self.shared.forget_coordinator().await;
+                    if tokio::time::Instant::now() + config.retry_backoff >= deadline {
+                        return Err(Error::Timeout(format!(
+                            "committed offsets not fetched within default.api.timeout.ms; last error: {e}"
+                        )));
+                    }
+                    tracing::debug!(error = %e, "fetching committed offsets failed; retrying");
+                    tokio::time::sleep(config.retry_backoff).await;
+                }
+                r => return r,
+            }
+        }
     }
 
     /// Commit positions (with auto commit on), give up the partitions, leave the group and stop

@@ -41,6 +41,8 @@ pub const DEFAULT_ASSIGNMENT_STRATEGY: &str = "range,cooperative-sticky";
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
 /// `retry.backoff.ms`.
 pub const DEFAULT_RETRY_BACKOFF_MS: u64 = 100;
+/// `default.api.timeout.ms` (1 minute).
+pub const DEFAULT_API_TIMEOUT_MS: u64 = 60_000;
 /// `metadata.max.age.ms` (5 minutes).
 pub const DEFAULT_METADATA_MAX_AGE_MS: u64 = 300_000;
 /// `exclude.internal.topics`.
@@ -105,6 +107,10 @@ pub struct ConsumerConfig {
     pub request_timeout: Duration,
     /// `retry.backoff.ms`.
     pub retry_backoff: Duration,
+    /// `default.api.timeout.ms`: how long a blocking call such as
+    /// [`Consumer::committed`](super::Consumer::committed) keeps retrying a lost or moved
+    /// coordinator before it fails.
+    pub default_api_timeout: Duration,
     /// `metadata.max.age.ms`: how often a subscribed member re-reads metadata to notice topics
     /// matching its pattern appearing or disappearing and partition counts growing (then it
     /// rejoins the group).
@@ -139,6 +145,7 @@ impl Default for ConsumerConfig {
             custom_assignors: Vec::new(),
             request_timeout: Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS),
             retry_backoff: Duration::from_millis(DEFAULT_RETRY_BACKOFF_MS),
+            default_api_timeout: Duration::from_millis(DEFAULT_API_TIMEOUT_MS),
             metadata_max_age: Duration::from_millis(DEFAULT_METADATA_MAX_AGE_MS),
             exclude_internal_topics: DEFAULT_EXCLUDE_INTERNAL_TOPICS,
             isolation_level: DEFAULT_ISOLATION_LEVEL,
@@ -166,6 +173,7 @@ pub const PROPERTIES: &[&str] = &[
     "partition.assignment.strategy",
     "request.timeout.ms",
     "retry.backoff.ms",
+    "default.api.timeout.ms",
     "metadata.max.age.ms",
     "exclude.internal.topics",
     "isolation.level",
@@ -249,6 +257,7 @@ impl ConsumerConfig {
             }
             "request.timeout.ms" => self.request_timeout = ms(1)?,
             "retry.backoff.ms" => self.retry_backoff = ms(0)?,
+            "default.api.timeout.ms" => self.default_api_timeout = ms(1)?,
             "metadata.max.age.ms" => self.metadata_max_age = ms(0)?,
             "exclude.internal.topics" => self.exclude_internal_topics = boolean()?,
             "isolation.level" => {

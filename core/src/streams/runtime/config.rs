@@ -81,6 +81,10 @@ pub struct StreamsConfig {
     /// `max.task.idle.ms`: how long a task with data on some of its partitions waits for the
     /// others before processing (0: never waits).
     pub max_task_idle: Duration,
+    /// `task.timeout.ms`: how long a task keeps retrying calls a broker failure interrupted
+    /// (a dead leader or coordinator, a connection lost mid-call) before its thread fails
+    /// (KIP-572; 5 minutes as Kafka's).
+    pub task_timeout: Duration,
     /// `repartition.purge.interval.ms`: how often a stream thread deletes the records of
     /// repartition topics it has committed past (they are read once, by this application).
     pub repartition_purge_interval: Duration,
@@ -119,6 +123,7 @@ impl StreamsConfig {
             repartition_purge_interval: Duration::from_secs(30),
             default_timestamp_extractor: "FailOnInvalidTimestamp".to_string(),
             max_task_idle: Duration::ZERO,
+            task_timeout: Duration::from_secs(300),
             application_server: None,
             consumer: Vec::new(),
             producer: Vec::new(),
@@ -184,6 +189,7 @@ impl StreamsConfig {
                 let ms: i64 = v.parse().map_err(|_| bad("milliseconds, or -1"))?;
                 self.max_task_idle = Duration::from_millis(ms.max(0) as u64)
             }
+            "task.timeout.ms" => self.task_timeout = Duration::from_millis(v.parse().map_err(|_| bad("milliseconds"))?),
             "repartition.purge.interval.ms" => {
                 self.repartition_purge_interval = Duration::from_millis(v.parse().map_err(|_| bad("milliseconds"))?)
             }

@@ -38,6 +38,7 @@ use crate::streams::topology::Topology;
 
 use super::config::{OnError, StreamsConfig};
 use super::restore::RestoreStats;
+use super::retry::retrying;
 
 type TopicPartition = (String, i32);
 
@@ -255,8 +256,13 @@ impl Global {
         })?;
         let mut bounds: BTreeMap<TopicPartition, (i64, i64)> = BTreeMap::new();
         for (tp, _) in &self.partitions {
-            let earliest = self.client.list_offset(&tp.0, tp.1, EARLIEST).await?;
-            let end = self.client.list_offset_isolated(&tp.0, tp.1, LATEST, IsolationLevel::ReadCommitted).await?;
+            let client = &self.client;
+            let (earliest, end) = retrying(client, self.cx.config.task_timeout, "a global topic's offsets", || async {
+                let earliest = client.list_offset(&tp.0, tp.1, EARLIEST).await?;
+                let end = client.list_offset_isolated(&tp.0, tp.1, LATEST, IsolationLevel::ReadCommitted).await?;
+                Ok((earliest, end))
+            })
+            .await?;
             bounds.insert(tp.clone(), (earliest, end));
         }
         // Where each store starts: its checkpoint if it covers every partition and fits, else

@@ -30,6 +30,7 @@ mod internal;
 mod metadata;
 mod queues;
 mod restore;
+mod retry;
 mod standby;
 mod thread;
 

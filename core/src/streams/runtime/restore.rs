@@ -8,10 +8,11 @@
 //! just that tail.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::retry::retrying;
 use crate::client::{Client, IsolationLevel, EARLIEST, LATEST};
 use crate::records::decode_fetched;
 use crate::streams::error::{Result, StreamsError};
@@ -32,12 +33,14 @@ pub struct RestoreStats {
     pub to: i64,
 }
 
-/// Restore every logged store of `task` (those whose changelog is in `partitions`).
+/// Restore every logged store of `task` (those whose changelog is in `partitions`). Calls a
+/// broker failure interrupts are retried for up to `timeout` (`task.timeout.ms`).
 pub(crate) async fn restore_task(
     client: &Client,
     task: &mut Task,
     application_id: &str,
     partitions: &HashMap<String, i32>,
+    timeout: Duration,
 ) -> Result<Vec<(String, RestoreStats)>> {
     let id = task.id();
     let mut out = Vec::new();
@@ -48,8 +51,12 @@ pub(crate) async fn restore_task(
         }
         let started = Instant::now();
         let p = id.partition;
-        let earliest = client.list_offset(&changelog, p, EARLIEST).await?;
-        let end = client.list_offset_isolated(&changelog, p, LATEST, IsolationLevel::ReadCommitted).await?;
+        let (earliest, end) = retrying(client, timeout, "the changelog's offsets", || async {
+            let earliest = client.list_offset(&changelog, p, EARLIEST).await?;
+            let end = client.list_offset_isolated(&changelog, p, LATEST, IsolationLevel::ReadCommitted).await?;
+            Ok((earliest, end))
+        })
+        .await?;
         let mut pos = match store.checkpoint()? {
             // Below the earliest offset (retention or compaction moved it): start there.
             Some(c) if c <= end => c.max(earliest),
@@ -63,18 +70,21 @@ pub(crate) async fn restore_task(
         let from = pos;
         let mut records = 0u64;
         while pos < end {
-            let got = client
-                .fetch_many_isolated(
-                    &changelog,
-                    &[(p, pos)],
-                    RESTORE_FETCH_BYTES,
-                    RESTORE_FETCH_BYTES,
-                    500,
-                    IsolationLevel::ReadCommitted,
-                )
-                .await?;
-            let Some((_, data)) = got.into_iter().next() else { break };
-            let data = data?;
+            let data = retrying(client, timeout, "restoring from the changelog", || async {
+                let got = client
+                    .fetch_many_isolated(
+                        &changelog,
+                        &[(p, pos)],
+                        RESTORE_FETCH_BYTES,
+                        RESTORE_FETCH_BYTES,
+                        500,
+                        IsolationLevel::ReadCommitted,
+                    )
+                    .await?;
+                got.into_iter().next().map(|(_, data)| data).transpose()
+            })
+            .await?;
+            let Some(data) = data else { break };
             let fetched = decode_fetched(data.records, pos, &data.aborted_transactions)?;
             let Some(next) = fetched.next_offset.filter(|n| *n > pos) else {
                 return Err(StreamsError::Topology(format!(

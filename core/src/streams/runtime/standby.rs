@@ -20,6 +20,7 @@ use crate::streams::topology::{TaskSettings, Topology};
 
 use super::collector::Outbox;
 use super::config::StreamsConfig;
+use super::retry::retrying;
 
 type TopicPartition = (String, i32);
 
@@ -80,9 +81,10 @@ impl Standbys {
                 if !self.changelogs.contains_key(&changelog) {
                     continue;
                 }
-                let end = client
-                    .list_offset_isolated(&changelog, id.partition, LATEST, IsolationLevel::ReadCommitted)
-                    .await?;
+                let end = retrying(client, self.config.task_timeout, "a standby's changelog end", || {
+                    client.list_offset_isolated(&changelog, id.partition, LATEST, IsolationLevel::ReadCommitted)
+                })
+                .await?;
                 let from = match store.checkpoint()? {
                     Some(c) if c <= end => c,
                     Some(c) => {

@@ -723,8 +723,14 @@ impl Thread {
         // A task moving between threads of one process: the old owner may still hold its
         // stores' files for a moment.
         let mut task = build_task(&self.cx.topology, &settings, id, &self.outbox).await?;
-        let stats =
-            restore_task(&self.client, &mut task, &self.cx.config.application_id, &self.cx.plan.partitions).await?;
+        let stats = restore_task(
+            &self.client,
+            &mut task,
+            &self.cx.config.application_id,
+            &self.cx.plan.partitions,
+            self.cx.config.task_timeout,
+        )
+        .await?;
         self.cx.restorations.lock().expect("restorations lock").extend(
             stats.into_iter().map(|(store, stats)| Restoration { task: id, store, stats, thread: self.cx.index }),
         );
