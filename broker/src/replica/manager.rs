@@ -220,6 +220,25 @@ impl ReplicaManager {
         }
     }
 
+    /// An acks=all write made here under leader `epoch` and ending at `end` (a coordinator's
+    /// record, a transaction marker): move the high watermark for it, then wait until the ISR
+    /// has it, at most `timeout`. Err: the Kafka error code (not leader any more, timed out,
+    /// NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn replicate(
+        &self,
+        state: &BrokerState,
+        topic: &str,
+        partition: i32,
+        log: &Log,
+        end: i64,
+        epoch: i32,
+        timeout: Duration,
+    ) -> Result<(), i16> {
+        self.after_append(state, topic, partition, log);
+        self.wait_replicated(topic, partition, log, end, epoch, timeout).await
+    }
+
     /// Wait until the high watermark reaches `offset` (acks=all), at most `timeout`.
     pub async fn wait_replicated(
         &self,

@@ -238,19 +238,32 @@ async fn follow_leadership(
 
 /// In a cluster: wait until the ISR holds what was appended to an offsets partition up to
 /// `end` (Kafka's coordinators write with acks=all).
-async fn replicated(state: &Arc<BrokerState>, p: i32, log: &Arc<Log>, end: i64) -> Result<(), String> {
-    if state.cluster.is_none() {
-        return Ok(());
-    }
-    let epoch = state
-        .replicas
-        .leader_epoch(OFFSETS_TOPIC, p)
-        .ok_or_else(|| format!("no longer leading {OFFSETS_TOPIC}-{p}"))?;
+async fn replicated(
+    state: &Arc<BrokerState>,
+    p: i32,
+    log: &Arc<Log>,
+    end: i64,
+    epoch: Option<i32>,
+) -> Result<(), String> {
+    let Some(epoch) = epoch else { return Ok(()) };
     state
         .replicas
-        .wait_replicated(OFFSETS_TOPIC, p, log, end, epoch, REPLICATION_TIMEOUT)
+        .replicate(state, OFFSETS_TOPIC, p, log, end, epoch, REPLICATION_TIMEOUT)
         .await
         .map_err(|code| format!("{OFFSETS_TOPIC}-{p} not replicated (error {code})"))
+}
+
+/// In a cluster, the leader epoch of `__consumer_offsets` partition `p` here (`Ok(None)` on a
+/// lone broker); Err when this broker does not lead it.
+fn leading_epoch(state: &BrokerState, p: i32) -> Result<Option<i32>, String> {
+    match state.cluster {
+        None => Ok(None),
+        Some(_) => state
+            .replicas
+            .leader_epoch(OFFSETS_TOPIC, p)
+            .map(Some)
+            .ok_or_else(|| format!("no longer leading {OFFSETS_TOPIC}-{p}")),
+    }
 }
 
 /// How long a coordinator write waits for the ISR (Kafka's `offsets.commit.timeout.ms`).
@@ -318,13 +331,10 @@ async fn persist(
         })
         .collect();
     let batch = encode_batch(&recs, Compression::None, now_ms()).map_err(|e| e.to_string())?;
-    if state.cluster.is_some() && state.replicas.leader_epoch(OFFSETS_TOPIC, p).is_none() {
-        return Err(format!("no longer leading {OFFSETS_TOPIC}-{p}"));
-    }
+    let epoch = leading_epoch(state, p)?;
     let l = log.clone();
     let info = super::handlers::blocking(move || l.append(&batch, now_ms())).await.map_err(|e| e.to_string())?;
-    state.replicas.after_append(state, OFFSETS_TOPIC, p, &log);
-    replicated(state, p, &log, info.last_offset + 1).await
+    replicated(state, p, &log, info.last_offset + 1, epoch).await
 }
 
 /// Append a TxnOffsetCommit's records as a transactional batch of its producer. On failure,
@@ -339,9 +349,7 @@ async fn persist_txn(state: &Arc<BrokerState>, partitions: i32, write: &TxnWrite
         tracing::error!(group = %write.group_id, error = %e, "cannot encode transactional offsets");
         COORDINATOR_NOT_AVAILABLE
     })?;
-    if state.cluster.is_some() && state.replicas.leader_epoch(OFFSETS_TOPIC, p).is_none() {
-        return Err(NOT_COORDINATOR);
-    }
+    let epoch = leading_epoch(state, p).map_err(|_| NOT_COORDINATOR)?;
     let (st, txn_id, topic_p, l) = (state.clone(), write.transactional_id.clone(), p, log.clone());
     let result = super::handlers::blocking(move || {
         let verify = |producer_id: i64, epoch: i16| st.txns.verify(&txn_id, producer_id, epoch, OFFSETS_TOPIC, topic_p);
@@ -349,8 +357,7 @@ async fn persist_txn(state: &Arc<BrokerState>, partitions: i32, write: &TxnWrite
     })
     .await;
     if let Ok(info) = &result {
-        state.replicas.after_append(state, OFFSETS_TOPIC, p, &log);
-        if let Err(e) = replicated(state, p, &log, info.last_offset + 1).await {
+        if let Err(e) = replicated(state, p, &log, info.last_offset + 1, epoch).await {
             tracing::warn!(group = %write.group_id, error = %e, "transactional offsets not replicated");
             return Err(NOT_COORDINATOR);
         }

@@ -83,10 +83,9 @@ pub async fn write_local(
     };
     state.data_arrived.notify_waiters();
     if let Some(epoch) = epoch {
-        state.replicas.after_append(state, &tp.topic, tp.partition, &log);
         let end = info.last_offset + 1;
         if let Err(code) =
-            state.replicas.wait_replicated(&tp.topic, tp.partition, &log, end, epoch, REPLICATION_TIMEOUT).await
+            state.replicas.replicate(state, &tp.topic, tp.partition, &log, end, epoch, REPLICATION_TIMEOUT).await
         {
             return code;
         }

@@ -365,11 +365,10 @@ impl Driver {
         let info = super::handlers::blocking(move || l.append(&batch, now_ms())).await.map_err(|e| e.to_string())?;
         if let Some(epoch) = epoch {
             // Kafka's coordinator writes with acks=all.
-            self.state.replicas.after_append(&self.state, TRANSACTION_STATE_TOPIC, p, &log);
             let timeout = std::time::Duration::from_secs(5);
             self.state
                 .replicas
-                .wait_replicated(TRANSACTION_STATE_TOPIC, p, &log, info.last_offset + 1, epoch, timeout)
+                .replicate(&self.state, TRANSACTION_STATE_TOPIC, p, &log, info.last_offset + 1, epoch, timeout)
                 .await
                 .map_err(|code| format!("{TRANSACTION_STATE_TOPIC}-{p} not replicated (error {code})"))?;
         }
