@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::cluster::{metadata, until, Cluster};
+use kafka_protocol::messages::{InitProducerIdRequest, TransactionalId};
+use kafka_protocol::protocol::StrBytes;
 use rill_broker::group::partition_for;
-use rill_core::client::{Admin, Client, ClientConfig, NewTopic};
+use rill_core::client::{Admin, Client, ClientConfig, Connection, NewTopic};
 use rill_core::consumer::{Consumer, ConsumerConfig, PolledRecord};
 use rill_core::producer::{Producer, ProducerConfig};
 use rill_core::records::ProducerRecord;
@@ -83,6 +85,19 @@ async fn coordinators_move_with_their_partitions() {
     .unwrap();
     let p = Producer::new(producer_config).await.unwrap();
     p.init_transactions().await.unwrap();
+
+    // A broker that does not lead the id's __transaction_state partition says NOT_COORDINATOR
+    // (clients then look the coordinator up again).
+    let md = metadata(&cluster.nodes[0].addr).await;
+    let state = md.topics.iter().find(|t| t.name == "__transaction_state").expect("created by init");
+    let txn_coordinator = state.partitions[partition_for("tx-1", INTERNAL_PARTITIONS) as usize].leader;
+    let other = cluster.nodes.iter().find(|n| n.id != txn_coordinator).unwrap();
+    let conn = Connection::connect(&other.addr, "test").await.unwrap();
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx-1"))))
+        .with_transaction_timeout_ms(60_000);
+    let resp = conn.call(req, 4).await.unwrap();
+    assert_eq!(resp.error_code, 16, "NOT_COORDINATOR from broker {} (the coordinator is {txn_coordinator})", other.id);
     transaction(&p, (0..40).map(|i| format!("v{i:03}")), true).await;
     transaction(&p, (0..20).map(|i| format!("aborted{i}")), false).await;
 

@@ -143,7 +143,8 @@ impl Broker {
             None => producer_ids::ProducerIds::open(&config.data_dir)
                 .map_err(|e| StartError::Storage { dir: dir.clone(), cause: TopicError::Storage(e.to_string()) })?,
         };
-        let (txn_handle, txn_inbox) = txn::channel(Arc::new(ids), cluster.is_some());
+        let (txn_handle, txn_inbox) =
+            txn::channel(Arc::new(ids), cluster.is_some(), config.transaction_state_partitions);
         let config_node_id = config.node_id;
         let state = Arc::new(BrokerState {
             config,

@@ -23,7 +23,7 @@
 //!
 //! In a cluster the coordinator holds the transactional ids of the `__transaction_state`
 //! partitions this broker leads, rebuilt from their logs whenever that set changes; other ids
-//! are refused (COORDINATOR_NOT_AVAILABLE: clients look the coordinator up again). Markers carry
+//! are refused with NOT_COORDINATOR (clients look the coordinator up again). Markers carry
 //! the partition's leader epoch as coordinator epoch, and go to each data partition's leader
 //! (WriteTxnMarkers when it is another broker). KIP-890's check is only made where this broker
 //! coordinates the transaction; a produce to a partition led elsewhere is not verified (Kafka
@@ -72,18 +72,37 @@ pub struct TxnHandle {
     ids: Arc<ProducerIds>,
     /// In a cluster: the `__transaction_state` partitions coordinated here, by leader epoch.
     owned: Owned,
+    /// `transaction.state.log.num.partitions`.
+    partitions: i32,
 }
 
 /// `__transaction_state` partitions coordinated here (`None`: a lone broker, all of them).
 type Owned = Arc<RwLock<Option<HashMap<i32, i32>>>>;
 
 impl TxnHandle {
-    /// Ask the coordinator; `None` when it could not answer (shutting down, or a failed write to
-    /// `__transaction_state`), which handlers report as COORDINATOR_NOT_AVAILABLE.
-    pub async fn call(&self, req: impl Into<Request>) -> Option<Response> {
+    /// Ask the coordinator. Err: the Kafka error code to answer with instead: NOT_COORDINATOR
+    /// when another broker coordinates the transactional id (the client looks the coordinator
+    /// up again), COORDINATOR_NOT_AVAILABLE when this one could not answer (its state not loaded
+    /// yet, a failed write to `__transaction_state`, shutting down).
+    pub async fn call(&self, req: impl Into<Request>) -> Result<Response, i16> {
+        const NOT_COORDINATOR: i16 = 16;
+        const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+        let req = req.into();
+        if self.held_elsewhere(req.transactional_id()) {
+            return Err(NOT_COORDINATOR);
+        }
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Call { req: req.into(), reply }).await.ok()?;
-        rx.await.ok()
+        self.tx.send(Call { req, reply }).await.map_err(|_| COORDINATOR_NOT_AVAILABLE)?;
+        rx.await.map_err(|_| COORDINATOR_NOT_AVAILABLE)
+    }
+
+    /// In a cluster: whether `transactional_id` belongs to a `__transaction_state` partition
+    /// this broker does not lead (the empty id of an idempotent producer belongs anywhere).
+    fn held_elsewhere(&self, transactional_id: &str) -> bool {
+        let owned = self.owned.read().unwrap_or_else(|p| p.into_inner());
+        owned.as_ref().is_some_and(|o| {
+            !transactional_id.is_empty() && !o.contains_key(&partition_for(transactional_id, self.partitions))
+        })
     }
 
     /// A new producer id for an idempotent producer (InitProducerId without a transactional id).
@@ -125,12 +144,14 @@ impl TxnHandle {
 }
 
 /// The handle, and the receiving end for [`run`].
-/// `clustered`: the broker is part of a cluster (it then coordinates only some ids).
-pub fn channel(ids: Arc<ProducerIds>, clustered: bool) -> (TxnHandle, TxnInbox) {
+/// `clustered`: the broker is part of a cluster (it then coordinates only some ids);
+/// `partitions`: `transaction.state.log.num.partitions`.
+pub fn channel(ids: Arc<ProducerIds>, clustered: bool, partitions: i32) -> (TxnHandle, TxnInbox) {
     let (tx, rx) = mpsc::channel(1024);
     let view = View::default();
     let owned: Owned = Arc::new(RwLock::new(clustered.then(HashMap::new)));
-    (TxnHandle { tx, view: view.clone(), ids: ids.clone(), owned: owned.clone() }, TxnInbox { rx, view, ids, owned })
+    let handle = TxnHandle { tx, view: view.clone(), ids: ids.clone(), owned: owned.clone(), partitions };
+    (handle, TxnInbox { rx, view, ids, owned })
 }
 
 /// Requests waiting for the driver, and what it shares with the handles.
@@ -259,12 +280,7 @@ impl Driver {
     /// Whether this broker coordinates the transactional id of `req` (requests without one,
     /// idempotent producers' InitProducerId, are served anywhere).
     fn coordinates(&self, req: &Request) -> bool {
-        let id = match req {
-            Request::InitProducerId(r) => &r.transactional_id,
-            Request::AddPartitions(r) => &r.transactional_id,
-            Request::AddOffsets(r) => &r.transactional_id,
-            Request::EndTxn(r) => &r.transactional_id,
-        };
+        let id = req.transactional_id();
         id.is_empty() || self.coordinator_epoch(id).is_some()
     }
 

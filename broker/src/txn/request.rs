@@ -75,6 +75,18 @@ pub enum Request {
     EndTxn(EndTxn),
 }
 
+impl Request {
+    /// The transactional id asked about (empty: an idempotent producer's InitProducerId).
+    pub fn transactional_id(&self) -> &str {
+        match self {
+            Request::InitProducerId(r) => &r.transactional_id,
+            Request::AddPartitions(r) => &r.transactional_id,
+            Request::AddOffsets(r) => &r.transactional_id,
+            Request::EndTxn(r) => &r.transactional_id,
+        }
+    }
+}
+
 macro_rules! into_request {
     ($($t:ident),*) => {$(
         impl From<$t> for Request {

@@ -56,8 +56,9 @@ pub async fn init_producer_id(
     let ask =
         txn::InitProducerId { transactional_id: id.0.to_string(), timeout_ms: req.transaction_timeout_ms, expected };
     match state.txns.call(ask).await {
-        Some(Response::InitProducerId(a)) => answer(wire(a.error, version, 4), a.producer_id, a.producer_epoch),
-        _ => answer(COORDINATOR_NOT_AVAILABLE, -1, -1),
+        Ok(Response::InitProducerId(a)) => answer(wire(a.error, version, 4), a.producer_id, a.producer_epoch),
+        Ok(_) => answer(COORDINATOR_NOT_AVAILABLE, -1, -1),
+        Err(code) => answer(code, -1, -1),
     }
 }
 
@@ -85,8 +86,9 @@ pub async fn add_partitions(
             partitions: asked.iter().map(|(t, p)| TopicPartition::new(t.clone(), *p)).collect(),
         };
         let code = match state.txns.call(ask).await {
-            Some(Response::AddPartitions(e)) => wire(e, version, 2),
-            _ => COORDINATOR_NOT_AVAILABLE,
+            Ok(Response::AddPartitions(e)) => wire(e, version, 2),
+            Ok(_) => COORDINATOR_NOT_AVAILABLE,
+            Err(code) => code,
         };
         vec![code; asked.len()]
     };
@@ -118,8 +120,9 @@ pub async fn add_offsets(
         group_id: req.group_id.0.to_string(),
     };
     let code = match state.txns.call(ask).await {
-        Some(Response::AddOffsets(e)) => wire(e, version, 2),
-        _ => COORDINATOR_NOT_AVAILABLE,
+        Ok(Response::AddOffsets(e)) => wire(e, version, 2),
+        Ok(_) => COORDINATOR_NOT_AVAILABLE,
+        Err(code) => code,
     };
     AddOffsetsToTxnResponse::default().with_error_code(code)
 }
@@ -132,11 +135,13 @@ pub async fn end_txn(state: &Arc<BrokerState>, req: EndTxnRequest, version: i16)
         commit: req.committed,
         bump_epoch: version >= 5,
     };
-    let a = match state.txns.call(ask).await {
-        Some(Response::EndTxn(a)) => a,
-        _ => ProducerAnswer { error: ErrorCode::CoordinatorNotAvailable, producer_id: -1, producer_epoch: -1 },
+    let none = ProducerAnswer { error: ErrorCode::CoordinatorNotAvailable, producer_id: -1, producer_epoch: -1 };
+    let (code, a) = match state.txns.call(ask).await {
+        Ok(Response::EndTxn(a)) => (wire(a.error, version, 2), a),
+        Ok(_) => (COORDINATOR_NOT_AVAILABLE, none),
+        Err(code) => (code, none),
     };
-    let resp = EndTxnResponse::default().with_error_code(wire(a.error, version, 2));
+    let resp = EndTxnResponse::default().with_error_code(code);
     if version >= 5 {
         resp.with_producer_id(ProducerId(a.producer_id)).with_producer_epoch(a.producer_epoch)
     } else {
