@@ -24,6 +24,8 @@
 #[path = "history/checker.rs"]
 mod checker;
 mod common;
+#[path = "history/reader.rs"]
+mod reader;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,7 +39,7 @@ use common::cluster_proc::ProcCluster;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rill_core::client::{Admin, Client, ClientConfig, IsolationLevel, Metadata, NewTopic, LATEST};
-use rill_core::consumer::{Consumer, ConsumerConfig};
+use rill_core::consumer::ConsumerConfig;
 use rill_core::error::Error;
 use rill_core::producer::{Producer, ProducerConfig};
 use rill_core::records::{decode_fetched, ProducerRecord};
@@ -109,7 +111,7 @@ fn run(seed: u64) -> Vec<String> {
     }
     let reader = {
         let (b, s, h) = (bootstrap.clone(), stop.clone(), history.clone());
-        thread(move || reader(b, s, h))
+        thread(move || read_sessions(b, s, h))
     };
 
     let faults = inject_faults(&mut cluster, &mut rng);
@@ -424,37 +426,15 @@ fn consumer_config(bootstrap: &str) -> ConsumerConfig {
 
 /// A read_committed consumer (assigned, no group) polling every partition until `stop`; a
 /// session that fails is recorded and a new one continues where it left off.
-fn reader(bootstrap: String, stop: Arc<AtomicBool>, history: Shared) {
+fn read_sessions(bootstrap: String, stop: Arc<AtomicBool>, history: Shared) {
     block_on(async move {
         let mut next: BTreeMap<i32, i64> = (0..PARTITIONS).map(|p| (p, 0)).collect();
         while !stop.load(Ordering::Acquire) {
             let mut session = Vec::new();
-            let _ = read_session(&bootstrap, &mut next, &stop, &mut session).await;
+            let _ = reader::read_session(consumer_config(&bootstrap), TOPIC, &mut next, &stop, &mut session).await;
             history.lock().unwrap().sessions.push(session);
         }
     })
-}
-
-async fn read_session(
-    bootstrap: &str,
-    next: &mut BTreeMap<i32, i64>,
-    stop: &AtomicBool,
-    out: &mut Vec<Read>,
-) -> Result<(), Error> {
-    let mut c = Consumer::new(consumer_config(bootstrap)).await?;
-    let tps: Vec<_> = (0..PARTITIONS).map(|p| (TOPIC.to_string(), p)).collect();
-    c.assign(tps.clone())?;
-    for tp in &tps {
-        c.seek(tp, next[&tp.1])?;
-    }
-    while !stop.load(Ordering::Acquire) {
-        for r in c.poll(Duration::from_millis(100)).await? {
-            next.insert(r.partition, r.offset + 1);
-            let value = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned();
-            out.push(Read { partition: r.partition, offset: r.offset, value });
-        }
-    }
-    Ok(())
 }
 
 /// A complete read_committed pass up to each partition's high watermark (every transaction is
@@ -465,60 +445,38 @@ async fn read_committed_everything(bootstrap: &str) -> Vec<Read> {
     for p in 0..PARTITIONS {
         ends.insert(p, client.list_offset(TOPIC, p, LATEST).await.expect("the end offset"));
     }
-    let mut c = Consumer::new(consumer_config(bootstrap)).await.unwrap();
-    let tps: Vec<_> = (0..PARTITIONS).map(|p| (TOPIC.to_string(), p)).collect();
-    c.assign(tps.clone()).unwrap();
-    for tp in &tps {
-        c.seek(tp, 0).unwrap();
+    let positions = match reader::read_to(consumer_config(bootstrap), TOPIC, &ends, Duration::from_secs(60)).await {
+        Ok(reads) => return reads,
+        Err(positions) => positions,
+    };
+    // Stuck below an end: say what each partition's leader answers, then fail.
+    let mut stable = BTreeMap::new();
+    for (p, at) in &positions {
+        let got =
+            client.fetch_many_isolated(TOPIC, &[(*p, *at)], 1 << 20, 1 << 20, 100, IsolationLevel::ReadCommitted).await;
+        let got = got.map(|v| {
+            v.into_iter()
+                .map(|(p, r)| (p, r.map(|d| (d.high_watermark, d.last_stable_offset, d.records.len()))))
+                .collect::<Vec<_>>()
+        });
+        eprintln!("partition {p} at {at}: a fetch gets {got:?}");
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut out = Vec::new();
-    loop {
-        for r in c.poll(Duration::from_millis(100)).await.expect("the final read") {
-            let value = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned();
-            out.push(Read { partition: r.partition, offset: r.offset, value });
-        }
-        let mut done = true;
-        let mut positions = BTreeMap::new();
-        for tp in &tps {
-            let at = c.position(tp).await.unwrap();
-            positions.insert(tp.1, at);
-            done &= at >= ends[&tp.1];
-        }
-        if done {
-            return out;
-        }
-        if Instant::now() > deadline {
-            let mut stable = BTreeMap::new();
-            for (p, at) in &positions {
-                let got = client
-                    .fetch_many_isolated(TOPIC, &[(*p, *at)], 1 << 20, 1 << 20, 100, IsolationLevel::ReadCommitted)
-                    .await;
-                let got = got.map(|v| {
-                    v.into_iter()
-                        .map(|(p, r)| (p, r.map(|d| (d.high_watermark, d.last_stable_offset, d.records.len()))))
-                        .collect::<Vec<_>>()
-                });
-                eprintln!("partition {p} at {at}: a fetch gets {got:?}");
-            }
-            for addr in bootstrap.split(',') {
-                let md = Client::connect(ClientConfig::new(addr)).await.unwrap().metadata(None, false).await;
-                let view: Vec<_> = md
-                    .iter()
-                    .flat_map(|md| md.topics.iter().filter(|t| t.name == TOPIC))
-                    .flat_map(|t| t.partitions.iter().map(|p| (p.partition, p.leader, p.leader_epoch, p.isr.clone())))
-                    .collect();
-                eprintln!("{addr} says (partition, leader, epoch, isr): {view:?}");
-            }
-            for p in 0..PARTITIONS {
-                stable.insert(p, client.list_offset_isolated(TOPIC, p, LATEST, IsolationLevel::ReadCommitted).await);
-            }
-            panic!(
-                "the final read_committed pass did not reach the high watermarks {ends:?}: positions {positions:?}, \
-                 last stable offsets {stable:?} (a transaction left open?)"
-            );
-        }
+    for addr in bootstrap.split(',') {
+        let md = Client::connect(ClientConfig::new(addr)).await.unwrap().metadata(None, false).await;
+        let view: Vec<_> = md
+            .iter()
+            .flat_map(|md| md.topics.iter().filter(|t| t.name == TOPIC))
+            .flat_map(|t| t.partitions.iter().map(|p| (p.partition, p.leader, p.leader_epoch, p.isr.clone())))
+            .collect();
+        eprintln!("{addr} says (partition, leader, epoch, isr): {view:?}");
     }
+    for p in 0..PARTITIONS {
+        stable.insert(p, client.list_offset_isolated(TOPIC, p, LATEST, IsolationLevel::ReadCommitted).await);
+    }
+    panic!(
+        "the final read_committed pass did not reach the high watermarks {ends:?}: positions {positions:?}, \
+         last stable offsets {stable:?} (a transaction left open?)"
+    );
 }
 
 /// Every data record of every partition, read uncommitted from its leader.

@@ -13,6 +13,8 @@
 #[path = "history/checker.rs"]
 mod checker;
 mod common;
+#[path = "history/reader.rs"]
+mod reader;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +27,7 @@ use common::BrokerProc;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rill_core::client::{Client, ClientConfig};
-use rill_core::consumer::{Consumer, ConsumerConfig};
+use rill_core::consumer::ConsumerConfig;
 use rill_core::error::Error;
 use rill_core::producer::{Producer, ProducerConfig};
 use rill_core::records::ProducerRecord;
@@ -152,7 +154,7 @@ async fn run(seed: u64) -> Vec<String> {
                 let mut next: BTreeMap<i32, i64> = (0..PARTITIONS).map(|p| (p, 0)).collect();
                 while !stop.load(Ordering::Acquire) {
                     let mut session = Vec::new();
-                    let _ = read_session(&addr, &mut next, &stop, &mut session).await;
+                    let _ = reader::read_session(consumer_props(&addr), TOPIC, &mut next, &stop, &mut session).await;
                     sessions.lock().unwrap().push(session);
                 }
             })
@@ -241,29 +243,6 @@ fn consumer_props(addr: &str) -> ConsumerConfig {
     .unwrap()
 }
 
-/// One consumer session from `next`, until `stop` or an error.
-async fn read_session(
-    addr: &str,
-    next: &mut BTreeMap<i32, i64>,
-    stop: &AtomicBool,
-    out: &mut Vec<Read>,
-) -> Result<(), Error> {
-    let mut c = Consumer::new(consumer_props(addr)).await?;
-    let tps: Vec<_> = (0..PARTITIONS).map(|p| (TOPIC.to_string(), p)).collect();
-    c.assign(tps.clone())?;
-    for tp in &tps {
-        c.seek(tp, next[&tp.1])?;
-    }
-    while !stop.load(Ordering::Acquire) {
-        for r in c.poll(Duration::from_millis(100)).await? {
-            next.insert(r.partition, r.offset + 1);
-            let value = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned();
-            out.push(Read { partition: r.partition, offset: r.offset, value });
-        }
-    }
-    Ok(())
-}
-
 /// A complete read_committed pass, up to each partition's last stable offset.
 async fn read_everything(addr: &str) -> Vec<Read> {
     let client = Client::connect(ClientConfig::new(addr.to_string())).await.unwrap();
@@ -271,26 +250,8 @@ async fn read_everything(addr: &str) -> Vec<Read> {
     for p in 0..PARTITIONS {
         ends.insert(p, client.list_offset(TOPIC, p, -1).await.unwrap());
     }
-    let mut c = Consumer::new(consumer_props(addr)).await.unwrap();
-    let tps: Vec<_> = (0..PARTITIONS).map(|p| (TOPIC.to_string(), p)).collect();
-    c.assign(tps.clone()).unwrap();
-    for tp in &tps {
-        c.seek(tp, 0).unwrap();
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut out = Vec::new();
-    loop {
-        for r in c.poll(Duration::from_millis(100)).await.unwrap() {
-            let value = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned();
-            out.push(Read { partition: r.partition, offset: r.offset, value });
-        }
-        let mut done = true;
-        for tp in &tps {
-            done &= c.position(tp).await.unwrap() >= ends[&tp.1];
-        }
-        if done {
-            return out;
-        }
-        assert!(Instant::now() < deadline, "the final read did not reach the end offsets {ends:?}");
+    match reader::read_to(consumer_props(addr), TOPIC, &ends, Duration::from_secs(60)).await {
+        Ok(reads) => reads,
+        Err(positions) => panic!("the final read did not reach the end offsets {ends:?}: positions {positions:?}"),
     }
 }
