@@ -1,4 +1,5 @@
-//! Criterion benches for the partition log: append and read, per batch size.
+//! Criterion benches for the partition log: append, read and produce-time validation, per batch
+//! size.
 //!
 //! Throughput is reported in bytes of batches; compare runs on the same machine only.
 #![allow(missing_docs)] // criterion_group! generates undocumented functions
@@ -8,6 +9,7 @@ use std::hint::black_box;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use kafka_protocol::records::Compression;
+use rill_broker::log::validate::validate_batches;
 use rill_broker::log::{Log, LogConfig};
 use rill_core::records::{encode_batch, ProducerRecord};
 
@@ -70,5 +72,19 @@ fn read(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, append, read);
+/// What a leader checks in every produced batch before appending it (CRC, then a walk over each
+/// record's varints), apart from the write.
+fn validate(c: &mut Criterion) {
+    let mut g = c.benchmark_group("log_validate");
+    for (records, size) in [(2600usize, 100usize), (256, 1024)] {
+        let b = batch(records, size);
+        g.throughput(Throughput::Bytes(b.len() as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(format!("{records}x{size}B")), &b, |bench, b| {
+            bench.iter(|| black_box(validate_batches(b, i64::MAX, false).unwrap().len()))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, append, read, validate);
 criterion_main!(benches);

@@ -184,15 +184,35 @@ fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
     Ok(head)
 }
 
-/// Zigzag varint of at most `max_bytes` bytes.
+/// Zigzag varint of at most `max_bytes` bytes. Most fields of a record (attributes aside: its
+/// timestamp and offset deltas, key and header counts) fit one byte: that case is inline.
+#[inline]
 fn zigzag(buf: &mut &[u8], max_bytes: usize) -> Result<i64, String> {
+    match buf.split_first() {
+        Some((&b, rest)) if b & 0x80 == 0 => {
+            *buf = rest;
+            Ok(unzigzag(b as u64))
+        }
+        _ => zigzag_long(buf, max_bytes),
+    }
+}
+
+fn unzigzag(raw: u64) -> i64 {
+    (raw >> 1) as i64 ^ -((raw & 1) as i64)
+}
+
+#[inline(never)]
+fn zigzag_long(buf: &mut &[u8], max_bytes: usize) -> Result<i64, String> {
     let mut raw: u64 = 0;
-    for i in 0..max_bytes {
-        let b = *take(buf, 1)?.first().expect("one byte");
+    for (i, &b) in buf.iter().take(max_bytes).enumerate() {
         raw |= ((b & 0x7f) as u64) << (7 * i);
         if b & 0x80 == 0 {
-            return Ok((raw >> 1) as i64 ^ -((raw & 1) as i64));
+            *buf = &buf[i + 1..];
+            return Ok(unzigzag(raw));
         }
+    }
+    if buf.len() < max_bytes {
+        return Err("a varint runs past its record".to_string());
     }
     Err(format!("varint longer than {max_bytes} bytes"))
 }
@@ -278,5 +298,10 @@ mod tests {
         }
         let mut long: &[u8] = &[0xff; 6];
         assert!(varint(&mut long).is_err());
+        let mut cut: &[u8] = &[0x80];
+        assert_eq!(varint(&mut cut).unwrap_err(), "a varint runs past its record");
+        let mut two: &[u8] = &[0xc8, 0x01, 0x07];
+        assert_eq!(varint(&mut two).unwrap(), 100, "a two-byte varint");
+        assert_eq!(two, &[0x07], "and only its bytes are taken");
     }
 }
