@@ -184,14 +184,20 @@ fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
     Ok(head)
 }
 
-/// Zigzag varint of at most `max_bytes` bytes. Most fields of a record (attributes aside: its
-/// timestamp and offset deltas, key and header counts) fit one byte: that case is inline.
+/// Zigzag varint of at most `max_bytes` bytes. A record's fields mostly take one byte (its
+/// timestamp delta, key and header counts) or two (its length and value length up to 8 KiB,
+/// offset deltas from 64): those cases are inline.
 #[inline]
 fn zigzag(buf: &mut &[u8], max_bytes: usize) -> Result<i64, String> {
-    match buf.split_first() {
-        Some((&b, rest)) if b & 0x80 == 0 => {
+    let bytes: &[u8] = buf;
+    match bytes {
+        [b, rest @ ..] if b & 0x80 == 0 => {
             *buf = rest;
-            Ok(unzigzag(b as u64))
+            Ok(unzigzag(u64::from(*b)))
+        }
+        [b0, b1, rest @ ..] if b1 & 0x80 == 0 && max_bytes >= 2 => {
+            *buf = rest;
+            Ok(unzigzag(u64::from(b0 & 0x7f) | u64::from(*b1) << 7))
         }
         _ => zigzag_long(buf, max_bytes),
     }
