@@ -61,8 +61,9 @@ struct Call {
     reply: oneshot::Sender<Response>,
 }
 
-/// The last stored state of each transactional id.
-type View = Arc<RwLock<HashMap<String, TxnValue>>>;
+/// The last stored state of each transactional id; `None` while the coordinator's state is
+/// not loaded.
+type View = Arc<RwLock<Option<HashMap<String, TxnValue>>>>;
 
 /// A handle for request handlers to reach the coordinator and the producer id allocator.
 #[derive(Debug, Clone)]
@@ -125,11 +126,15 @@ impl TxnHandle {
         topic: &str,
         partition: i32,
     ) -> Result<(), i16> {
-        let view = self.view.read().unwrap_or_else(|p| p.into_inner());
-        if view.get(transactional_id).is_none() && self.owned.read().unwrap_or_else(|p| p.into_inner()).is_some() {
-            // In a cluster, an id not held here is coordinated elsewhere: not verified (see above).
+        /// What Kafka answers a produce whose verification found the coordinator loading: a
+        /// retriable error every producer knows.
+        const NOT_ENOUGH_REPLICAS: i16 = 19;
+        if self.held_elsewhere(transactional_id) {
+            // Coordinated by another broker: not verified (see the module docs).
             return Ok(());
         }
+        let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+        let Some(view) = view.as_ref() else { return Err(NOT_ENOUGH_REPLICAS) };
         let tp = TopicPartition::new(topic, partition);
         txn::verify(view.get(transactional_id), producer_id, producer_epoch, &tp).map_err(|e| e.code())
     }
@@ -137,7 +142,7 @@ impl TxnHandle {
     /// The last stored state of every transactional id, ascending by id.
     pub fn snapshot(&self) -> Vec<(String, TxnValue)> {
         let view = self.view.read().unwrap_or_else(|p| p.into_inner());
-        let mut all: Vec<(String, TxnValue)> = view.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut all: Vec<(String, TxnValue)> = view.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
     }
@@ -183,6 +188,9 @@ pub async fn run(state: Arc<BrokerState>, mut inbox: TxnInbox, config: TxnConfig
     // `None` until the state is loaded: requests are refused (COORDINATOR_NOT_AVAILABLE) and
     // nothing is acted on meanwhile.
     let mut coordinator = d.try_load().await;
+    // When to try loading again while unloaded: a deadline, not a fresh sleep per turn of the
+    // loop, so that requests arriving meanwhile cannot put it off.
+    let mut retry_load = Instant::now() + LOAD_RETRY;
     let mut pending: HashMap<u64, oneshot::Sender<Response>> = HashMap::new();
     let mut next_id = 0u64;
     loop {
@@ -220,8 +228,9 @@ pub async fn run(state: Arc<BrokerState>, mut inbox: TxnInbox, config: TxnConfig
                 Some(c) => c.tick(now_ms()),
                 None => continue,
             },
-            _ = tokio::time::sleep(LOAD_RETRY), if coordinator.is_none() => {
+            _ = tokio::time::sleep_until(retry_load), if coordinator.is_none() => {
                 coordinator = d.try_load().await;
+                retry_load = Instant::now() + LOAD_RETRY;
                 continue;
             }
             _ = d.state.shutdown.cancelled() => return,
@@ -302,10 +311,12 @@ impl Driver {
                         return false;
                     }
                     let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
-                    match record.value {
-                        Some(v) => view.insert(id, v),
-                        None => view.remove(&id),
-                    };
+                    if let Some(view) = view.as_mut() {
+                        match record.value {
+                            Some(v) => view.insert(id, v),
+                            None => view.remove(&id),
+                        };
+                    }
                 }
                 Effect::Respond { request, response } => {
                     if let Some(reply) = pending.remove(&request.0) {
@@ -412,7 +423,8 @@ impl Driver {
     }
 
     /// A coordinator rebuilt from `__transaction_state`, with the shared view reset to match;
-    /// `None` (and an empty view) while a partition coordinated here holds records its in-sync
+    /// `None` (and no view: KIP-890 checks answer NOT_ENOUGH_REPLICAS, which producers retry)
+    /// while a partition coordinated here holds records its in-sync
     /// replicas do not all have yet, or the log cannot be read.
     ///
     /// Acting only on records below the high watermark is what keeps a coordinator that lost
@@ -442,10 +454,7 @@ impl Driver {
             },
         };
         let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
-        *view = match &loaded {
-            Some(c) => c.list().map(|(id, v)| (id.to_owned(), v.clone())).collect(),
-            None => HashMap::new(),
-        };
+        *view = loaded.as_ref().map(|c| c.list().map(|(id, v)| (id.to_owned(), v.clone())).collect());
         loaded
     }
 

@@ -472,15 +472,16 @@ impl Consumer {
             match r {
                 // The coordinator died or moved: look it up again, as Java's consumer does until
                 // `default.api.timeout.ms`.
-                Err(e) if protocol::is_coordinator_error(&e) => {
+                Err(e) if protocol::is_coordinator_error(&e) || matches!(e, Error::Timeout(_)) => {
                     self.shared.forget_coordinator().await;
-                    if tokio::time::Instant::now() + config.retry_backoff >= deadline {
+                    let pause = config.retry_backoff.max(MIN_RETRY_PAUSE);
+                    if tokio::time::Instant::now() + pause >= deadline {
                         return Err(Error::Timeout(format!(
                             "committed offsets not fetched within default.api.timeout.ms; last error: {e}"
                         )));
                     }
                     tracing::debug!(error = %e, "fetching committed offsets failed; retrying");
-                    tokio::time::sleep(config.retry_backoff).await;
+                    tokio::time::sleep(pause).await;
                 }
                 r => return r,
             }
@@ -517,6 +518,9 @@ impl Drop for Consumer {
         }
     }
 }
+
+/// The shortest pause between retries of a lost coordinator, whatever `retry.backoff.ms` says.
+const MIN_RETRY_PAUSE: Duration = Duration::from_millis(10);
 
 fn not_assigned(tp: &TopicPartition) -> Error {
     Error::Config(format!("{}-{} is not assigned to this consumer", tp.0, tp.1))
