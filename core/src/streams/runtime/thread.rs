@@ -307,12 +307,41 @@ impl Thread {
                 owned.task.advance_wall_clock(now)?;
             }
             self.send_queued().await?;
-            if self.dirty && self.last_commit.elapsed() >= interval {
-                self.commit().await?;
+            if self.dirty && self.last_commit.elapsed() >= interval && !self.commit_or_abort().await? {
+                self.rewind_all().await?;
             }
         }
         if self.dirty {
-            self.commit().await?;
+            // Aborted or not, the next owner starts from the last commit.
+            self.commit_or_abort().await?;
+        }
+        Ok(())
+    }
+
+    /// Commit, or, if the group moved on without this member meanwhile (the transaction's
+    /// offsets carry a stale generation: Kafka Streams' `TaskMigratedException`), abort
+    /// everything since the last commit and return false: the caller rewinds to the committed
+    /// offsets, and the consumer rejoins the group on its own.
+    async fn commit_or_abort(&mut self) -> Result<bool> {
+        match self.commit().await {
+            Ok(()) => Ok(true),
+            Err(StreamsError::Client(e)) if migrated(&e) => {
+                tracing::warn!(error = %e, "the group moved on while committing; aborting back to the last commit");
+                self.abort_uncommitted().await?;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// After an abort outside a rebalance: every owned partition starts again at its committed
+    /// offset, and whatever was fetched or queued past it is dropped.
+    async fn rewind_all(&mut self) -> Result<()> {
+        let all = self.consumer.assignment();
+        self.rewind(&all).await?;
+        for owned in self.tasks.values_mut() {
+            owned.positions.clear();
+            owned.queues.clear();
         }
         Ok(())
     }
@@ -601,8 +630,8 @@ impl Thread {
             match e {
                 Event::Revoked(parts) => {
                     // Commit first: the next owner starts from the committed offsets.
-                    if self.dirty || self.in_txn {
-                        self.commit().await?;
+                    if (self.dirty || self.in_txn) && !self.commit_or_abort().await? {
+                        lost = true;
                     }
                     self.close_tasks_of(&parts, "revoked");
                     self.consumer.confirm_revocations();
@@ -775,6 +804,13 @@ enum Rewound {
     All,
     /// Only these newly assigned partitions were positioned.
     Only(HashSet<TopicPartition>),
+}
+
+/// Whether a commit failed because this member's group generation is over (Kafka's
+/// ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS, FENCED_INSTANCE_ID on the
+/// transaction's offsets): its work since the last commit belongs to no one and is aborted.
+fn migrated(e: &crate::error::Error) -> bool {
+    matches!(e.code(), Some(22 | 25 | 27 | 82))
 }
 
 /// Tasks with a directory under `<state.dir>/<application.id>/` (named `<sub>_<partition>`),
