@@ -74,6 +74,12 @@ pub struct BrokerConfig {
     pub internal_topic_replication_factor: i16,
     /// `replica.lag.time.max.ms`: a follower that has not caught up for this long leaves the ISR.
     pub replica_lag_time_max: Duration,
+    /// `replica.fetch.max.bytes`: what a follower asks of each partition per fetch. 8 MiB, above
+    /// Kafka's 1 MiB on purpose: the high watermark moves one follower round trip at a time, and
+    /// a busy partition's acks=all producers wait on that round trip (NOTES.md).
+    pub replica_fetch_max_bytes: i32,
+    /// `replica.fetch.response.max.bytes`: what a follower asks for per fetch in all (16 MiB).
+    pub replica_fetch_response_max_bytes: i32,
 }
 
 impl BrokerConfig {
@@ -103,6 +109,8 @@ impl BrokerConfig {
             default_replication_factor: 1,
             internal_topic_replication_factor: 3,
             replica_lag_time_max: Duration::from_millis(30_000),
+            replica_fetch_max_bytes: 8 << 20,
+            replica_fetch_response_max_bytes: 16 << 20,
         }
     }
 
@@ -196,6 +204,14 @@ impl BrokerConfig {
                     value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("a positive integer"))?
             }
             "replica.lag.time.max.ms" => self.replica_lag_time_max = positive_ms(value)?,
+            "replica.fetch.max.bytes" => {
+                self.replica_fetch_max_bytes =
+                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("a positive number of bytes"))?
+            }
+            "replica.fetch.response.max.bytes" => {
+                self.replica_fetch_response_max_bytes =
+                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("a positive number of bytes"))?
+            }
             "log.retention.check.interval.ms" => self.retention_check_interval = ms(value)?,
             "producer.id.expiration.ms" => self.producer_id_expiration = ms(value)?,
             "producer.id.expiration.check.interval.ms" => self.producer_id_expiration_check = ms(value)?,
@@ -268,5 +284,16 @@ mod tests {
         );
         assert!(c.set("transaction.max.timeout.ms", "0").is_err());
         assert!(c.set("transaction.state.log.num.partitions", "x").is_err());
+    }
+
+    #[test]
+    fn replica_fetch_settings() {
+        let mut c = BrokerConfig::new("/tmp/x");
+        assert_eq!((c.replica_fetch_max_bytes, c.replica_fetch_response_max_bytes), (8 << 20, 16 << 20));
+        c.set("replica.fetch.max.bytes", "1048576").unwrap();
+        c.set("replica.fetch.response.max.bytes", "10485760").unwrap();
+        assert_eq!((c.replica_fetch_max_bytes, c.replica_fetch_response_max_bytes), (1 << 20, 10 << 20));
+        assert!(c.set("replica.fetch.max.bytes", "0").is_err());
+        assert!(c.set("replica.fetch.response.max.bytes", "lots").is_err());
     }
 }

@@ -48,13 +48,6 @@ pub struct Fetchers {
     owner: Mutex<HashMap<Key, i32>>,
 }
 
-/// Fetch limits: per partition and per request (Kafka's `replica.fetch.max.bytes` and
-/// `replica.fetch.response.max.bytes`). Larger than Kafka's 1 MiB per partition on purpose: the
-/// high watermark moves one follower round trip at a time, and with 1 MiB a single busy
-/// partition's acks=all producers waited on it (`rill bench replication`: acks=all RF 3 went
-/// from about 0.75x to 0.9-1.0x of acks=1 RF 3 with 8 MiB; NOTES.md).
-const PARTITION_MAX_BYTES: i32 = 8 << 20;
-const RESPONSE_MAX_BYTES: i32 = 16 << 20;
 /// `replica.fetch.wait.max.ms`.
 const FETCH_WAIT_MS: i32 = 500;
 /// Longest wait for a leader's answer (`replica.socket.timeout.ms` is 30 s in Kafka; the
@@ -223,7 +216,8 @@ async fn round(
     if fetching.is_empty() {
         return Ok(!truncated_now.is_empty());
     }
-    fetch(me, conn, parts, &fetching).await
+    let limits = (state.config.replica_fetch_max_bytes, state.config.replica_fetch_response_max_bytes);
+    fetch(me, limits, conn, parts, &fetching).await
 }
 
 /// Ask the leader where each partition's latest epoch ends, and truncate there.
@@ -303,9 +297,11 @@ async fn truncate(
     Ok(done)
 }
 
-/// Fetch from the leader and append what it sends.
+/// Fetch from the leader and append what it sends. `limits`: `replica.fetch.max.bytes` and
+/// `replica.fetch.response.max.bytes`.
 async fn fetch(
     me: i32,
+    limits: (i32, i32),
     conn: &Connection,
     parts: &Mutex<BTreeMap<Key, Want>>,
     fetching: &[(&Key, i32, &Arc<Log>)],
@@ -319,14 +315,14 @@ async fn fetch(
                 .with_fetch_offset(log.log_end_offset())
                 .with_last_fetched_epoch(log.last_fetched_epoch().unwrap_or(-1))
                 .with_log_start_offset(log.log_start_offset())
-                .with_partition_max_bytes(PARTITION_MAX_BYTES),
+                .with_partition_max_bytes(limits.0),
         );
     }
     let req = FetchRequest::default()
         .with_replica_id(BrokerId(me))
         .with_max_wait_ms(FETCH_WAIT_MS)
         .with_min_bytes(1)
-        .with_max_bytes(RESPONSE_MAX_BYTES)
+        .with_max_bytes(limits.1)
         .with_topics(
             topics
                 .into_iter()
