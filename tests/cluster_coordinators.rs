@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::cluster::{metadata, until, Cluster};
-use kafka_protocol::messages::{InitProducerIdRequest, TransactionalId};
+use kafka_protocol::messages::{GroupId, HeartbeatRequest, InitProducerIdRequest, TransactionalId};
 use kafka_protocol::protocol::StrBytes;
 use rill_broker::group::partition_for;
 use rill_core::client::{Admin, Client, ClientConfig, Connection, NewTopic};
@@ -112,6 +112,23 @@ async fn coordinators_move_with_their_partitions() {
     let mut c = Consumer::new(consumer_config).await.unwrap();
     c.subscribe(["in"]).unwrap();
     assert_eq!(read(&mut c, 40).await, values(0..40));
+
+    // The same for a group: a broker not leading its __consumer_offsets partition says so.
+    let md = metadata(&cluster.nodes[0].addr).await;
+    let offsets = md.topics.iter().find(|t| t.name == "__consumer_offsets").expect("created by the group");
+    let group_coordinator = offsets.partitions[partition_for("g", INTERNAL_PARTITIONS) as usize].leader;
+    let other = cluster.nodes.iter().find(|n| n.id != group_coordinator).unwrap();
+    let conn = Connection::connect(&other.addr, "test").await.unwrap();
+    let req = HeartbeatRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_member_id(StrBytes::from_static_str("m"))
+        .with_generation_id(1);
+    let resp = conn.call(req, 4).await.unwrap();
+    assert_eq!(
+        resp.error_code, 16,
+        "NOT_COORDINATOR from broker {} (the coordinator is {group_coordinator})",
+        other.id
+    );
 
     // Kill the group's coordinator (the leader of its __consumer_offsets partition).
     let md = metadata(&cluster.nodes[0].addr).await;

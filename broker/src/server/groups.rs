@@ -110,7 +110,8 @@ pub struct GroupInbox(mpsc::Receiver<Call>);
 /// In a cluster the coordinator holds only the groups of the `__consumer_offsets` partitions
 /// this broker leads: it loads a partition's groups from the log when it becomes leader and
 /// forgets them when it stops, and requests for other groups are refused (their handlers answer
-/// COORDINATOR_NOT_AVAILABLE, so clients look the coordinator up again).
+/// NOT_COORDINATOR, see `handlers::groups::refusal`, so clients look the coordinator up
+/// again).
 pub async fn run(state: Arc<BrokerState>, mut inbox: GroupInbox, config: GroupConfig, partitions: i32) {
     let clustered = state.cluster.is_some();
     let mut owned: HashMap<i32, i32> = HashMap::new();

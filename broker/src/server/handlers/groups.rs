@@ -28,6 +28,20 @@ use crate::server::BrokerState;
 
 /// COORDINATOR_NOT_AVAILABLE.
 const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+/// NOT_COORDINATOR.
+const NOT_COORDINATOR: i16 = 16;
+
+/// Why the coordinator did not answer for `group_id`: NOT_COORDINATOR when, in a cluster, this
+/// broker does not lead the group's `__consumer_offsets` partition (the client looks the
+/// coordinator up again); else COORDINATOR_NOT_AVAILABLE (loading, a failed write, stopping).
+pub(crate) fn refusal(state: &BrokerState, group_id: &str) -> i16 {
+    let p = group::partition_for(group_id, state.config.offsets_topic_partitions);
+    if state.cluster.is_some() && state.replicas.leader_epoch(group::OFFSETS_TOPIC, p).is_none() {
+        NOT_COORDINATOR
+    } else {
+        COORDINATOR_NOT_AVAILABLE
+    }
+}
 
 fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
@@ -195,8 +209,9 @@ pub async fn join_group(
         require_known_member_id: version >= 4,
         supports_skip_assignment: version >= 9,
     };
+    let group_id = ask.group_id.clone();
     let Some(group::Response::JoinGroup(r)) = state.groups.call(ask).await else {
-        return JoinGroupResponse::default().with_error_code(COORDINATOR_NOT_AVAILABLE).with_generation_id(-1);
+        return JoinGroupResponse::default().with_error_code(refusal(state, &group_id)).with_generation_id(-1);
     };
     let mut out = JoinGroupResponse::default()
         .with_error_code(code(r.error))
@@ -242,8 +257,9 @@ pub async fn sync_group(state: &Arc<BrokerState>, req: SyncGroupRequest, version
             .map(|a| group::MemberAssignment { member_id: a.member_id.to_string(), assignment: a.assignment })
             .collect(),
     };
+    let group_id = ask.group_id.clone();
     let Some(group::Response::SyncGroup(r)) = state.groups.call(ask).await else {
-        return SyncGroupResponse::default().with_error_code(COORDINATOR_NOT_AVAILABLE);
+        return SyncGroupResponse::default().with_error_code(refusal(state, &group_id));
     };
     let mut out = SyncGroupResponse::default().with_error_code(code(r.error)).with_assignment(r.assignment);
     if version >= 5 {
@@ -260,9 +276,10 @@ pub async fn heartbeat(state: &Arc<BrokerState>, req: HeartbeatRequest) -> Heart
         group_instance_id: req.group_instance_id.map(|i| i.to_string()),
         generation_id: req.generation_id,
     };
+    let group_id = ask.group_id.clone();
     match state.groups.call(ask).await {
         Some(group::Response::Heartbeat(e)) => HeartbeatResponse::default().with_error_code(code(e)),
-        _ => HeartbeatResponse::default().with_error_code(COORDINATOR_NOT_AVAILABLE),
+        _ => HeartbeatResponse::default().with_error_code(refusal(state, &group_id)),
     }
 }
 
@@ -279,8 +296,9 @@ pub async fn leave_group(state: &Arc<BrokerState>, req: LeaveGroupRequest, versi
         vec![group::LeavingMember { member_id: req.member_id.to_string(), group_instance_id: None }]
     };
     let ask = group::LeaveGroup { group_id: req.group_id.0.to_string(), members };
+    let group_id = ask.group_id.clone();
     let Some(group::Response::LeaveGroup(r)) = state.groups.call(ask).await else {
-        return LeaveGroupResponse::default().with_error_code(COORDINATOR_NOT_AVAILABLE);
+        return LeaveGroupResponse::default().with_error_code(refusal(state, &group_id));
     };
     if version < 3 {
         // One member, no per-member list: its error is the answer's.
@@ -331,9 +349,10 @@ pub async fn offset_commit(state: &Arc<BrokerState>, req: OffsetCommitRequest, v
             generation_id: req.generation_id_or_member_epoch,
             offsets: offsets.clone(),
         };
+        let refused = refusal(state, &ask.group_id);
         match state.groups.call(ask).await {
             Some(group::Response::OffsetCommit(rs)) => rs.into_iter().map(|r| (r.partition, code(r.error))).collect(),
-            _ => offsets.into_iter().map(|o| (o.partition, COORDINATOR_NOT_AVAILABLE)).collect(),
+            _ => offsets.into_iter().map(|o| (o.partition, refused)).collect(),
         }
     };
     let all = results.into_iter().chain(unknown.into_iter().map(|tp| (tp, codes::UNKNOWN_TOPIC_OR_PARTITION)));
@@ -387,8 +406,8 @@ pub async fn offset_fetch(state: &Arc<BrokerState>, req: OffsetFetchRequest, ver
                     .into_iter()
                     .map(|g| {
                         OffsetFetchResponseGroup::default()
+                            .with_error_code(refusal(state, &g.group_id))
                             .with_group_id(GroupId(s(g.group_id)))
-                            .with_error_code(COORDINATOR_NOT_AVAILABLE)
                     })
                     .collect(),
             )
@@ -397,7 +416,7 @@ pub async fn offset_fetch(state: &Arc<BrokerState>, req: OffsetFetchRequest, ver
             // asked for; with none listed, the empty answer is all it can say.
             let mut out = OffsetFetchResponse::default();
             if version >= 2 {
-                out.error_code = COORDINATOR_NOT_AVAILABLE;
+                out.error_code = groups.first().map_or(COORDINATOR_NOT_AVAILABLE, |g| refusal(state, &g.group_id));
             }
             out
         };
@@ -483,9 +502,7 @@ pub async fn describe_groups(
             return DescribeGroupsResponse::default().with_groups(
                 ids.into_iter()
                     .map(|id| {
-                        DescribedGroup::default()
-                            .with_group_id(GroupId(s(id)))
-                            .with_error_code(COORDINATOR_NOT_AVAILABLE)
+                        DescribedGroup::default().with_error_code(refusal(state, &id)).with_group_id(GroupId(s(id)))
                     })
                     .collect(),
             )
@@ -529,7 +546,13 @@ pub async fn delete_groups(state: &Arc<BrokerState>, req: DeleteGroupsRequest) -
     let ids: Vec<String> = req.groups_names.iter().map(|g| g.0.to_string()).collect();
     let results = match state.groups.call(group::DeleteGroups { group_ids: ids.clone() }).await {
         Some(group::Response::DeleteGroups(r)) => r.into_iter().map(|(g, e)| (g, code(e))).collect(),
-        _ => ids.into_iter().map(|g| (g, COORDINATOR_NOT_AVAILABLE)).collect::<Vec<_>>(),
+        _ => ids
+            .into_iter()
+            .map(|g| {
+                let e = refusal(state, &g);
+                (g, e)
+            })
+            .collect::<Vec<_>>(),
     };
     DeleteGroupsResponse::default().with_results(
         results
@@ -555,11 +578,12 @@ pub async fn offset_delete(state: &Arc<BrokerState>, req: OffsetDeleteRequest) -
         }
     }
     let ask = group::OffsetDelete { group_id: req.group_id.0.to_string(), partitions: known.clone() };
+    let refused = refusal(state, &ask.group_id);
     let (error, results): (i16, Vec<(TopicPartition, i16)>) = match state.groups.call(ask).await {
         Some(group::Response::OffsetDelete(r)) => {
             (code(r.error), r.partitions.into_iter().map(|p| (p.partition, code(p.error))).collect())
         }
-        _ => (COORDINATOR_NOT_AVAILABLE, Vec::new()),
+        _ => (refused, Vec::new()),
     };
     if error != 0 {
         return OffsetDeleteResponse::default().with_error_code(error);

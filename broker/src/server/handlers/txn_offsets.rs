@@ -15,9 +15,6 @@ use super::groups::by_topic;
 use crate::group::{self, TopicPartition};
 use crate::server::BrokerState;
 
-/// COORDINATOR_NOT_AVAILABLE.
-const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-
 pub async fn txn_offset_commit(
     state: &Arc<BrokerState>,
     req: TxnOffsetCommitRequest,
@@ -58,12 +55,13 @@ pub async fn txn_offset_commit(
             offsets: offsets.clone(),
         };
         let all = |code| offsets.iter().map(|o| (o.partition.clone(), code)).collect();
+        let refused = super::groups::refusal(state, &ask.group_id);
         match state.groups.call(ask).await {
             Some(group::Response::TxnOffsetCommit(rs)) => {
                 rs.into_iter().map(|r| (r.partition, r.error.code())).collect()
             }
             Some(group::Response::WriteFailed(code)) => all(code),
-            _ => all(COORDINATOR_NOT_AVAILABLE),
+            _ => all(refused),
         }
     };
     let all = results.into_iter().chain(unknown.into_iter().map(|tp| (tp, codes::UNKNOWN_TOPIC_OR_PARTITION)));
