@@ -82,6 +82,11 @@ pub struct BrokerConfig {
     pub replica_fetch_response_max_bytes: i32,
 }
 
+/// `value` as a number above zero, if it is one.
+fn positive<T: std::str::FromStr + PartialOrd + Default>(value: &str) -> Option<T> {
+    value.trim().parse().ok().filter(|n: &T| *n > T::default())
+}
+
 impl BrokerConfig {
     /// Defaults for a broker storing data in `data_dir`, listening on 127.0.0.1:9092.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
@@ -133,13 +138,9 @@ impl BrokerConfig {
             "auto.create.topics.enable" => {
                 self.auto_create_topics = value.trim().parse().map_err(|_| invalid("true or false"))?
             }
-            "num.partitions" => {
-                self.num_partitions =
-                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("a positive integer"))?
-            }
+            "num.partitions" => self.num_partitions = positive(value).ok_or_else(|| invalid("a positive integer"))?,
             "socket.request.max.bytes" => {
-                self.socket_request_max_bytes =
-                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("a positive integer"))?
+                self.socket_request_max_bytes = positive(value).ok_or_else(|| invalid("a positive integer"))?
             }
             "group.initial.rebalance.delay.ms" => {
                 self.group.initial_rebalance_delay_ms =
@@ -150,36 +151,27 @@ impl BrokerConfig {
                     value.trim().parse().ok().filter(|n| *n >= 0).ok_or_else(|| invalid("milliseconds >= 0"))?
             }
             "group.max.session.timeout.ms" => {
-                self.group.max_session_timeout_ms =
-                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("milliseconds > 0"))?
+                self.group.max_session_timeout_ms = positive(value).ok_or_else(|| invalid("milliseconds > 0"))?
             }
-            "group.max.size" => {
-                self.group.max_size =
-                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("a positive integer"))?
-            }
+            "group.max.size" => self.group.max_size = positive(value).ok_or_else(|| invalid("a positive integer"))?,
             "offsets.retention.minutes" => {
-                let m: i64 = value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("minutes > 0"))?;
+                let m: i64 = positive(value).ok_or_else(|| invalid("minutes > 0"))?;
                 self.group.offsets_retention_ms = m * 60_000;
             }
             "offsets.topic.num.partitions" => {
-                self.offsets_topic_partitions =
-                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("a positive integer"))?
+                self.offsets_topic_partitions = positive(value).ok_or_else(|| invalid("a positive integer"))?
             }
             "transaction.max.timeout.ms" => {
-                self.txn.max_timeout_ms =
-                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("milliseconds > 0"))?
+                self.txn.max_timeout_ms = positive(value).ok_or_else(|| invalid("milliseconds > 0"))?
             }
             "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
-                self.txn.abort_check_interval_ms =
-                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("milliseconds > 0"))?
+                self.txn.abort_check_interval_ms = positive(value).ok_or_else(|| invalid("milliseconds > 0"))?
             }
             "transaction.state.log.num.partitions" => {
-                self.transaction_state_partitions =
-                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("a positive integer"))?
+                self.transaction_state_partitions = positive(value).ok_or_else(|| invalid("a positive integer"))?
             }
             "queued.max.request.bytes" => {
-                self.queued_max_request_bytes =
-                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("a positive integer"))?
+                self.queued_max_request_bytes = positive(value).ok_or_else(|| invalid("a positive integer"))?
             }
             "controller.quorum.voters" => {
                 self.cluster.voters = crate::cluster::node::parse_voters(value)
@@ -192,25 +184,22 @@ impl BrokerConfig {
                 self.cluster.auto_leader_rebalance = value.trim().parse().map_err(|_| invalid("true or false"))?
             }
             "leader.imbalance.check.interval.seconds" => {
-                let s: u64 = value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("seconds > 0"))?;
+                let s: u64 = positive(value).ok_or_else(|| invalid("seconds > 0"))?;
                 self.cluster.leader_imbalance_check = Duration::from_secs(s)
             }
             "default.replication.factor" => {
-                self.default_replication_factor =
-                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("a positive integer"))?
+                self.default_replication_factor = positive(value).ok_or_else(|| invalid("a positive integer"))?
             }
             "offsets.topic.replication.factor" | "transaction.state.log.replication.factor" => {
-                self.internal_topic_replication_factor =
-                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("a positive integer"))?
+                self.internal_topic_replication_factor = positive(value).ok_or_else(|| invalid("a positive integer"))?
             }
             "replica.lag.time.max.ms" => self.replica_lag_time_max = positive_ms(value)?,
             "replica.fetch.max.bytes" => {
-                self.replica_fetch_max_bytes =
-                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("a positive number of bytes"))?
+                self.replica_fetch_max_bytes = positive(value).ok_or_else(|| invalid("a positive number of bytes"))?
             }
             "replica.fetch.response.max.bytes" => {
                 self.replica_fetch_response_max_bytes =
-                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid("a positive number of bytes"))?
+                    positive(value).ok_or_else(|| invalid("a positive number of bytes"))?
             }
             "log.retention.check.interval.ms" => self.retention_check_interval = ms(value)?,
             "producer.id.expiration.ms" => self.producer_id_expiration = ms(value)?,
