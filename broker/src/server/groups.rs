@@ -5,7 +5,7 @@
 //!
 //! `__consumer_offsets` is created on first use, as in Kafka (compacted, 50 partitions by
 //! default); at start the driver replays it into the coordinator. If an append fails, the
-//! responses still pending are dropped (their handlers answer COORDINATOR_NOT_AVAILABLE) and
+//! responses still pending are dropped (their handlers answer codes::COORDINATOR_NOT_AVAILABLE) and
 //! the coordinator is rebuilt from the log, so memory never runs ahead of what is stored.
 //!
 //! Transactional offsets (TxnOffsetCommit) are appended as a transactional batch of the
@@ -25,6 +25,7 @@ use rill_core::records::{encode_batch, ProducerRecord};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::handlers::codes;
 use super::BrokerState;
 use crate::group::{
     partition_for, Effect, GroupConfig, GroupCoordinator, LogEntry, Record, Request, RequestId, Response, TxnWrite,
@@ -40,10 +41,6 @@ pub const DEFAULT_OFFSETS_TOPIC_PARTITIONS: i32 = crate::group::DEFAULT_OFFSETS_
 /// `offsets.topic.segment.bytes` (100 MiB).
 pub const OFFSETS_TOPIC_SEGMENT_BYTES: &str = "104857600";
 
-/// COORDINATOR_NOT_AVAILABLE.
-const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-/// NOT_COORDINATOR.
-const NOT_COORDINATOR: i16 = 16;
 /// INVALID_COMMIT_OFFSET_SIZE.
 const INVALID_COMMIT_OFFSET_SIZE: i16 = 28;
 
@@ -62,7 +59,7 @@ pub struct GroupHandle {
 
 impl GroupHandle {
     /// Ask the coordinator; `None` when it could not answer (shutting down, or a failed write to
-    /// `__consumer_offsets`), which handlers report as COORDINATOR_NOT_AVAILABLE.
+    /// `__consumer_offsets`), which handlers report as codes::COORDINATOR_NOT_AVAILABLE.
     pub async fn call(&self, req: impl Into<Request>) -> Option<Response> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(Call::Request { req: req.into(), reply }).await.ok()?;
@@ -110,7 +107,7 @@ pub struct GroupInbox(mpsc::Receiver<Call>);
 /// In a cluster the coordinator holds only the groups of the `__consumer_offsets` partitions
 /// this broker leads: it loads a partition's groups from the log when it becomes leader and
 /// forgets them when it stops, and requests for other groups are refused (their handlers answer
-/// NOT_COORDINATOR, see `handlers::groups::refusal`, so clients look the coordinator up
+/// codes::NOT_COORDINATOR, see `handlers::groups::refusal`, so clients look the coordinator up
 /// again).
 pub async fn run(state: Arc<BrokerState>, mut inbox: GroupInbox, config: GroupConfig, partitions: i32) {
     let clustered = state.cluster.is_some();
@@ -146,11 +143,11 @@ pub async fn run(state: Arc<BrokerState>, mut inbox: GroupInbox, config: GroupCo
                     }
                 };
                 if clustered && !groups_of(&req).iter().all(|g| owned.contains_key(&partition_for(g, partitions))) {
-                    continue; // not coordinated here: dropping the reply answers COORDINATOR_NOT_AVAILABLE
+                    continue; // not coordinated here: dropping the reply answers codes::COORDINATOR_NOT_AVAILABLE
                 }
                 if let Err(e) = ensure_offsets_topic(&state, partitions).await {
                     tracing::error!(error = %e, "cannot create {OFFSETS_TOPIC}");
-                    continue; // dropping the reply answers COORDINATOR_NOT_AVAILABLE
+                    continue; // dropping the reply answers codes::COORDINATOR_NOT_AVAILABLE
                 }
                 next_id += 1;
                 pending.insert(next_id, reply);
@@ -344,13 +341,13 @@ async fn persist_txn(state: &Arc<BrokerState>, partitions: i32, write: &TxnWrite
     let p = partition_for(&write.group_id, partitions);
     let Some(log) = state.topics.partition(OFFSETS_TOPIC, p) else {
         tracing::error!(group = %write.group_id, "{OFFSETS_TOPIC}-{p} is missing");
-        return Err(COORDINATOR_NOT_AVAILABLE);
+        return Err(codes::COORDINATOR_NOT_AVAILABLE);
     };
     let batch = txn_offsets_batch(write, now_ms()).map_err(|e| {
         tracing::error!(group = %write.group_id, error = %e, "cannot encode transactional offsets");
-        COORDINATOR_NOT_AVAILABLE
+        codes::COORDINATOR_NOT_AVAILABLE
     })?;
-    let epoch = leading_epoch(state, p).map_err(|_| NOT_COORDINATOR)?;
+    let epoch = leading_epoch(state, p).map_err(|_| codes::NOT_COORDINATOR)?;
     let (st, txn_id, topic_p, l) = (state.clone(), write.transactional_id.clone(), p, log.clone());
     let result = super::handlers::blocking(move || {
         let verify = |producer_id: i64, epoch: i16| st.txns.verify(&txn_id, producer_id, epoch, OFFSETS_TOPIC, topic_p);
@@ -360,15 +357,15 @@ async fn persist_txn(state: &Arc<BrokerState>, partitions: i32, write: &TxnWrite
     if let Ok(info) = &result {
         if let Err(e) = replicated(state, p, &log, info.last_offset + 1, epoch).await {
             tracing::warn!(group = %write.group_id, error = %e, "transactional offsets not replicated");
-            return Err(NOT_COORDINATOR);
+            return Err(codes::NOT_COORDINATOR);
         }
     }
     result.map(|_| ()).map_err(|e| {
         tracing::warn!(group = %write.group_id, producer_id = write.producer_id, error = %e,
             "cannot write transactional offsets to {OFFSETS_TOPIC}");
         match super::handlers::log_error_code(&e) {
-            super::handlers::codes::UNKNOWN_TOPIC_OR_PARTITION => COORDINATOR_NOT_AVAILABLE,
-            super::handlers::codes::KAFKA_STORAGE_ERROR => NOT_COORDINATOR,
+            super::handlers::codes::UNKNOWN_TOPIC_OR_PARTITION => codes::COORDINATOR_NOT_AVAILABLE,
+            super::handlers::codes::KAFKA_STORAGE_ERROR => codes::NOT_COORDINATOR,
             super::handlers::codes::MESSAGE_TOO_LARGE => INVALID_COMMIT_OFFSET_SIZE,
             code => code,
         }

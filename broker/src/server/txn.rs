@@ -37,6 +37,7 @@ use rill_core::records::{encode_batch, ProducerRecord};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::handlers::codes;
 use super::producer_ids::ProducerIds;
 use super::BrokerState;
 use crate::group::{partition_for, TopicPartition};
@@ -80,30 +81,28 @@ pub struct TxnHandle {
 /// `__transaction_state` partitions coordinated here (`None`: a lone broker, all of them).
 type Owned = Arc<RwLock<Option<HashMap<i32, i32>>>>;
 
+/// Whether this broker coordinates `transactional_id`: a lone broker every id, a clustered one
+/// the ids of the `__transaction_state` partitions it leads (out of `partitions`); the empty id
+/// of an idempotent producer's InitProducerId is served anywhere.
+fn holds(owned: &Owned, partitions: i32, transactional_id: &str) -> bool {
+    let owned = owned.read().unwrap_or_else(|p| p.into_inner());
+    transactional_id.is_empty()
+        || owned.as_ref().is_none_or(|o| o.contains_key(&partition_for(transactional_id, partitions)))
+}
+
 impl TxnHandle {
     /// Ask the coordinator. Err: the Kafka error code to answer with instead: NOT_COORDINATOR
     /// when another broker coordinates the transactional id (the client looks the coordinator
     /// up again), COORDINATOR_NOT_AVAILABLE when this one could not answer (its state not loaded
     /// yet, a failed write to `__transaction_state`, shutting down).
     pub async fn call(&self, req: impl Into<Request>) -> Result<Response, i16> {
-        const NOT_COORDINATOR: i16 = 16;
-        const COORDINATOR_NOT_AVAILABLE: i16 = 15;
         let req = req.into();
-        if self.held_elsewhere(req.transactional_id()) {
-            return Err(NOT_COORDINATOR);
+        if !holds(&self.owned, self.partitions, req.transactional_id()) {
+            return Err(codes::NOT_COORDINATOR);
         }
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Call { req, reply }).await.map_err(|_| COORDINATOR_NOT_AVAILABLE)?;
-        rx.await.map_err(|_| COORDINATOR_NOT_AVAILABLE)
-    }
-
-    /// In a cluster: whether `transactional_id` belongs to a `__transaction_state` partition
-    /// this broker does not lead (the empty id of an idempotent producer belongs anywhere).
-    fn held_elsewhere(&self, transactional_id: &str) -> bool {
-        let owned = self.owned.read().unwrap_or_else(|p| p.into_inner());
-        owned.as_ref().is_some_and(|o| {
-            !transactional_id.is_empty() && !o.contains_key(&partition_for(transactional_id, self.partitions))
-        })
+        self.tx.send(Call { req, reply }).await.map_err(|_| codes::COORDINATOR_NOT_AVAILABLE)?;
+        rx.await.map_err(|_| codes::COORDINATOR_NOT_AVAILABLE)
     }
 
     /// A new producer id for an idempotent producer (InitProducerId without a transactional id).
@@ -126,15 +125,14 @@ impl TxnHandle {
         topic: &str,
         partition: i32,
     ) -> Result<(), i16> {
-        /// What Kafka answers a produce whose verification found the coordinator loading: a
-        /// retriable error every producer knows.
-        const NOT_ENOUGH_REPLICAS: i16 = 19;
-        if self.held_elsewhere(transactional_id) {
+        if !holds(&self.owned, self.partitions, transactional_id) {
             // Coordinated by another broker: not verified (see the module docs).
             return Ok(());
         }
         let view = self.view.read().unwrap_or_else(|p| p.into_inner());
-        let Some(view) = view.as_ref() else { return Err(NOT_ENOUGH_REPLICAS) };
+        // Not loaded yet: what Kafka answers a produce whose verification found the coordinator
+        // loading, a retriable error every producer knows.
+        let Some(view) = view.as_ref() else { return Err(codes::NOT_ENOUGH_REPLICAS) };
         let tp = TopicPartition::new(topic, partition);
         txn::verify(view.get(transactional_id), producer_id, producer_epoch, &tp).map_err(|e| e.code())
     }
@@ -286,11 +284,10 @@ impl Driver {
         }
     }
 
-    /// Whether this broker coordinates the transactional id of `req` (requests without one,
-    /// idempotent producers' InitProducerId, are served anywhere).
+    /// Whether this broker coordinates the transactional id of `req` (checked again here: the
+    /// set may have changed since the handle let the request through).
     fn coordinates(&self, req: &Request) -> bool {
-        let id = req.transactional_id();
-        id.is_empty() || self.coordinator_epoch(id).is_some()
+        holds(&self.owned, self.partitions, req.transactional_id())
     }
 
     /// Carry out effects in order, and those that reported markers bring. Returns false if an

@@ -26,20 +26,15 @@ use super::codes;
 use crate::group::{self, ErrorCode, GroupState, TopicPartition};
 use crate::server::BrokerState;
 
-/// COORDINATOR_NOT_AVAILABLE.
-const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-/// NOT_COORDINATOR.
-const NOT_COORDINATOR: i16 = 16;
-
-/// Why the coordinator did not answer for `group_id`: NOT_COORDINATOR when, in a cluster, this
+/// Why the coordinator did not answer for `group_id`: codes::NOT_COORDINATOR when, in a cluster, this
 /// broker does not lead the group's `__consumer_offsets` partition (the client looks the
-/// coordinator up again); else COORDINATOR_NOT_AVAILABLE (loading, a failed write, stopping).
+/// coordinator up again); else codes::COORDINATOR_NOT_AVAILABLE (loading, a failed write, stopping).
 pub(crate) fn refusal(state: &BrokerState, group_id: &str) -> i16 {
     let p = group::partition_for(group_id, state.config.offsets_topic_partitions);
     if state.cluster.is_some() && state.replicas.leader_epoch(group::OFFSETS_TOPIC, p).is_none() {
-        NOT_COORDINATOR
+        codes::NOT_COORDINATOR
     } else {
-        COORDINATOR_NOT_AVAILABLE
+        codes::COORDINATOR_NOT_AVAILABLE
     }
 }
 
@@ -144,14 +139,14 @@ async fn find_coordinator_in_cluster(
     let image = state.cluster.as_ref().expect("checked by the caller").image();
     let answer = |key: &str| -> Result<(i32, String, i32), (i16, String)> {
         if let Err(e) = &created {
-            let code = if partitions > 0 { COORDINATOR_NOT_AVAILABLE } else { codes::INVALID_REQUEST };
+            let code = if partitions > 0 { codes::COORDINATOR_NOT_AVAILABLE } else { codes::INVALID_REQUEST };
             return Err((code, e.clone()));
         }
         let p = group::partition_for(key, partitions);
         let leader = image.partition(topic, p).map(|x| x.leader).unwrap_or(-1);
         match image.brokers.get(&leader).filter(|b| !b.fenced) {
             Some(b) => Ok((b.id, b.host.clone(), i32::from(b.port))),
-            None => Err((COORDINATOR_NOT_AVAILABLE, format!("{topic}-{p} has no leader right now"))),
+            None => Err((codes::COORDINATOR_NOT_AVAILABLE, format!("{topic}-{p} has no leader right now"))),
         }
     };
     if version < 4 {
@@ -416,7 +411,8 @@ pub async fn offset_fetch(state: &Arc<BrokerState>, req: OffsetFetchRequest, ver
             // asked for; with none listed, the empty answer is all it can say.
             let mut out = OffsetFetchResponse::default();
             if version >= 2 {
-                out.error_code = groups.first().map_or(COORDINATOR_NOT_AVAILABLE, |g| refusal(state, &g.group_id));
+                out.error_code =
+                    groups.first().map_or(codes::COORDINATOR_NOT_AVAILABLE, |g| refusal(state, &g.group_id));
             }
             out
         };
@@ -486,7 +482,7 @@ pub async fn list_groups(state: &Arc<BrokerState>, req: ListGroupsRequest, versi
                 })
                 .collect(),
         ),
-        _ => ListGroupsResponse::default().with_error_code(COORDINATOR_NOT_AVAILABLE),
+        _ => ListGroupsResponse::default().with_error_code(codes::COORDINATOR_NOT_AVAILABLE),
     }
 }
 

@@ -195,6 +195,12 @@ pub mod codes {
     pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
     /// NETWORK_EXCEPTION.
     pub const NETWORK_EXCEPTION: i16 = 13;
+    /// COORDINATOR_NOT_AVAILABLE.
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    /// NOT_COORDINATOR.
+    pub const NOT_COORDINATOR: i16 = 16;
+    /// NOT_ENOUGH_REPLICAS.
+    pub const NOT_ENOUGH_REPLICAS: i16 = 19;
     /// TOPIC_ALREADY_EXISTS.
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
     /// INVALID_PARTITIONS.

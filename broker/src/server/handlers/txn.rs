@@ -16,8 +16,6 @@ use crate::group::TopicPartition;
 use crate::server::BrokerState;
 use crate::txn::{self, ErrorCode, ProducerAnswer, Response};
 
-/// COORDINATOR_NOT_AVAILABLE.
-const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 /// OPERATION_NOT_ATTEMPTED: the other partitions of a request with an unknown one.
 const OPERATION_NOT_ATTEMPTED: i16 = 55;
 
@@ -48,7 +46,7 @@ pub async fn init_producer_id(
             Ok(pid) => answer(0, pid, 0),
             Err(e) => {
                 tracing::error!(error = %e, "cannot hand out a producer id");
-                answer(COORDINATOR_NOT_AVAILABLE, -1, -1)
+                answer(codes::COORDINATOR_NOT_AVAILABLE, -1, -1)
             }
         };
     };
@@ -57,7 +55,7 @@ pub async fn init_producer_id(
         txn::InitProducerId { transactional_id: id.0.to_string(), timeout_ms: req.transaction_timeout_ms, expected };
     match state.txns.call(ask).await {
         Ok(Response::InitProducerId(a)) => answer(wire(a.error, version, 4), a.producer_id, a.producer_epoch),
-        Ok(_) => answer(COORDINATOR_NOT_AVAILABLE, -1, -1),
+        Ok(_) => answer(codes::COORDINATOR_NOT_AVAILABLE, -1, -1),
         Err(code) => answer(code, -1, -1),
     }
 }
@@ -87,7 +85,7 @@ pub async fn add_partitions(
         };
         let code = match state.txns.call(ask).await {
             Ok(Response::AddPartitions(e)) => wire(e, version, 2),
-            Ok(_) => COORDINATOR_NOT_AVAILABLE,
+            Ok(_) => codes::COORDINATOR_NOT_AVAILABLE,
             Err(code) => code,
         };
         vec![code; asked.len()]
@@ -121,7 +119,7 @@ pub async fn add_offsets(
     };
     let code = match state.txns.call(ask).await {
         Ok(Response::AddOffsets(e)) => wire(e, version, 2),
-        Ok(_) => COORDINATOR_NOT_AVAILABLE,
+        Ok(_) => codes::COORDINATOR_NOT_AVAILABLE,
         Err(code) => code,
     };
     AddOffsetsToTxnResponse::default().with_error_code(code)
@@ -138,7 +136,7 @@ pub async fn end_txn(state: &Arc<BrokerState>, req: EndTxnRequest, version: i16)
     let none = ProducerAnswer { error: ErrorCode::CoordinatorNotAvailable, producer_id: -1, producer_epoch: -1 };
     let (code, a) = match state.txns.call(ask).await {
         Ok(Response::EndTxn(a)) => (wire(a.error, version, 2), a),
-        Ok(_) => (COORDINATOR_NOT_AVAILABLE, none),
+        Ok(_) => (codes::COORDINATOR_NOT_AVAILABLE, none),
         Err(code) => (code, none),
     };
     let resp = EndTxnResponse::default().with_error_code(code);

@@ -260,7 +260,7 @@ impl Global {
             let (earliest, end) = retrying(client, self.cx.config.task_timeout, "a global topic's offsets", || async {
                 let earliest = client.list_offset(&tp.0, tp.1, EARLIEST).await?;
                 let end = client.list_offset_isolated(&tp.0, tp.1, LATEST, IsolationLevel::ReadCommitted).await?;
-                Ok((earliest, end))
+                Ok::<_, crate::error::Error>((earliest, end))
             })
             .await?;
             bounds.insert(tp.clone(), (earliest, end));

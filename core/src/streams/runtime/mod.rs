@@ -346,17 +346,8 @@ impl KafkaStreams {
         self.config.validate()?;
         // A broker of a cluster may die while the topics are looked up or created: try again
         // (through another broker) for up to a minute, as Kafka Streams' admin calls do.
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-        let plan = loop {
-            match self.prepare_topics().await {
-                Ok(plan) => break plan,
-                Err(StreamsError::Client(e)) if transient(&e) && tokio::time::Instant::now() < deadline => {
-                    tracing::warn!(error = %e, "preparing the application's topics failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        let minute = std::time::Duration::from_secs(60);
+        let plan = retry::retrying(&(), minute, "preparing the application's topics", || self.prepare_topics()).await?;
         let plan = Arc::new(plan);
         self.plan = Some(plan.clone());
         // Global stores catch up with their topics before any task can read them.
@@ -536,11 +527,4 @@ fn set_state(state: &Mutex<StreamsState>, listener: &Option<Arc<Listener>>, new:
 fn uuid_like() -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     format!("{:x}-{:x}", std::process::id(), nanos)
-}
-
-/// Errors a retry through another broker may cure: retriable broker errors and lost
-/// connections.
-fn transient(e: &crate::error::Error) -> bool {
-    use crate::error::Error;
-    e.is_retriable() || matches!(e, Error::Frame(_) | Error::NoBroker(_) | Error::Disconnected(_))
 }

@@ -54,7 +54,7 @@ pub(crate) async fn restore_task(
         let (earliest, end) = retrying(client, timeout, "the changelog's offsets", || async {
             let earliest = client.list_offset(&changelog, p, EARLIEST).await?;
             let end = client.list_offset_isolated(&changelog, p, LATEST, IsolationLevel::ReadCommitted).await?;
-            Ok((earliest, end))
+            Ok::<_, crate::error::Error>((earliest, end))
         })
         .await?;
         let mut pos = match store.checkpoint()? {

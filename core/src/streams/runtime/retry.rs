@@ -8,7 +8,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::client::Client;
-use crate::error::{Error, Result};
+use crate::error::Error;
+use crate::streams::error::StreamsError;
 
 /// First pause between attempts; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
@@ -27,32 +28,60 @@ impl Forget for Client {
     }
 }
 
+/// Nothing cached (each attempt connects afresh).
+impl Forget for () {
+    async fn forget(&self) {}
+}
+
+/// Errors another attempt may cure: Kafka's retriable ones, lost connections and timeouts, and
+/// a leader the client has no address for (yet).
+pub(crate) trait Retriable {
+    /// Whether another attempt may succeed.
+    fn retriable(&self) -> bool;
+}
+
+impl Retriable for Error {
+    fn retriable(&self) -> bool {
+        self.is_retriable()
+            || matches!(
+                self,
+                Error::Frame(_) | Error::NoBroker(_) | Error::Disconnected(_) | Error::Io { .. } | Error::Timeout(_)
+            )
+    }
+}
+
+impl Retriable for StreamsError {
+    fn retriable(&self) -> bool {
+        matches!(self, StreamsError::Client(e) if e.retriable())
+    }
+}
+
 /// Run `call` until it succeeds, fails with an error retrying cannot cure, or `timeout` passed
 /// (then the last error). Before each retry `client` forgets its cached leaders.
-pub(crate) async fn retrying<T, F, Fut>(client: &impl Forget, timeout: Duration, what: &str, mut call: F) -> Result<T>
+pub(crate) async fn retrying<T, E, F, Fut>(
+    client: &impl Forget,
+    timeout: Duration,
+    what: &str,
+    mut call: F,
+) -> Result<T, E>
 where
+    E: Retriable + std::fmt::Display,
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T>>,
+    Fut: Future<Output = Result<T, E>>,
 {
     let deadline = Instant::now() + timeout;
     let mut pause = FIRST_BACKOFF;
     loop {
         let e = match call().await {
             Ok(v) => return Ok(v),
-            Err(e) if retriable(&e) && Instant::now() + pause < deadline => e,
+            Err(e) if e.retriable() && Instant::now() + pause < deadline => e,
             Err(e) => return Err(e),
         };
-        tracing::debug!(error = %e, "{what}: retrying after a broker failure");
+        tracing::warn!(error = %e, "{what} failed; retrying");
         client.forget().await;
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(MAX_BACKOFF);
     }
-}
-
-/// Errors another attempt may cure: Kafka's retriable ones, lost connections, and a leader the
-/// client has no address for (yet).
-fn retriable(e: &Error) -> bool {
-    super::transient(e) || matches!(e, Error::Io { .. } | Error::Timeout(_))
 }
 
 #[cfg(test)]
@@ -60,14 +89,9 @@ mod tests {
     use super::*;
     use crate::wire::FrameError;
 
-    struct Nothing;
-    impl Forget for Nothing {
-        async fn forget(&self) {}
-    }
-
     #[tokio::test]
     async fn a_lost_connection_is_retried_and_a_fatal_error_is_not() {
-        let client = Nothing;
+        let client = ();
         let mut calls = 0;
         let got = retrying(&client, Duration::from_secs(5), "test", || {
             calls += 1;
@@ -84,7 +108,7 @@ mod tests {
         assert_eq!(got.unwrap(), 3);
 
         let mut calls = 0;
-        let got: Result<()> = retrying(&client, Duration::from_secs(5), "test", || {
+        let got: Result<(), Error> = retrying(&client, Duration::from_secs(5), "test", || {
             calls += 1;
             async { Err(Error::Config("bad".into())) }
         })
@@ -92,7 +116,7 @@ mod tests {
         assert!(matches!(got, Err(Error::Config(_))));
         assert_eq!(calls, 1, "a configuration error is not retried");
 
-        let got: Result<()> =
+        let got: Result<(), Error> =
             retrying(&client, Duration::from_millis(120), "test", || async { Err(Error::Frame(FrameError::Closed)) })
                 .await;
         assert!(matches!(got, Err(Error::Frame(FrameError::Closed))), "gives up after the timeout with the last error");
