@@ -334,8 +334,8 @@ impl Thread {
         }
     }
 
-    /// After an abort outside a rebalance: every owned partition starts again at its committed
-    /// offset, and whatever was fetched or queued past it is dropped.
+    /// After an abort: every owned partition starts again at its committed offset, and whatever
+    /// was fetched or queued past it is dropped.
     async fn rewind_all(&mut self) -> Result<()> {
         let all = self.consumer.assignment();
         self.rewind(&all).await?;
@@ -662,15 +662,12 @@ impl Thread {
         let active: BTreeSet<TaskId> = self.tasks.keys().copied().collect();
         self.standbys.reconcile(&self.standby_wanted, &active, &self.client, &self.outbox).await?;
         self.report();
-        let rewind: Vec<TopicPartition> = if lost { self.consumer.assignment() } else { new.iter().cloned().collect() };
-        self.rewind(&rewind).await?;
         if lost {
-            for owned in self.tasks.values_mut() {
-                owned.positions.clear();
-                owned.queues.clear();
-            }
+            self.rewind_all().await?;
             return Ok(Rewound::All);
         }
+        let rewind: Vec<TopicPartition> = new.iter().cloned().collect();
+        self.rewind(&rewind).await?;
         Ok(Rewound::Only(new))
     }
 
@@ -810,7 +807,10 @@ enum Rewound {
 /// ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS, FENCED_INSTANCE_ID on the
 /// transaction's offsets): its work since the last commit belongs to no one and is aborted.
 fn migrated(e: &crate::error::Error) -> bool {
-    matches!(e.code(), Some(22 | 25 | 27 | 82))
+    use crate::consumer::protocol::codes::{
+        FENCED_INSTANCE_ID, ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS, UNKNOWN_MEMBER_ID,
+    };
+    matches!(e.code(), Some(ILLEGAL_GENERATION | UNKNOWN_MEMBER_ID | REBALANCE_IN_PROGRESS | FENCED_INSTANCE_ID))
 }
 
 /// Tasks with a directory under `<state.dir>/<application.id>/` (named `<sub>_<partition>`),
